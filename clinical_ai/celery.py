@@ -1,0 +1,36 @@
+"""The Celery application. Queues: ``deid`` (intake and de-identification) and ``inference`` (models),
+each served by its own workers so each scales on its own machines."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "clinical_ai.settings")
+
+app = Celery("clinical_ai")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.task_queues = (Queue("deid"), Queue("inference"))
+app.conf.task_routes = {
+    "clinical_ai.intake.*": {"queue": "deid"},
+    "clinical_ai.deid.*": {"queue": "deid"},
+    "clinical_ai.inference.*": {"queue": "inference"},
+}
+app.autodiscover_tasks()
+
+
+def _beat_schedule() -> dict[str, dict[str, object]]:
+    from django.conf import settings
+
+    return {
+        "intake-sweep": {
+            "task": "clinical_ai.intake.sweep",
+            "schedule": float(settings.INTAKE_SWEEP_INTERVAL_SECONDS),
+            "options": {"expires": float(settings.INTAKE_SWEEP_INTERVAL_SECONDS)},
+        }
+    }
+
+
+app.conf.beat_schedule = _beat_schedule()

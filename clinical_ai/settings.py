@@ -1,0 +1,222 @@
+"""One settings module, driven by the environment.
+
+Defaults run on one machine with no server: SQLite under ``var/`` and Celery's filesystem transport.
+``DATABASE_URL`` and ``CELERY_BROKER_URL`` switch to PostgreSQL and Redis/RabbitMQ. Outside DEBUG there is
+no default secret key and no default encryption key: start-up refuses (fail closed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+
+from clinical_ai.core.crypto import KeyRing, KeyRingError, generate_key_spec
+from clinical_ai.core.env import (
+    ConfigurationError,
+    env_bool,
+    env_int,
+    env_list,
+    env_secret,
+    env_str,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("CLINICAL_AI_VAR_DIR", str(BASE_DIR / "var")))
+
+DEBUG = env_bool("DEBUG", default=False)
+
+
+def _dev_secret(name: str, make: str) -> str:
+    """In DEBUG only: a per-checkout secret kept under var/ so restarts can read what they wrote."""
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    path = VAR_DIR / f"dev-{name}"
+    if not path.exists():
+        path.write_text(make, encoding="utf-8")
+        path.chmod(0o600)
+    return path.read_text(encoding="utf-8").strip()
+
+
+SECRET_KEY = env_secret("SECRET_KEY")
+_encryption_spec = env_secret("CLINICAL_AI_ENCRYPTION_KEYS")
+if DEBUG:
+    import secrets
+
+    SECRET_KEY = SECRET_KEY or _dev_secret("secret-key", secrets.token_urlsafe(50))
+    _encryption_spec = _encryption_spec or _dev_secret("encryption-keys", generate_key_spec("dev1"))
+if not SECRET_KEY:
+    raise ConfigurationError("SECRET_KEY (or SECRET_KEY_FILE) must be set when DEBUG is off")
+if not _encryption_spec:
+    raise ConfigurationError(
+        "CLINICAL_AI_ENCRYPTION_KEYS (or CLINICAL_AI_ENCRYPTION_KEYS_FILE) must be set when DEBUG is off; "
+        "generate one with: python manage.py generate_keys"
+    )
+try:
+    ENCRYPTION_KEYRING = KeyRing.parse(_encryption_spec)
+except KeyRingError as exc:
+    raise ConfigurationError(f"CLINICAL_AI_ENCRYPTION_KEYS: {exc}") from exc
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+# The public base URL of this service, e.g. https://cds.hospital.example; the SMART token endpoint's
+# audience is derived from it. Empty: derived from each request.
+PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "clinical_ai.core",
+    "clinical_ai.accounts",
+    "clinical_ai.audit",
+    "clinical_ai.intake",
+    "integrations.smart",
+    "integrations.fhir",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "clinical_ai.core.middleware.RequestIdMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "clinical_ai.urls"
+WSGI_APPLICATION = "clinical_ai.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+_default_sqlite = VAR_DIR / "clinical_ai.sqlite3"
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{_default_sqlite}"),
+        conn_max_age=env_int("DB_CONN_MAX_AGE", 0),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    # IMMEDIATE transactions take the write lock at BEGIN, so the web process and the worker queue on the
+    # lock instead of failing a read-then-write transaction with "database is locked".
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# Security headers and cookies: strict outside DEBUG. TLS is terminated by the reverse proxy, which sets
+# X-Forwarded-Proto.
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+if not DEBUG:
+    SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
+    CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
+
+# --- FHIR intake limits -----------------------------------------------------------------------------------
+FHIR_MAX_BODY_BYTES = env_int("FHIR_MAX_BODY_BYTES", 20 * 1024 * 1024)
+FHIR_MAX_BUNDLE_ENTRIES = env_int("FHIR_MAX_BUNDLE_ENTRIES", 20_000)
+FHIR_MAX_NESTING_DEPTH = env_int("FHIR_MAX_NESTING_DEPTH", 64)
+# Django's own cap on request bodies; ours is checked first with a FHIR error, so keep Django's above it.
+DATA_UPLOAD_MAX_MEMORY_SIZE = FHIR_MAX_BODY_BYTES + 1024 * 1024
+
+# --- SMART Backend Services ------------------------------------------------------------------------------
+SMART_ACCESS_TOKEN_LIFETIME_SECONDS = env_int("SMART_ACCESS_TOKEN_LIFETIME_SECONDS", 300)
+# A client assertion may be valid for at most this long (SMART: no more than five minutes).
+SMART_ASSERTION_MAX_LIFETIME_SECONDS = env_int("SMART_ASSERTION_MAX_LIFETIME_SECONDS", 300)
+SMART_CLOCK_SKEW_SECONDS = env_int("SMART_CLOCK_SKEW_SECONDS", 60)
+SMART_JWKS_CACHE_SECONDS = env_int("SMART_JWKS_CACHE_SECONDS", 300)
+SMART_JWKS_FETCH_TIMEOUT_SECONDS = env_int("SMART_JWKS_FETCH_TIMEOUT_SECONDS", 5)
+
+# --- Celery ------------------------------------------------------------------------------------------------
+_broker_dir = VAR_DIR / "broker"
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    for sub in ("queue", "processed"):
+        (_broker_dir / sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # Longer than the hard time limit, so Redis does not hand a running task to a second worker.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
+
+# Job rows in the database are the results; no result backend holds payloads.
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 240)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 300)
+CELERY_BROKER_CONNECTION_TIMEOUT = env_int("CELERY_BROKER_CONNECTION_TIMEOUT", 2)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Publishing happens inside a request after commit: fail fast when the broker is down, the sweep re-sends.
+CELERY_TASK_PUBLISH_RETRY = True
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+CELERY_TASK_DEFAULT_QUEUE = "deid"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# Ingest jobs not picked up after this long are dispatched again by the sweep; a claim held longer than the
+# lease (a worker that died) can be taken over.
+INTAKE_REDISPATCH_AFTER_SECONDS = env_int("INTAKE_REDISPATCH_AFTER_SECONDS", 120)
+INTAKE_CLAIM_LEASE_SECONDS = env_int("INTAKE_CLAIM_LEASE_SECONDS", CELERY_TASK_TIME_LIMIT + 30)
+INTAKE_SWEEP_INTERVAL_SECONDS = env_int("INTAKE_SWEEP_INTERVAL_SECONDS", 30)
+INTAKE_MAX_ATTEMPTS = env_int("INTAKE_MAX_ATTEMPTS", 5)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
