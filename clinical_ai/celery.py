@@ -20,17 +20,3 @@ app.conf.task_routes = {
 }
 app.autodiscover_tasks()
 
-
-def _beat_schedule() -> dict[str, dict[str, object]]:
-    from django.conf import settings
-
-    return {
-        "intake-sweep": {
-            "task": "clinical_ai.intake.sweep",
-            "schedule": float(settings.INTAKE_SWEEP_INTERVAL_SECONDS),
-            "options": {"expires": float(settings.INTAKE_SWEEP_INTERVAL_SECONDS)},
-        }
-    }
-
-
-app.conf.beat_schedule = _beat_schedule()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dj_database_url
+import django_stubs_ext
 
 from clinical_ai.core.crypto import KeyRing, KeyRingError, generate_key_spec
 from clinical_ai.core.env import (
@@ -20,6 +21,9 @@ from clinical_ai.core.env import (
     env_secret,
     env_str,
 )
+
+# Lets the typed generics of django-stubs (ModelAdmin[Model], QuerySet[Model]) be used at run time.
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("CLINICAL_AI_VAR_DIR", str(BASE_DIR / "var")))
@@ -110,7 +114,7 @@ TEMPLATES = [
 _default_sqlite = VAR_DIR / "clinical_ai.sqlite3"
 DATABASES = {
     "default": dj_database_url.parse(
-        env_str("DATABASE_URL", f"sqlite:///{_default_sqlite}"),
+        env_str("DATABASE_URL") or f"sqlite:///{_default_sqlite}",
         conn_max_age=env_int("DB_CONN_MAX_AGE", 0),
     )
 }
@@ -138,7 +142,9 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# `manage.py collectstatic` fills it for production (served by WhiteNoise); DEBUG serves from the apps.
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
 # Security headers and cookies: strict outside DEBUG. TLS is terminated by the reverse proxy, which sets
 # X-Forwarded-Proto.
@@ -171,7 +177,7 @@ SMART_JWKS_FETCH_TIMEOUT_SECONDS = env_int("SMART_JWKS_FETCH_TIMEOUT_SECONDS", 5
 
 # --- Celery ------------------------------------------------------------------------------------------------
 _broker_dir = VAR_DIR / "broker"
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "filesystem://"
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     for sub in ("queue", "processed"):
@@ -211,6 +217,14 @@ INTAKE_REDISPATCH_AFTER_SECONDS = env_int("INTAKE_REDISPATCH_AFTER_SECONDS", 120
 INTAKE_CLAIM_LEASE_SECONDS = env_int("INTAKE_CLAIM_LEASE_SECONDS", CELERY_TASK_TIME_LIMIT + 30)
 INTAKE_SWEEP_INTERVAL_SECONDS = env_int("INTAKE_SWEEP_INTERVAL_SECONDS", 30)
 INTAKE_MAX_ATTEMPTS = env_int("INTAKE_MAX_ATTEMPTS", 5)
+# Run by `celery beat` (or `worker --beat` on one machine); `manage.py intake_sweep` does the same from cron.
+CELERY_BEAT_SCHEDULE = {
+    "intake-sweep": {
+        "task": "clinical_ai.intake.sweep",
+        "schedule": float(INTAKE_SWEEP_INTERVAL_SECONDS),
+        "options": {"expires": float(INTAKE_SWEEP_INTERVAL_SECONDS)},
+    }
+}
 
 LOGGING = {
     "version": 1,
@@ -220,3 +234,5 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+# A queued message older than this is dropped by the worker; the sweep sends the job again.
+INTAKE_TASK_EXPIRES_SECONDS = env_int("INTAKE_TASK_EXPIRES_SECONDS", 3600)

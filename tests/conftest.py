@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,3 +14,32 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present")
     return SHARED_DATA
+
+
+@pytest.fixture
+def organization(db: None) -> Any:
+    from tests.factories import make_organization
+
+    return make_organization("st-elsewhere", "St Elsewhere General")
+
+
+@pytest.fixture
+def other_organization(db: None) -> Any:
+    from tests.factories import make_organization
+
+    return make_organization("county-hospital", "County Hospital")
+
+
+@pytest.fixture
+def ehr_client(organization: Any) -> Any:
+    """The EHR of our site, allowed to write and read."""
+    from tests.factories import make_ehr_client
+
+    return make_ehr_client(organization)
+
+
+@pytest.fixture
+def ehr_token(client: Any, ehr_client: Any) -> str:
+    from tests.factories import obtain_token
+
+    return obtain_token(client, ehr_client)

@@ -19,7 +19,11 @@ class Issue:
     expression: Sequence[str] = field(default_factory=tuple)
 
     def as_fhir(self) -> dict[str, Any]:
-        issue: dict[str, Any] = {"severity": self.severity, "code": self.code, "diagnostics": self.diagnostics}
+        issue: dict[str, Any] = {
+            "severity": self.severity,
+            "code": self.code,
+            "diagnostics": self.diagnostics,
+        }
         if self.expression:
             issue["expression"] = list(self.expression)
         return issue
@@ -35,7 +39,10 @@ class FhirError(Exception):
 
     @classmethod
     def single(cls, status: int, code: str, diagnostics: str, expression: str | None = None) -> FhirError:
-        return cls(status, [Issue(code=code, diagnostics=diagnostics, expression=(expression,) if expression else ())])
+        return cls(
+            status,
+            [Issue(code=code, diagnostics=diagnostics, expression=(expression,) if expression else ())],
+        )
 
 
 def operation_outcome(issues: Sequence[Issue]) -> dict[str, Any]:

@@ -1,0 +1,48 @@
+# The few commands the README names. Everything runs from the project's own virtual environment.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+PYTHON ?= python3
+
+# Tests talk to the local PostgreSQL and Redis unless told otherwise (CI sets the same).
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
+TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
+
+.PHONY: install demo test test-sqlite lint format clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	# torch first and pinned: the CPU wheel; an unpinned torch pulls a multi-GB CUDA build.
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# The service on the embedded default: SQLite, Celery's filesystem broker, one real worker process.
+demo: install
+	DEBUG=1 $(PY) manage.py demo
+
+# The whole suite: unit tests plus integration tests against PostgreSQL, Redis and real worker processes.
+test: install
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
+		$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# Unit tests only, on SQLite, no servers needed.
+test-sqlite: install
+	DATABASE_URL= CELERY_BROKER_URL= $(VENV)/bin/pytest -m "not integration" $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+	DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py check --fail-level WARNING
+	DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py makemigrations --check --dry-run
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf var/ .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,262 @@
+"""Intake: persist an accepted request as an encrypted, queued, claimable job; claim and run jobs.
+
+The FHIR layer (integrations.fhir) parses and validates; this module only ever sees accepted entries.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerOperationalError
+
+from clinical_ai.audit.models import Outcome
+from clinical_ai.audit.services import Actor, audit_record
+from clinical_ai.core.crypto import DecryptionError
+from clinical_ai.core.sealing import open_json, seal_json
+from clinical_ai.intake.models import IngestJob, RawResource
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IntakeEntry:
+    """One accepted Bundle entry (or a single posted resource), with the server id already assigned."""
+
+    external_id: uuid.UUID
+    entry_index: int
+    resource_type: str
+    document: Mapping[str, Any]  # {"fullUrl": ..., "request": ..., "resource": ...}: sealed as a whole
+
+
+def ingest_job_create(
+    *,
+    actor: Actor,
+    client_pk: int,
+    organization_pk: int,
+    organization_slug: str,
+    kind: str,
+    entries: Sequence[IntakeEntry],
+    request_id: str,
+    idempotency_key_sha256: str,
+    input_sha256: str,
+    response_status: int,
+    response_body: Mapping[str, Any],
+    response_location: str = "",
+) -> IngestJob:
+    """Store the job, its sealed entries and the audit row in one transaction; queue the job on commit.
+
+    Raises ``django.db.IntegrityError`` when the same client already used the idempotency key (a
+    concurrent duplicate): the caller then answers with the stored job.
+    """
+    with transaction.atomic():
+        job = IngestJob.objects.create(
+            organization_id=organization_pk,
+            client_id=client_pk,
+            kind=kind,
+            request_id=request_id,
+            idempotency_key_sha256=idempotency_key_sha256,
+            input_sha256=input_sha256,
+            resource_count=len(entries),
+            response_status=response_status,
+            response_body=dict(response_body),
+            response_location=response_location,
+        )
+        rows = []
+        for entry in entries:
+            row = RawResource(
+                external_id=entry.external_id,
+                job=job,
+                entry_index=entry.entry_index,
+                resource_type=entry.resource_type,
+            )
+            sealed = seal_json(dict(entry.document), associated_data=row.associated_data)
+            row.key_id, row.nonce, row.ciphertext = sealed.key_id, sealed.nonce, sealed.ciphertext
+            rows.append(row)
+        RawResource.objects.bulk_create(rows, batch_size=500)
+        audit_record(
+            actor=actor,
+            action="intake.job.create",
+            object_type="IngestJob",
+            object_id=str(job.external_id),
+            organization=organization_slug,
+            request_id=request_id,
+            detail={
+                "kind": kind,
+                "resource_count": len(entries),
+                "resource_types": sorted({e.resource_type for e in entries}),
+            },
+        )
+        transaction.on_commit(partial(ingest_job_dispatch, job_id=str(job.external_id)))
+    return job
+
+
+def ingest_job_dispatch(*, job_id: str) -> bool:
+    """Publish the job id to the ``deid`` queue. A broker outage is not an error for the caller: the job
+    row stays queued with no ``dispatched_at`` and the sweep sends it again later."""
+    from clinical_ai.intake.tasks import process_ingest_job
+
+    try:
+        process_ingest_job.apply_async(args=[job_id], expires=settings.INTAKE_TASK_EXPIRES_SECONDS)
+    except (BrokerOperationalError, OSError) as exc:
+        logger.warning("broker unavailable, ingest job %s left for the sweep (%s)", job_id, type(exc).__name__)
+        return False
+    IngestJob.objects.filter(external_id=job_id).update(dispatched_at=timezone.now())
+    return True
+
+
+def ingest_jobs_sweep(*, now: datetime | None = None, limit: int = 500) -> int:
+    """Send again every job that was never dispatched, sat queued too long, or whose claim lease ran out
+    (its worker died). Safe to run anywhere, any number of times: claims are idempotent."""
+    now = now or timezone.now()
+    redispatch_before = now - timedelta(seconds=settings.INTAKE_REDISPATCH_AFTER_SECONDS)
+    # A job committed a moment ago is being dispatched by its own request; leave it a few seconds.
+    fresh_before = now - timedelta(seconds=5)
+    stale = (
+        IngestJob.objects.filter(
+            Q(status=IngestJob.Status.QUEUED, dispatched_at__isnull=True, created_at__lt=fresh_before)
+            | Q(status=IngestJob.Status.QUEUED, dispatched_at__lt=redispatch_before)
+            | Q(status=IngestJob.Status.RUNNING, lease_expires_at__lt=now)
+        )
+        .order_by("created_at")
+        .values_list("external_id", flat=True)[:limit]
+    )
+    sent = 0
+    for job_id in list(stale):
+        if not ingest_job_dispatch(job_id=str(job_id)):
+            break  # the broker is down: stop here, the next sweep tries again
+        sent += 1
+    if sent:
+        logger.info("intake sweep re-dispatched %d job(s)", sent)
+    return sent
+
+
+@dataclass(frozen=True)
+class Claim:
+    job: IngestJob | None
+    # When another worker holds an unexpired lease: seconds until it runs out (the task retries then).
+    retry_in_seconds: int = 0
+
+
+def ingest_job_claim(*, job_id: str, task_id: str, worker: str) -> Claim:
+    """Take the job with one conditional UPDATE, so two deliveries of one job never both run it."""
+    now = timezone.now()
+    token = secrets.token_hex(16)
+    claimable = Q(status=IngestJob.Status.QUEUED) | Q(status=IngestJob.Status.RUNNING, lease_expires_at__lt=now)
+    if task_id:
+        claimable |= Q(status=IngestJob.Status.RUNNING, claimed_task_id=task_id)
+    updated = (
+        IngestJob.objects.filter(external_id=job_id)
+        .filter(claimable)
+        .update(
+            status=IngestJob.Status.RUNNING,
+            claim_token=token,
+            claimed_task_id=task_id[:64],
+            claimed_by=worker[:200],
+            claimed_at=now,
+            lease_expires_at=now + timedelta(seconds=settings.INTAKE_CLAIM_LEASE_SECONDS),
+            attempts=F("attempts") + 1,
+        )
+    )
+    if updated == 1:
+        return Claim(job=IngestJob.objects.get(external_id=job_id))
+    current = IngestJob.objects.filter(external_id=job_id).values("status", "lease_expires_at").first()
+    if current is None:
+        logger.warning("ingest job %s does not exist; message dropped", job_id)
+        return Claim(job=None)
+    if current["status"] == IngestJob.Status.RUNNING and current["lease_expires_at"] is not None:
+        remaining = (current["lease_expires_at"] - now).total_seconds()
+        return Claim(job=None, retry_in_seconds=max(1, int(remaining) + 1))
+    return Claim(job=None)  # finished already: a duplicate delivery, nothing to do
+
+
+class _LostClaim(Exception):
+    """Another worker took the job over (our lease ran out); roll back what this run wrote."""
+
+
+def _finish(*, job: IngestJob, actor: Actor, status: str, error: str, detail: Mapping[str, Any]) -> bool:
+    try:
+        with transaction.atomic():
+            updated = IngestJob.objects.filter(
+                pk=job.pk, status=IngestJob.Status.RUNNING, claim_token=job.claim_token
+            ).update(status=status, finished_at=timezone.now(), error=error[:500], lease_expires_at=None)
+            if updated != 1:
+                raise _LostClaim
+            audit_record(
+                actor=actor,
+                action="intake.job.process",
+                outcome=Outcome.SUCCESS if status == IngestJob.Status.SUCCEEDED else Outcome.FAILURE,
+                object_type="IngestJob",
+                object_id=str(job.external_id),
+                organization=job.organization.slug,
+                request_id=job.request_id,
+                detail=dict(detail),
+            )
+    except _LostClaim:
+        logger.warning("ingest job %s was taken over by another worker; this run's result is dropped", job.pk)
+        return False
+    return True
+
+
+def ingest_job_run(*, job: IngestJob, actor: Actor) -> bool:
+    """Run the claimed job's intake stage: every sealed entry must open with the current key ring and hold
+    the resource type recorded for it. Later stages (de-identification) follow from here.
+
+    Permanent faults (a value that does not open, a corrupt entry, too many attempts) fail the job for good
+    and are audited; database faults propagate so the task retries.
+    """
+    if job.attempts > settings.INTAKE_MAX_ATTEMPTS:
+        return _finish(
+            job=job,
+            actor=actor,
+            status=IngestJob.Status.FAILED,
+            error=f"gave up after {job.attempts - 1} attempts",
+            detail={"attempts": job.attempts},
+        )
+    opened = 0
+    for raw in job.raw_resources.order_by("entry_index").iterator(chunk_size=200):
+        try:
+            document = open_json(raw.sealed, associated_data=raw.associated_data)
+        except (DecryptionError, ValueError) as exc:
+            return _finish(
+                job=job,
+                actor=actor,
+                status=IngestJob.Status.FAILED,
+                error=f"entry {raw.entry_index}: {exc}",
+                detail={"entry_index": raw.entry_index, "error": type(exc).__name__},
+            )
+        resource = document.get("resource") if isinstance(document, dict) else None
+        if not isinstance(resource, dict) or resource.get("resourceType") != raw.resource_type:
+            return _finish(
+                job=job,
+                actor=actor,
+                status=IngestJob.Status.FAILED,
+                error=f"entry {raw.entry_index}: stored document does not hold a {raw.resource_type}",
+                detail={"entry_index": raw.entry_index, "error": "corrupt_entry"},
+            )
+        opened += 1
+    if opened != job.resource_count:
+        return _finish(
+            job=job,
+            actor=actor,
+            status=IngestJob.Status.FAILED,
+            error=f"expected {job.resource_count} entries, found {opened}",
+            detail={"error": "missing_entries", "found": opened},
+        )
+    return _finish(
+        job=job,
+        actor=actor,
+        status=IngestJob.Status.SUCCEEDED,
+        error="",
+        detail={"resource_count": opened, "attempts": job.attempts},
+    )

@@ -1,0 +1,110 @@
+"""FHIR R4 REST endpoints. Thin: authenticate, read the request, call one service, format the answer."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from clinical_ai.core.middleware import request_id_of
+from clinical_ai.core.request_id import request_id_from_header
+from integrations.fhir.capability import capability_statement
+from integrations.fhir.outcome import Issue, operation_outcome
+from integrations.fhir.services import FhirResponse, IntakeRequest, fhir_request_ingest, fhir_request_refuse
+from integrations.smart.decorators import smart_protected
+
+FHIR_JSON = "application/fhir+json; charset=utf-8"
+
+
+def _fhir_response(
+    status: int, body: Mapping[str, Any] | None, headers: Mapping[str, str] | None = None
+) -> HttpResponse:
+    content = b"" if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8")
+    response = HttpResponse(content, status=status, content_type=FHIR_JSON)
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+def _outcome_response(
+    status: int, code: str, text: str, headers: Mapping[str, str] | None = None
+) -> HttpResponse:
+    return _fhir_response(status, operation_outcome([Issue(code=code, diagnostics=text)]), headers)
+
+
+def public_base_url(request: HttpRequest) -> str:
+    return settings.PUBLIC_BASE_URL or request.build_absolute_uri("/").rstrip("/")
+
+
+def _audit_unauthenticated(request: HttpRequest) -> None:
+    fhir_request_refuse(request_id=request_id_of(request), status=401, reason="invalid_token")
+
+
+def metadata(request: HttpRequest) -> HttpResponse:
+    if request.method not in ("GET", "HEAD"):
+        return _outcome_response(
+            405, "not-supported", "Use GET for the CapabilityStatement", {"Allow": "GET"}
+        )
+    base = public_base_url(request)
+    return _fhir_response(200, capability_statement(base_url=f"{base}/fhir", token_url=f"{base}/auth/token"))
+
+
+def _ingest(request: HttpRequest, resource_type: str | None) -> HttpResponse:
+    request_id = request_id_of(request)
+    if request.method != "POST":
+        fhir_request_refuse(request_id=request_id, status=405, reason="method_not_allowed")
+        return _outcome_response(
+            405,
+            "not-supported",
+            f"{request.method} is not supported here; this endpoint accepts POST",
+            {"Allow": "POST"},
+        )
+    # Refuse an oversized body from its declared length, before reading it into memory.
+    declared = request.META.get("CONTENT_LENGTH") or "0"
+    too_large = not declared.isdigit() or int(declared) > settings.FHIR_MAX_BODY_BYTES
+    try:
+        raw_body = b"" if too_large else request.body
+    except RequestDataTooBig:
+        too_large = True
+    if too_large:
+        fhir_request_refuse(request_id=request_id, status=413, reason="body_too_large")
+        return _outcome_response(
+            413, "too-costly", f"The request body exceeds the limit of {settings.FHIR_MAX_BODY_BYTES} bytes"
+        )
+    supplied_id = request.headers.get("X-Request-Id")
+    answer: FhirResponse = fhir_request_ingest(
+        request=IntakeRequest(
+            principal=request.smart_principal,  # type: ignore[attr-defined]
+            raw_body=raw_body,
+            content_type=request.META.get("CONTENT_TYPE"),
+            url_resource_type=resource_type,
+            request_id=request_id,
+            client_request_id=supplied_id
+            if supplied_id and request_id_from_header(supplied_id) == supplied_id
+            else None,
+            if_none_exist=request.headers.get("If-None-Exist"),
+            prefer=request.headers.get("Prefer"),
+            base_url=f"{public_base_url(request)}/fhir",
+        )
+    )
+    body = answer.body
+    if answer.status == 201 and (request.headers.get("Prefer") or "").replace(" ", "") == "return=minimal":
+        body = None
+    return _fhir_response(answer.status, body, answer.headers)
+
+
+@csrf_exempt
+@smart_protected(on_refused=_audit_unauthenticated)
+def system_endpoint(request: HttpRequest) -> HttpResponse:
+    return _ingest(request, None)
+
+
+@csrf_exempt
+@smart_protected(on_refused=_audit_unauthenticated)
+def type_endpoint(request: HttpRequest, resource_type: str) -> HttpResponse:
+    return _ingest(request, resource_type)

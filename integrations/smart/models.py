@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import secrets
+import uuid
+
+from django.db import models
+
+
+def new_client_id() -> str:
+    return f"ehr-{secrets.token_hex(12)}"
+
+
+class EhrClient(models.Model):
+    """A registered SMART Backend Services client (an EHR system of one organization). It authenticates
+    with a JWT signed by a private key whose public half is registered here, inline or by URL."""
+
+    external_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    client_id = models.CharField(max_length=128, unique=True, default=new_client_id)
+    name = models.CharField(max_length=200)
+    organization = models.ForeignKey(
+        "accounts.Organization", on_delete=models.PROTECT, related_name="ehr_clients"
+    )
+    # Space-separated SMART system scopes; the most a token for this client can carry.
+    allowed_scopes = models.TextField()
+    # A JWK Set of public keys, or (when null) the URL the client publishes its JWK Set at.
+    jwks = models.JSONField(null=True, blank=True)
+    jwks_url = models.URLField(max_length=500, blank=True)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(jwks__isnull=False) | ~models.Q(jwks_url=""),
+                name="smart_ehrclient_has_keys",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.client_id})"
+
+
+class AccessToken(models.Model):
+    """An issued bearer token. Only its SHA-256 is kept: a database leak yields no usable token."""
+
+    external_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    token_sha256 = models.CharField(max_length=64, unique=True)
+    client = models.ForeignKey(EhrClient, on_delete=models.CASCADE, related_name="access_tokens")
+    scopes = models.TextField()
+    issued_at = models.DateTimeField()
+    expires_at = models.DateTimeField(db_index=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"AccessToken {self.external_id} for client {self.client_id}"
+
+
+class UsedAssertion(models.Model):
+    """A client assertion's jti, kept until the assertion could no longer be accepted (its exp plus the
+    clock skew), so that replaying the same assertion within its lifetime is refused."""
+
+    client = models.ForeignKey(EhrClient, on_delete=models.CASCADE, related_name="used_assertions")
+    jti = models.CharField(max_length=255)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["client", "jti"], name="smart_unique_assertion_jti")]
+
+    def __str__(self) -> str:
+        return f"UsedAssertion {self.pk} of client {self.client_id}"

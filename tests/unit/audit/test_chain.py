@@ -1,0 +1,146 @@
+"""The audit chain: appends link by hash, and verification finds the first edited, deleted or moved row."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection
+
+from clinical_ai.audit.chain import AuditDetailError, check_detail
+from clinical_ai.audit.models import AuditChainHead, AuditEvent, Outcome
+from clinical_ai.audit.selectors import audit_chain_verify
+from clinical_ai.audit.services import Actor, audit_record
+
+pytestmark = pytest.mark.django_db
+
+
+def _append(n: int) -> list[AuditEvent]:
+    return [
+        audit_record(
+            actor=Actor.ehr_client("ehr-1"),
+            action="test.event",
+            object_type="Thing",
+            object_id=str(i),
+            request_id=f"req-{i}",
+            detail={"n": i, "tags": ["a", "b"], "flag": True, "none": None},
+        )
+        for i in range(n)
+    ]
+
+
+def _raw(sql: str, params: list[object]) -> None:
+    """Change rows behind the application's back, the way an intruder with database access would.
+    On PostgreSQL the append-only trigger is disabled for the duration, as such an intruder could."""
+    table = AuditEvent._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
+        cursor.execute(sql.format(table=table), params)
+        if connection.vendor == "postgresql":
+            cursor.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
+
+
+def test_events_link_by_hash_and_verify() -> None:
+    events = _append(5)
+    assert [e.seq for e in events] == [1, 2, 3, 4, 5]
+    for previous, current in zip(events, events[1:], strict=False):
+        assert current.prev_hash == previous.hash
+    head = AuditChainHead.objects.get(pk=1)
+    assert (head.last_seq, head.last_hash) == (5, events[-1].hash)
+    result = audit_chain_verify()
+    assert result.ok and result.checked == 5
+
+
+def test_empty_log_verifies() -> None:
+    assert audit_chain_verify().ok
+
+
+def test_edited_row_is_named() -> None:
+    events = _append(5)
+    _raw("UPDATE {table} SET action = %s WHERE seq = %s", ["test.forged", 3])
+    result = audit_chain_verify()
+    assert not result.ok
+    assert result.first_bad_seq == 3
+    assert result.first_bad_id == events[2].pk
+    assert "hash" in result.reason
+
+
+def test_edited_detail_is_detected() -> None:
+    _append(3)
+    _raw("UPDATE {table} SET outcome = %s WHERE seq = %s", [Outcome.FAILURE, 2])
+    assert audit_chain_verify().first_bad_seq == 2
+
+
+def test_deleted_middle_row_is_detected() -> None:
+    _append(5)
+    _raw("DELETE FROM {table} WHERE seq = %s", [2])
+    result = audit_chain_verify()
+    assert not result.ok and result.first_bad_seq == 3
+
+
+def test_deleted_last_row_is_detected_against_the_head() -> None:
+    _append(4)
+    _raw("DELETE FROM {table} WHERE seq = %s", [4])
+    result = audit_chain_verify()
+    assert not result.ok
+    assert result.checked == 3
+
+
+def test_swapped_rows_are_detected() -> None:
+    _append(4)
+    # Swap the sequence numbers of rows 2 and 3 (through a free value to satisfy uniqueness).
+    _raw("UPDATE {table} SET seq = %s WHERE seq = %s", [999, 2])
+    _raw("UPDATE {table} SET seq = %s WHERE seq = %s", [2, 3])
+    _raw("UPDATE {table} SET seq = %s WHERE seq = %s", [3, 999])
+    result = audit_chain_verify()
+    assert not result.ok and result.first_bad_seq == 2
+
+
+def test_audit_verify_command_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    _append(3)
+    call_command("audit_verify")
+    assert "intact: 3 events" in capsys.readouterr().out
+    _raw("UPDATE {table} SET actor_id = %s WHERE seq = %s", ["someone-else", 2])
+    with pytest.raises(CommandError) as excinfo:
+        call_command("audit_verify")
+    assert excinfo.value.returncode == 1
+    assert "seq=2" in str(excinfo.value)
+
+
+def test_rolled_back_change_leaves_no_audit_row() -> None:
+    from django.db import transaction
+
+    _append(1)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        audit_record(actor=Actor.system("t"), action="test.rolled_back")
+        raise RuntimeError("the change failed")
+    assert not AuditEvent.objects.filter(action="test.rolled_back").exists()
+    assert audit_chain_verify().ok
+
+
+@pytest.mark.parametrize(
+    "detail",
+    [
+        {"nested": {"a": 1}},
+        {"ratio": 0.5},
+        {"note": "x" * 300},
+        {"": 1},
+        {f"k{i}": i for i in range(40)},
+        {"items": [{"a": 1}]},
+    ],
+)
+def test_detail_refuses_what_could_carry_free_text(detail: dict[str, object]) -> None:
+    with pytest.raises(AuditDetailError):
+        check_detail(detail)
+
+
+def test_database_refuses_update_and_delete_on_postgresql() -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("the append-only trigger is installed on PostgreSQL")
+    from django.db import DatabaseError, transaction
+
+    _append(2)
+    for sql in ("UPDATE {table} SET action = 'x' WHERE seq = 1", "DELETE FROM {table} WHERE seq = 1"):
+        with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql.format(table=AuditEvent._meta.db_table))
