@@ -19,4 +19,3 @@ app.conf.task_routes = {
     "clinical_ai.inference.*": {"queue": "inference"},
 }
 app.autodiscover_tasks()
-

@@ -207,7 +207,12 @@ CELERY_BROKER_CONNECTION_TIMEOUT = env_int("CELERY_BROKER_CONNECTION_TIMEOUT", 2
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Publishing happens inside a request after commit: fail fast when the broker is down, the sweep re-sends.
 CELERY_TASK_PUBLISH_RETRY = True
-CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
 CELERY_TASK_DEFAULT_QUEUE = "deid"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 

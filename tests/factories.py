@@ -59,7 +59,9 @@ def make_ehr_client(
         jwks={"keys": [jwk]},
         actor=Actor.system("tests"),
     )
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     return EhrIdentity(client, pem, kid)
 
 
@@ -67,14 +69,19 @@ def obtain_token(http: Client, identity: EhrIdentity, *, scope: str = "system/*.
     response = http.post(
         "/auth/token",
         content_type="application/x-www-form-urlencoded",
-        data=urlencode({
-            "grant_type": "client_credentials",
-            "scope": scope,
-            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            "client_assertion": client_assertion(
-                client_id=identity.client_id, token_url=TOKEN_URL, private_key_pem=identity.private_pem, kid=identity.kid
-            ),
-        }),
+        data=urlencode(
+            {
+                "grant_type": "client_credentials",
+                "scope": scope,
+                "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                "client_assertion": client_assertion(
+                    client_id=identity.client_id,
+                    token_url=TOKEN_URL,
+                    private_key_pem=identity.private_pem,
+                    kid=identity.kid,
+                ),
+            }
+        ),
     )
     assert response.status_code == 200, response.content
     return str(response.json()["access_token"])

@@ -12,6 +12,6 @@ os.environ.setdefault(
 )
 os.environ.setdefault("CLINICAL_AI_VAR_DIR", tempfile.mkdtemp(prefix="clinical-ai-test-"))
 
-from clinical_ai.settings import *  # noqa: E402,F403
+from clinical_ai.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast in tests only

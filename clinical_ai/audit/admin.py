@@ -10,7 +10,16 @@ from clinical_ai.audit.models import AuditEvent
 class AuditEventAdmin(admin.ModelAdmin[AuditEvent]):
     """Read-only: the audit log is append-only and written only by audit_record()."""
 
-    list_display = ("seq", "occurred_at", "actor_type", "actor_id", "action", "outcome", "object_type", "object_id")
+    list_display = (
+        "seq",
+        "occurred_at",
+        "actor_type",
+        "actor_id",
+        "action",
+        "outcome",
+        "object_type",
+        "object_id",
+    )
     list_filter = ("action", "outcome", "actor_type")
     search_fields = ("request_id", "object_id", "actor_id", "patient_pseudonym")
 

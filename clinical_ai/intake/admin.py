@@ -10,7 +10,16 @@ from clinical_ai.intake.models import IngestJob
 class IngestJobAdmin(admin.ModelAdmin[IngestJob]):
     """Operational view of the pipeline; jobs change only through the services, so this is read-only."""
 
-    list_display = ("external_id", "organization", "client", "kind", "status", "resource_count", "attempts", "created_at")
+    list_display = (
+        "external_id",
+        "organization",
+        "client",
+        "kind",
+        "status",
+        "resource_count",
+        "attempts",
+        "created_at",
+    )
     list_filter = ("status", "kind", "organization")
     search_fields = ("external_id", "request_id")
     exclude = ("idempotency_key_sha256", "claim_token")

@@ -23,7 +23,9 @@ class IngestJob(models.Model):
         RESOURCE = "resource", "Single resource"
 
     external_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    organization = models.ForeignKey("accounts.Organization", on_delete=models.PROTECT, related_name="ingest_jobs")
+    organization = models.ForeignKey(
+        "accounts.Organization", on_delete=models.PROTECT, related_name="ingest_jobs"
+    )
     client = models.ForeignKey("smart.EhrClient", on_delete=models.PROTECT, related_name="ingest_jobs")
     kind = models.CharField(max_length=16, choices=Kind.choices)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
@@ -79,7 +81,9 @@ class RawResource(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["job", "entry_index"], name="unique_raw_resource_entry")]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "entry_index"], name="unique_raw_resource_entry")
+        ]
 
     def __str__(self) -> str:
         return f"{self.resource_type}/{self.external_id}"

@@ -107,9 +107,11 @@ def ingest_job_dispatch(*, job_id: str) -> bool:
     from clinical_ai.intake.tasks import process_ingest_job
 
     try:
-        process_ingest_job.apply_async(args=[job_id], expires=settings.INTAKE_TASK_EXPIRES_SECONDS)
+        process_ingest_job.apply_async(args=(job_id,), expires=settings.INTAKE_TASK_EXPIRES_SECONDS)
     except (BrokerOperationalError, OSError) as exc:
-        logger.warning("broker unavailable, ingest job %s left for the sweep (%s)", job_id, type(exc).__name__)
+        logger.warning(
+            "broker unavailable, ingest job %s left for the sweep (%s)", job_id, type(exc).__name__
+        )
         return False
     IngestJob.objects.filter(external_id=job_id).update(dispatched_at=timezone.now())
     return True
@@ -152,7 +154,9 @@ def ingest_job_claim(*, job_id: str, task_id: str, worker: str) -> Claim:
     """Take the job with one conditional UPDATE, so two deliveries of one job never both run it."""
     now = timezone.now()
     token = secrets.token_hex(16)
-    claimable = Q(status=IngestJob.Status.QUEUED) | Q(status=IngestJob.Status.RUNNING, lease_expires_at__lt=now)
+    claimable = Q(status=IngestJob.Status.QUEUED) | Q(
+        status=IngestJob.Status.RUNNING, lease_expires_at__lt=now
+    )
     if task_id:
         claimable |= Q(status=IngestJob.Status.RUNNING, claimed_task_id=task_id)
     updated = (

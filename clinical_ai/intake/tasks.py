@@ -36,7 +36,9 @@ def process_ingest_job(self: Task, job_id: str) -> None:  # type: ignore[type-ar
         raise self.retry(countdown=claim.retry_in_seconds, max_retries=None)
     if claim.job is None:
         return
-    actor = Actor.worker(task_name="intake.process_ingest_job", task_id=task_id, hostname=self.request.hostname)
+    actor = Actor.worker(
+        task_name="intake.process_ingest_job", task_id=task_id, hostname=self.request.hostname
+    )
     ingest_job_run(job=claim.job, actor=actor)
 
 

@@ -30,6 +30,7 @@ from integrations.fhir.validation import (
     validate_resource,
 )
 from integrations.smart.principal import SmartPrincipal
+from integrations.smart.scopes import Action
 
 MAX_REPORTED_ISSUES = 100
 
@@ -152,7 +153,7 @@ def _location_headers(location: str) -> dict[str, str]:
 
 
 def _authorize(principal: SmartPrincipal, resource_type: str, method: str, expression: str) -> Issue | None:
-    action = "update" if method == "PUT" else "create"
+    action: Action = "update" if method == "PUT" else "create"
     if principal.can(resource_type, action):
         return None
     return Issue(

@@ -40,7 +40,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.skip(reason=reason))
 
 
-def redis_client():  # type: ignore[no-untyped-def]
+def redis_client():
     import redis
 
     return redis.Redis.from_url(settings.CELERY_BROKER_URL)
@@ -114,14 +114,16 @@ class WorkerFactory:
             argv = [sys.executable, "-m", "celery", "-A", "clinical_ai", "worker"]
         else:
             argv = [sys.executable, "-m", "tests.integration.slow_worker", "worker"]
-            extra.update({"SLOW_WORKER_SECONDS": str(slow_seconds), "SLOW_WORKER_MARKER_DIR": str(self.tmp_path)})
+            extra.update(
+                {"SLOW_WORKER_SECONDS": str(slow_seconds), "SLOW_WORKER_MARKER_DIR": str(self.tmp_path)}
+            )
         argv += [
             "-Q", "deid,inference", "--concurrency", str(concurrency), "--pool", "prefork",
             "--hostname", f"{name}@%h", "--without-gossip", "--without-mingle", "--loglevel", "INFO",
         ]  # fmt: skip
         log_path = self.tmp_path / f"{name}.log"
         log = log_path.open("wb")
-        process = subprocess.Popen(  # noqa: S603
+        process = subprocess.Popen(
             argv, cwd=ROOT, env=self.env(extra), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         worker = WorkerProcess(process, log_path, name)

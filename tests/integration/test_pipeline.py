@@ -45,7 +45,9 @@ def _process_rows(job: IngestJob) -> int:
     return AuditEvent.objects.filter(action="intake.job.process", object_id=str(job.external_id)).count()
 
 
-def test_posted_bundle_is_claimed_and_finished_by_a_real_worker(client: Client, workers: WorkerFactory) -> None:
+def test_posted_bundle_is_claimed_and_finished_by_a_real_worker(
+    client: Client, workers: WorkerFactory
+) -> None:
     workers.start()
     job = _post_sample(client)
     wait_for(lambda: _status(job) == IngestJob.Status.SUCCEEDED, what="the worker to finish the job")
@@ -93,8 +95,8 @@ def test_duplicate_deliveries_do_nothing_twice(client: Client, workers: WorkerFa
     job = _post_sample(client)
     wait_for(lambda: _status(job) == IngestJob.Status.SUCCEEDED, what="the first delivery")
     # The same message again (same task id, as after a redelivery) and a fresh message for the same job.
-    process_ingest_job.apply_async(args=[str(job.external_id)], task_id=job.claimed_task_id)
-    process_ingest_job.apply_async(args=[str(job.external_id)])
+    process_ingest_job.apply_async(args=(str(job.external_id),), task_id=job.claimed_task_id)
+    process_ingest_job.apply_async(args=(str(job.external_id),))
     queue = redis_client()
     wait_for(lambda: queue.llen("deid") == 0, what="the duplicates to be consumed")
     time.sleep(2)
@@ -104,7 +106,10 @@ def test_duplicate_deliveries_do_nothing_twice(client: Client, workers: WorkerFa
 
 
 def _redis_is_local() -> bool:
-    return settings.CELERY_BROKER_URL.startswith("redis://127.0.0.1:6379") and shutil.which("redis-server") is not None
+    return (
+        settings.CELERY_BROKER_URL.startswith("redis://127.0.0.1:6379")
+        and shutil.which("redis-server") is not None
+    )
 
 
 def _start_redis() -> None:
@@ -125,7 +130,10 @@ def test_broker_outage_loses_nothing(client: Client, workers: WorkerFactory) -> 
     token = obtain_token(client, identity)
     subprocess.run(["redis-cli", "shutdown", "nosave"], capture_output=True, check=False)
     try:
-        wait_for(lambda: subprocess.run(["redis-cli", "ping"], capture_output=True).returncode != 0, what="Redis down")
+        wait_for(
+            lambda: subprocess.run(["redis-cli", "ping"], capture_output=True).returncode != 0,
+            what="Redis down",
+        )
         accepted: list[Any] = []
         for n in range(3):
             bundle = sample_bundle()
@@ -141,7 +149,9 @@ def test_broker_outage_loses_nothing(client: Client, workers: WorkerFactory) -> 
     workers.start()
     time.sleep(6)  # past the sweep's grace period for fresh jobs
     assert ingest_jobs_sweep() == 3
-    for job in jobs:
-        wait_for(lambda job=job: _status(job) == IngestJob.Status.SUCCEEDED, what="jobs accepted during the outage")
-        assert _process_rows(job) == 1
+    wait_for(
+        lambda: all(_status(job) == IngestJob.Status.SUCCEEDED for job in jobs),
+        what="jobs accepted during the outage",
+    )
+    assert all(_process_rows(job) == 1 for job in jobs)
     assert audit_chain_verify().ok

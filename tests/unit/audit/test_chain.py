@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+from typing import Any
+
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -29,7 +32,7 @@ def _append(n: int) -> list[AuditEvent]:
     ]
 
 
-def _raw(sql: str, params: list[object]) -> None:
+def _raw(sql: str, params: list[Any]) -> None:
     """Change rows behind the application's back, the way an intruder with database access would.
     On PostgreSQL the append-only trigger is disabled for the duration, as such an intruder could."""
     table = AuditEvent._meta.db_table
@@ -44,7 +47,7 @@ def _raw(sql: str, params: list[object]) -> None:
 def test_events_link_by_hash_and_verify() -> None:
     events = _append(5)
     assert [e.seq for e in events] == [1, 2, 3, 4, 5]
-    for previous, current in zip(events, events[1:], strict=False):
+    for previous, current in itertools.pairwise(events):
         assert current.prev_hash == previous.hash
     head = AuditChainHead.objects.get(pk=1)
     assert (head.last_seq, head.last_hash) == (5, events[-1].hash)
@@ -142,5 +145,9 @@ def test_database_refuses_update_and_delete_on_postgresql() -> None:
 
     _append(2)
     for sql in ("UPDATE {table} SET action = 'x' WHERE seq = 1", "DELETE FROM {table} WHERE seq = 1"):
-        with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+        with (
+            pytest.raises(DatabaseError, match="append-only"),
+            transaction.atomic(),
+            connection.cursor() as cursor,
+        ):
             cursor.execute(sql.format(table=AuditEvent._meta.db_table))

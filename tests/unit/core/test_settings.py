@@ -13,7 +13,9 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def _start(env_overrides: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "CLINICAL_AI_ENCRYPTION_KEYS", "DEBUG")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "CLINICAL_AI_ENCRYPTION_KEYS", "DEBUG")
+    }
     env.update({"DJANGO_SETTINGS_MODULE": "clinical_ai.settings", **env_overrides})
     return subprocess.run(
         [sys.executable, "-c", "import django; django.setup()"],
@@ -43,7 +45,10 @@ def test_starts_with_keys_from_files(tmp_path: Path) -> None:
     (tmp_path / "secret").write_text("s" * 50)
     (tmp_path / "keys").write_text("k1:" + "A" * 43 + "=")
     result = _start(
-        {"SECRET_KEY_FILE": str(tmp_path / "secret"), "CLINICAL_AI_ENCRYPTION_KEYS_FILE": str(tmp_path / "keys")}
+        {
+            "SECRET_KEY_FILE": str(tmp_path / "secret"),
+            "CLINICAL_AI_ENCRYPTION_KEYS_FILE": str(tmp_path / "keys"),
+        }
     )
     assert result.returncode == 0, result.stderr
 

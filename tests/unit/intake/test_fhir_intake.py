@@ -54,7 +54,9 @@ def test_no_valid_token_gets_a_bare_401_and_is_audited(client: Client, authoriza
     assert not IngestJob.objects.exists()
 
 
-def test_transaction_bundle_is_stored_encrypted_queued_and_audited(client: Client, ehr_client: Any, ehr_token: str) -> None:
+def test_transaction_bundle_is_stored_encrypted_queued_and_audited(
+    client: Client, ehr_client: Any, ehr_token: str
+) -> None:
     bundle = sample_bundle()
     response = post_fhir(client, ehr_token, bundle, headers={"X-Request-Id": "req-abc-1"})
     assert response.status_code == 200, response.content
@@ -124,7 +126,9 @@ def test_batch_stores_valid_entries_and_reports_each_failure(client: Client, ehr
         resource = entry["resource"]
         for key in ("subject", "encounter"):
             if key in resource:
-                resource[key] = {"reference": "Patient/ehr-123"} if key == "subject" else {"reference": "Encounter/e-9"}
+                resource[key] = (
+                    {"reference": "Patient/ehr-123"} if key == "subject" else {"reference": "Encounter/e-9"}
+                )
         resource.get("context", {}).pop("encounter", None)
     bundle["entry"][2]["resource"]["status"] = "done"  # not an Observation.status code
     response = post_fhir(client, ehr_token, bundle)
@@ -180,14 +184,20 @@ def test_idempotency_keys_are_per_client(client: Client, organization: Any, ehr_
 
 def test_single_resource_create(client: Client, ehr_token: str) -> None:
     patient = sample_bundle()["entry"][0]["resource"]
-    response = post_fhir(client, ehr_token, patient, path="/fhir/Patient", headers={"If-None-Exist": "identifier=x|1"})
+    response = post_fhir(
+        client, ehr_token, patient, path="/fhir/Patient", headers={"If-None-Exist": "identifier=x|1"}
+    )
     assert response.status_code == 201
     assert response["Location"].startswith("http://testserver/fhir/Patient/")
     assert response.json()["resourceType"] == "OperationOutcome"
-    again = post_fhir(client, ehr_token, patient, path="/fhir/Patient", headers={"If-None-Exist": "identifier=x|1"})
+    again = post_fhir(
+        client, ehr_token, patient, path="/fhir/Patient", headers={"If-None-Exist": "identifier=x|1"}
+    )
     assert again.status_code == 201 and again["Location"] == response["Location"]
     assert IngestJob.objects.get().kind == "resource"
-    minimal = post_fhir(client, ehr_token, patient, path="/fhir/Patient", headers={"Prefer": "return=minimal"})
+    minimal = post_fhir(
+        client, ehr_token, patient, path="/fhir/Patient", headers={"Prefer": "return=minimal"}
+    )
     assert minimal.status_code == 201 and minimal.content == b""
 
 

@@ -15,7 +15,9 @@ class Command(BaseCommand):
         if result.ok:
             self.stdout.write(f"audit chain intact: {result.checked} events verified")
             return
-        where = f"seq={result.first_bad_seq}" + (f" (row id {result.first_bad_id})" if result.first_bad_id else "")
+        where = f"seq={result.first_bad_seq}" + (
+            f" (row id {result.first_bad_id})" if result.first_bad_id else ""
+        )
         raise CommandError(
             f"audit chain BROKEN at event {where}: {result.reason}; {result.checked} events verified before it",
             returncode=1,

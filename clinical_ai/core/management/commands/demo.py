@@ -104,7 +104,9 @@ class Command(BaseCommand):
         self.stdout.write(f"sample bundle sent as the EHR client: HTTP {answer.status}")
 
     def _banner(self, base_url: str, demo: Any) -> None:
-        logins = "\n".join(f"    {user:10s} password: {password}" for user, password in DEMO_PASSWORDS.items())
+        logins = "\n".join(
+            f"    {user:10s} password: {password}" for user, password in DEMO_PASSWORDS.items()
+        )
         self.stdout.write(
             f"""
 clinical-ai demo is running at {base_url}/
