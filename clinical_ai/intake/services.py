@@ -264,3 +264,30 @@ def ingest_job_run(*, job: IngestJob, actor: Actor) -> bool:
         error="",
         detail={"resource_count": opened, "attempts": job.attempts},
     )
+
+
+def raw_resources_reseal(*, actor: Actor, batch_size: int = 500) -> int:
+    """Re-seal every stored entry not sealed with the active key (after a key rotation), in batches, each
+    batch in its own transaction with its audit row. Returns how many were re-sealed."""
+    from clinical_ai.core.sealing import keyring
+
+    active = keyring().active_key_id
+    total = 0
+    while True:
+        with transaction.atomic():
+            rows = list(RawResource.objects.exclude(key_id=active).select_for_update()[:batch_size])
+            if not rows:
+                return total
+            old_keys = sorted({row.key_id for row in rows})
+            for row in rows:
+                document = open_json(row.sealed, associated_data=row.associated_data)
+                sealed = seal_json(document, associated_data=row.associated_data)
+                row.key_id, row.nonce, row.ciphertext = sealed.key_id, sealed.nonce, sealed.ciphertext
+            RawResource.objects.bulk_update(rows, ["key_id", "nonce", "ciphertext"])
+            audit_record(
+                actor=actor,
+                action="intake.raw_resources.reseal",
+                object_type="RawResource",
+                detail={"count": len(rows), "from_keys": old_keys, "to_key": active},
+            )
+            total += len(rows)

@@ -129,3 +129,26 @@ def test_sweep_sends_jobs_never_dispatched_and_jobs_of_dead_workers(job: IngestJ
     ingest_job_claim(job_id=str(job.external_id), task_id="t", worker="w")
     IngestJob.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
     assert ingest_jobs_sweep() == 1
+
+
+def test_key_rotation_reseals_old_values(job: IngestJob, settings: Any) -> None:
+    from clinical_ai.core.crypto import KeyRing, generate_key_spec
+    from clinical_ai.core.sealing import open_json
+    from clinical_ai.intake.services import raw_resources_reseal
+
+    before = {r.pk: open_json(r.sealed, associated_data=r.associated_data) for r in RawResource.objects.all()}
+    old_ring: KeyRing = settings.ENCRYPTION_KEYRING
+    old_spec_keys = ",".join(f"{kid}:{_b64(old_ring, kid)}" for kid in old_ring.key_ids)
+    settings.ENCRYPTION_KEYRING = KeyRing.parse(f"{generate_key_spec('new1')},{old_spec_keys}")
+    assert raw_resources_reseal(actor=Actor.system("test")) == len(before)
+    assert set(RawResource.objects.values_list("key_id", flat=True)) == {"new1"}
+    after = {r.pk: open_json(r.sealed, associated_data=r.associated_data) for r in RawResource.objects.all()}
+    assert after == before
+    assert raw_resources_reseal(actor=Actor.system("test")) == 0
+    assert AuditEvent.objects.filter(action="intake.raw_resources.reseal").count() == 1
+
+
+def _b64(ring: Any, kid: str) -> str:
+    import base64
+
+    return base64.b64encode(ring._keys[kid]).decode()

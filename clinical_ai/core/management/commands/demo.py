@@ -65,6 +65,8 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             self.stdout.write("\nstopping the web server and the worker ...")
         finally:
+            # Ctrl-C reaches the children too (same process group); a second one must not abandon them.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             for process in processes:
                 if process.poll() is None:
                     process.send_signal(signal.SIGTERM)

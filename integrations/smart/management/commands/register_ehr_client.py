@@ -76,6 +76,8 @@ class Command(BaseCommand):
         self.stdout.write(f"client_id: {client.client_id}")
         self.stdout.write(f"token endpoint: {settings.PUBLIC_BASE_URL}{token_path}")
         self.stdout.write(f"scopes: {client.allowed_scopes}")
+        for key in (client.jwks or {}).get("keys", []):
+            self.stdout.write(f"key id (kid): {key.get('kid', '-')} ({key.get('kty')})")
 
     def _jwks(self, options: dict[str, Any]) -> dict[str, Any] | None:
         if options["jwks_file"] is not None:
