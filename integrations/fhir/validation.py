@@ -46,7 +46,7 @@ def supported_resource_types() -> frozenset[str]:
 @dataclass(frozen=True)
 class EntryResult:
     index: int
-    resource_type: str | None
+    resource_type: str | None  # entry.resource.resourceType when it names an R4 resource type
     full_url: str | None
     method: str | None  # entry.request.method as sent (POST / PUT when acceptable)
     issues: list[Issue]
@@ -217,7 +217,9 @@ def check_intake_bundle(bundle: dict[str, Any], *, limits: Limits) -> BundleChec
             check = check_resource(resource, expression_prefix=f"{path}.resource")
             issues.extend(check.issues)
             entry_references.extend(check.references)
-            if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
+            if isinstance(resource, dict) and resource_types.is_r4_resource_type(
+                resource.get("resourceType")
+            ):
                 resource_type = resource["resourceType"]
                 if method in ACCEPTED_METHODS and url and url.strip():
                     issues.extend(_request_url_issues(method, url, resource, resource_type, path))

@@ -151,8 +151,23 @@ def _check(resource: Any, prefix: str) -> ResourceCheck:
                 for issue in _model_issues(error, resource, root)
                 if not issue.expression or issue.expression[0] not in walk.type_error_paths
             )
+        except Exception as exc:
+            # The library breaks on some malformed input (it parses a string where an object belongs as
+            # JSON text, then trips over the result). When the walk found the malformation, that is the
+            # answer; otherwise say the resource could not be validated.
+            logger.warning("FHIR model validation raised %s", type(exc).__name__)
+            if not walk.issues:
+                issues.append(_unvalidated(prefix))
     issues.extend(walk.issues)
     return ResourceCheck(issues=_unique(issues), references=walk.references)
+
+
+def _unvalidated(prefix: str) -> Issue:
+    return Issue(
+        code="exception",
+        diagnostics="The resource could not be validated against the FHIR R4 model",
+        expression=(prefix,) if prefix else (),
+    )
 
 
 def check_resource(resource: Any, *, expression_prefix: str = "") -> ResourceCheck:
@@ -161,15 +176,7 @@ def check_resource(resource: Any, *, expression_prefix: str = "") -> ResourceChe
         return _check(resource, expression_prefix)
     except Exception as exc:  # the last line of defence: any input must give an answer, not a 500
         logger.warning("FHIR validation failed unexpectedly: %s", type(exc).__name__)
-        return ResourceCheck(
-            issues=[
-                Issue(
-                    code="exception",
-                    diagnostics="The resource could not be validated against the FHIR R4 model",
-                    expression=(expression_prefix,) if expression_prefix else (),
-                )
-            ]
-        )
+        return ResourceCheck(issues=[_unvalidated(expression_prefix)])
 
 
 def validate_resource(resource: dict[str, Any], *, expression_prefix: str = "") -> list[Issue]:

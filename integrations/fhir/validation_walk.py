@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,9 @@ _JSON_KINDS: dict[type[Any], str] = {
     datetime.datetime: "string",
     datetime.time: "string",
 }
+_UNKNOWN_ELEMENT = "Unknown element: not defined for this type in FHIR R4"
+_ARRAY_EXPECTED = "FHIR JSON requires an array here"
+_SINGLE_EXPECTED = "FHIR JSON requires a single value here, not an array"
 _KIND_DIAGNOSTICS = {
     "boolean": "FHIR JSON requires a boolean (true or false) here",
     "integer": "FHIR JSON requires an integer number here",
@@ -60,6 +64,7 @@ def _json_kind_matches(kind: str, value: Any) -> bool:
 
 @dataclass(frozen=True)
 class _FieldRule:
+    repeats: bool  # a JSON array in FHIR JSON
     json_kind: str | None
     codes: frozenset[str] | None
     coding: tuple[str, frozenset[str]] | None
@@ -93,6 +98,21 @@ def _primitive_kind(annotation: Any) -> str | None:
             return _JSON_KINDS[candidate]
         pending.extend(typing.get_args(candidate))
     return None
+
+
+def _repeats(annotation: Any) -> bool:
+    """Whether a field is a list: ``Optional[List[X]]`` is, ``Optional[X]`` is not."""
+    pending = [annotation]
+    while pending:
+        candidate = pending.pop()
+        origin = typing.get_origin(candidate)
+        if origin is list:
+            return True
+        if origin in (typing.Union, types.UnionType, typing.Annotated):
+            pending.extend(
+                typing.get_args(candidate)[:1] if origin is typing.Annotated else typing.get_args(candidate)
+            )
+    return False
 
 
 def _element_class(annotation: Any) -> type[Any] | None:
@@ -143,10 +163,16 @@ def _compute_class_rules(model: type[Any]) -> _ClassRules:
         child = _element_class(model_field.annotation)
         json_kind = None if child is not None else _primitive_kind(model_field.annotation)
         resource_slot = child is not None and child.__name__ in _RESOURCE_BASES
-        if json_kind is not None or codes is not None or coding is not None or child is not None:
-            rules[alias] = _FieldRule(
-                json_kind=json_kind, codes=codes, coding=coding, child=child, resource_slot=resource_slot
-            )
+        if alias == "fhir_comments":
+            continue  # a DSTU2 leftover the library still accepts; unknown in R4, reported as such
+        rules[alias] = _FieldRule(
+            repeats=_repeats(model_field.annotation),
+            json_kind=json_kind,
+            codes=codes,
+            coding=coding,
+            child=child,
+            resource_slot=resource_slot,
+        )
     return _ClassRules(fields=rules, is_reference="Reference" in lineage)
 
 
@@ -193,12 +219,14 @@ def _code_issue(path: str, codes: frozenset[str]) -> Issue:
 def walk_resource(resource: dict[str, Any], model: type[Any], root: str) -> WalkResult:
     """Walk ``resource`` (already known to be of ``model``'s type); paths start at ``root``."""
     result = WalkResult()
-    stack: list[tuple[dict[str, Any], type[Any], str, frozenset[str]]] = [
-        (resource, model, root, contained_ids(resource))
+    # (element, its model, its path, ids of the contained resources in scope, inside a contained resource)
+    stack: list[tuple[dict[str, Any], type[Any], str, frozenset[str], bool]] = [
+        (resource, model, root, contained_ids(resource), False)
     ]
     while stack:
-        node, node_model, path, scope = stack.pop()
+        node, node_model, path, scope, in_contained = stack.pop()
         rules = _class_rules(node_model)
+        children: list[tuple[dict[str, Any], type[Any], str, frozenset[str], bool]] = []
         if rules.is_reference:
             reference = node.get("reference")
             if isinstance(reference, str):
@@ -216,8 +244,23 @@ def walk_resource(resource: dict[str, Any], model: type[Any], root: str) -> Walk
         for key, value in node.items():
             rule = rules.fields.get(key)
             if rule is None:
+                if key == "fhir_comments":
+                    result.issues.append(
+                        Issue(code="structure", diagnostics=_UNKNOWN_ELEMENT, expression=(f"{path}.{key}",))
+                    )
                 continue
             element_path = f"{path}.{key}"
+            if value is not None and isinstance(value, list) != rule.repeats:
+                # cardinality first: the library crashes on some arrays where one value belongs
+                result.issues.append(
+                    Issue(
+                        code="structure",
+                        diagnostics=_ARRAY_EXPECTED if rule.repeats else _SINGLE_EXPECTED,
+                        expression=(element_path,),
+                    )
+                )
+                result.type_error_paths.add(element_path)
+                continue
             if value is None:
                 # null only stands in for an absent value inside an array of primitives
                 result.issues.append(
@@ -271,15 +314,26 @@ def walk_resource(resource: dict[str, Any], model: type[Any], root: str) -> Walk
                         result.issues.append(problem)
                         result.nested_type_error = True
                         continue
+                    if key == "contained" and in_contained:
+                        result.issues.append(
+                            Issue(
+                                code="invariant",
+                                diagnostics="A contained resource cannot contain resources (dom-2)",
+                                expression=(item_path,),
+                            )
+                        )
                     nested_model = resource_types.model_class(item["resourceType"])
                     # contained resources share their container's scope; any other nested resource
                     # (a Bundle entry, a Parameters value) is a scope of its own
-                    nested_scope = scope if key == "contained" else contained_ids(item)
-                    stack.append((item, nested_model, item_path, nested_scope))
+                    if key == "contained":
+                        children.append((item, nested_model, item_path, scope, True))
+                    else:
+                        children.append((item, nested_model, item_path, contained_ids(item), False))
                     continue
                 if rule.coding is not None:
                     _check_codings(item, item_path, rule.coding, result)
-                stack.append((item, rule.child, item_path, scope))
+                children.append((item, rule.child, item_path, scope, in_contained))
+        stack.extend(reversed(children))  # depth first, in document order
     return result
 
 

@@ -26,13 +26,13 @@ def unreachable_broker(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Point the app at a port where nothing listens (a real refused connection, not a mock). Celery reads
     the CELERY_BROKER_URL environment variable before its configuration, so both change."""
     dead = "redis://127.0.0.1:9/0"
+    original = celery_app.conf.broker_url  # read before the environment changes: Celery prefers it
     monkeypatch.setenv("CELERY_BROKER_URL", dead)
-    original = celery_app.conf.broker_url
-    celery_app.conf.broker_url = dead
+    celery_app.conf.update(broker_url=dead)
     try:
         yield
     finally:
-        celery_app.conf.broker_url = original
+        celery_app.conf.update(broker_url=original)
 
 
 @pytest.mark.django_db

@@ -22,9 +22,16 @@ def observation(**fields: Any) -> dict[str, Any]:
     }
 
 
-def entry(resource: dict[str, Any] | None, *, full_url: str | None = None, method: str = "POST",
-          url: str | None = None) -> dict[str, Any]:
-    result: dict[str, Any] = {"request": {"method": method, "url": url or (resource or {}).get("resourceType", "")}}
+def entry(
+    resource: dict[str, Any] | None,
+    *,
+    full_url: str | None = None,
+    method: str = "POST",
+    url: str | None = None,
+) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "request": {"method": method, "url": url or (resource or {}).get("resourceType", "")}
+    }
     if full_url is not None:
         result["fullUrl"] = full_url
     if resource is not None:

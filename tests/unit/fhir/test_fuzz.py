@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 
 from integrations.fhir.outcome import FhirError, Issue
-from integrations.fhir.validation import BundleCheck, Limits, check_intake_bundle, parse_json_body, validate_resource
+from integrations.fhir.validation import (
+    BundleCheck,
+    Limits,
+    check_intake_bundle,
+    parse_json_body,
+    validate_resource,
+)
 
 from .builders import bundle, entry, observation, patient
 
@@ -38,7 +44,9 @@ SEEDS: list[dict[str, Any]] = [
     {
         "resourceType": "Condition",
         "clinicalStatus": {
-            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]
+            "coding": [
+                {"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}
+            ]
         },
         "code": {"text": "Hypertension"},
         "subject": {"reference": "Patient/1"},
@@ -69,7 +77,10 @@ SEEDS: list[dict[str, Any]] = [
 TRANSACTION = bundle(
     [
         entry(patient(), full_url=PATIENT_URL),
-        entry(observation(subject={"reference": PATIENT_URL}), full_url="urn:uuid:9a3b4c5d-1e2f-4a5b-8c7d-0e1f2a3b4c5d"),
+        entry(
+            observation(subject={"reference": PATIENT_URL}),
+            full_url="urn:uuid:9a3b4c5d-1e2f-4a5b-8c7d-0e1f2a3b4c5d",
+        ),
         entry(patient(id="123"), method="PUT", url="Patient/123"),
     ]
 )
@@ -99,7 +110,9 @@ def random_value(rng: random.Random, depth: int = 0) -> Any:
     if choice == 4:
         return rng.choice(["", " ", "x", "banana", "\u0000", "\ud7ff", "2020-13-01", "yes", "1", "final"])
     if choice == 5:
-        return rng.choice(["#", "#p1", "#nope", PATIENT_URL, "urn:uuid:bad", "urn:oid:1.2", "Patient/1", "http://x"])
+        return rng.choice(
+            ["#", "#p1", "#nope", PATIENT_URL, "urn:uuid:bad", "urn:oid:1.2", "Patient/1", "http://x"]
+        )
     if choice == 6:
         return '{"text": "json in a string"}'
     if choice == 7:
@@ -107,7 +120,7 @@ def random_value(rng: random.Random, depth: int = 0) -> Any:
     if choice == 8:
         return {}
     if choice == 9:
-        return {"resourceType": rng.choice(RESOURCE_TYPES), "id": "r"}
+        return {"resourceType": copy.deepcopy(rng.choice(RESOURCE_TYPES)), "id": "r"}
     if choice == 10:
         return {"reference": random_value(rng, depth + 1) if depth < 3 else "#x"}
     if choice == 11:
@@ -122,9 +135,14 @@ def random_value(rng: random.Random, depth: int = 0) -> Any:
     if choice == 14 and depth < 3:
         return {rng.choice(KEYS): random_value(rng, depth + 1) for _ in range(rng.randrange(1, 4))}
     if choice == 15:
-        return {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "x"}]}
+        return {
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "x"}]
+        }
     if choice == 16:
-        return {"value": rng.choice(["72", 72, True, None, [], "1e3"]), "comparator": rng.choice(["<", "~", 5])}
+        return {
+            "value": rng.choice(["72", 72, True, None, [], "1e3"]),
+            "comparator": rng.choice(["<", "~", 5]),
+        }
     return rng.choice(["final", "Patient", 1, None, [None], [1, "a"], {"url": "http://x"}])
 
 
@@ -172,7 +190,7 @@ def mutate(document: Any, rng: random.Random, rounds: int) -> Any:
             key = rng.choice(keys)
             node[key] = [node[key]] if not isinstance(node[key], list) else (node[key][:1] or [None])[0]
         else:
-            node["resourceType"] = rng.choice(RESOURCE_TYPES)
+            node["resourceType"] = copy.deepcopy(rng.choice(RESOURCE_TYPES))
     return document
 
 

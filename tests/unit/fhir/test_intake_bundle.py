@@ -49,7 +49,9 @@ def test_an_empty_transaction_is_ok(limits: Limits) -> None:
 # --- refused outright ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("bundle_type", ["document", "collection", "searchset", "message", "history", "", None, 5])
+@pytest.mark.parametrize(
+    "bundle_type", ["document", "collection", "searchset", "message", "history", "", None, 5]
+)
 def test_other_bundle_types_are_422(bundle_type: Any, limits: Limits) -> None:
     body = good_bundle()
     body["type"] = bundle_type
@@ -138,7 +140,9 @@ def test_missing_request_parts(limits: Limits) -> None:
         ("POST", "ValueSet/$lookup", ("not-supported", "Bundle.entry[0].request.url")),
     ],
 )
-def test_request_url_must_fit_the_resource(method: str, url: str, expected: tuple[str, str], limits: Limits) -> None:
+def test_request_url_must_fit_the_resource(
+    method: str, url: str, expected: tuple[str, str], limits: Limits
+) -> None:
     check = check_intake_bundle(bundle([entry(patient(id="123"), method=method, url=url)]), limits=limits)
     assert entry_issues(check, 0) == {expected}
 
@@ -186,6 +190,8 @@ def test_unknown_and_r4_only_types_in_entries(limits: Limits) -> None:
     )
     check = check_intake_bundle(body, limits=limits)
     assert entry_issues(check, 0) == {("not-supported", "Bundle.entry[0].resource.resourceType")}
+    assert check.entries[0].resource_type is None  # input that names no R4 type is not passed on
+    assert check.entries[1].resource_type == "MedicinalProduct"
     assert entry_issues(check, 1) == {("not-supported", "Bundle.entry[1].resource.resourceType")}
     assert check.entries[1].issues[0].diagnostics == "R4 resource type MedicinalProduct is not supported"
     assert entry_issues(check, 2) == {("structure", "Bundle.entry[2].resource.resourceType")}
@@ -220,7 +226,9 @@ def test_problems_with_the_bundle_itself(limits: Limits) -> None:
 
 
 def test_full_urls_must_be_unique(limits: Limits) -> None:
-    body = bundle([entry(patient(id="a"), full_url=PATIENT_URL), entry(patient(id="b"), full_url=PATIENT_URL)])
+    body = bundle(
+        [entry(patient(id="a"), full_url=PATIENT_URL), entry(patient(id="b"), full_url=PATIENT_URL)]
+    )
     check = check_intake_bundle(body, limits=limits)
     assert check.entries[0].issues == []
     assert entry_issues(check, 1) == {("duplicate", "Bundle.entry[1].fullUrl")}
@@ -243,7 +251,11 @@ def test_unresolved_urn_oid_reference(limits: Limits) -> None:
     body = bundle(
         [
             entry(patient(), full_url="urn:oid:1.2.3.4"),
-            entry(observation(subject={"reference": "urn:oid:1.2.3.4"}, performer=[{"reference": "urn:oid:1.2.3.5"}])),
+            entry(
+                observation(
+                    subject={"reference": "urn:oid:1.2.3.4"}, performer=[{"reference": "urn:oid:1.2.3.5"}]
+                )
+            ),
         ]
     )
     check = check_intake_bundle(body, limits=limits)
@@ -255,10 +267,19 @@ def test_urn_references_anywhere_in_the_resource(limits: Limits) -> None:
     resource = observation(
         subject={"reference": PATIENT_URL},
         extension=[{"url": "http://example.org/x", "valueReference": {"reference": missing}}],
-        contained=[{"resourceType": "Provenance", "id": "prov", "recorded": "2020-01-01T00:00:00Z",
-                    "agent": [{"who": {"reference": missing}}], "target": [{"reference": "#"}]}],
+        contained=[
+            {
+                "resourceType": "Provenance",
+                "id": "prov",
+                "recorded": "2020-01-01T00:00:00Z",
+                "agent": [{"who": {"reference": missing}}],
+                "target": [{"reference": "#"}],
+            }
+        ],
     )
-    check = check_intake_bundle(bundle([entry(patient(), full_url=PATIENT_URL), entry(resource)]), limits=limits)
+    check = check_intake_bundle(
+        bundle([entry(patient(), full_url=PATIENT_URL), entry(resource)]), limits=limits
+    )
     assert entry_issues(check, 1) == {
         ("not-found", "Bundle.entry[1].resource.extension[0].valueReference.reference"),
         ("not-found", "Bundle.entry[1].resource.contained[0].agent[0].who.reference"),

@@ -71,7 +71,9 @@ def test_utf8_bom_is_stripped(limits: Limits) -> None:
 
 
 def test_non_ascii_text_is_kept(limits: Limits) -> None:
-    body = json.dumps({"resourceType": "Patient", "name": [{"family": "Müller-Żółć 山田"}]}, ensure_ascii=False)
+    body = json.dumps(
+        {"resourceType": "Patient", "name": [{"family": "Müller-Żółć 山田"}]}, ensure_ascii=False
+    )
     parsed = parse_json_body(body.encode("utf-8"), FHIR_JSON, limits=limits)
     assert parsed["name"][0]["family"] == "Müller-Żółć 山田"
 
@@ -117,7 +119,9 @@ def test_diagnostics_locate_the_syntax_error(limits: Limits) -> None:
     assert "line 3" in error.issues[0].diagnostics
 
 
-@pytest.mark.parametrize("body", [b"[]", b'[{"resourceType": "Patient"}]', b'"Patient"', b"42", b"null", b"true"])
+@pytest.mark.parametrize(
+    "body", [b"[]", b'[{"resourceType": "Patient"}]', b'"Patient"', b"42", b"null", b"true"]
+)
 def test_top_level_must_be_an_object(body: bytes, limits: Limits) -> None:
     error = refused(body, FHIR_JSON, limits)
     assert error.status == 400

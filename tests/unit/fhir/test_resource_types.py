@@ -21,8 +21,19 @@ def test_the_r4_resource_list() -> None:
     for name in ("Patient", "Observation", "Bundle", "MedicinalProduct", "SubstanceSpecification", "Media"):
         assert resource_types.is_r4_resource_type(name)
     # R4B or R5 additions, abstract types, data types and wrong case are not R4 resource types
-    for name in ("Citation", "SubscriptionTopic", "Resource", "DomainResource", "HumanName", "patient", "", 5, None):
-        assert not resource_types.is_r4_resource_type(name)
+    not_r4: tuple[object, ...] = (
+        "Citation",
+        "SubscriptionTopic",
+        "Resource",
+        "DomainResource",
+        "HumanName",
+        "patient",
+        "",
+        5,
+        None,
+    )
+    for other in not_r4:
+        assert not resource_types.is_r4_resource_type(other)
 
 
 def test_supported_types_are_the_r4_types_r4b_describes() -> None:
@@ -30,8 +41,8 @@ def test_supported_types_are_the_r4_types_r4b_describes() -> None:
     assert supported == resource_types.R4B_SUPPORTED_RESOURCE_TYPES
     assert supported < resource_types.R4_RESOURCE_TYPES
     assert {"Patient", "Observation", "Bundle", "Encounter", "Condition", "Parameters", "Binary"} <= supported
-    assert resource_types.R4_ONLY_RESOURCE_TYPES == resource_types.R4_RESOURCE_TYPES - supported
-    assert resource_types.R4_ONLY_RESOURCE_TYPES == {
+    assert resource_types.R4_RESOURCE_TYPES - supported == resource_types.R4_ONLY_RESOURCE_TYPES
+    assert {
         "EffectEvidenceSynthesis",
         "Evidence",
         "EvidenceVariable",
@@ -52,7 +63,7 @@ def test_supported_types_are_the_r4_types_r4b_describes() -> None:
         "SubstanceReferenceInformation",
         "SubstanceSourceMaterial",
         "SubstanceSpecification",
-    }
+    } == resource_types.R4_ONLY_RESOURCE_TYPES
 
 
 @pytest.mark.parametrize("name", sorted(resource_types.R4B_SUPPORTED_RESOURCE_TYPES))

@@ -36,14 +36,18 @@ def test_a_body_that_is_not_an_object_is_one_issue(body: Any) -> None:
     assert [issue.code for issue in issues] == ["structure"]
 
 
-@pytest.mark.parametrize("name", ["Foo", "patient", "Resource", "DomainResource", "HumanName", "Citation", ""])
+@pytest.mark.parametrize(
+    "name", ["Foo", "patient", "Resource", "DomainResource", "HumanName", "Citation", ""]
+)
 def test_unknown_resource_types_are_not_supported(name: str) -> None:
     issues = validate_resource({"resourceType": name})
     assert codes_at(issues) == {("not-supported", "resourceType")}
     assert "not a FHIR R4 resource type" in issues[0].diagnostics
 
 
-@pytest.mark.parametrize("name", ["MedicinalProduct", "SubstanceSpecification", "EffectEvidenceSynthesis", "Evidence"])
+@pytest.mark.parametrize(
+    "name", ["MedicinalProduct", "SubstanceSpecification", "EffectEvidenceSynthesis", "Evidence"]
+)
 def test_r4_types_that_r4b_cannot_validate_are_a_clean_issue(name: str) -> None:
     issues = validate_resource({"resourceType": name, "id": "x"})
     assert codes_at(issues) == {("not-supported", "resourceType")}
@@ -65,7 +69,9 @@ def test_missing_required_element() -> None:
 
 
 def test_unknown_element() -> None:
-    assert codes_at(validate_resource(patient(favouriteColour="blue"))) == {("structure", "Patient.favouriteColour")}
+    assert codes_at(validate_resource(patient(favouriteColour="blue"))) == {
+        ("structure", "Patient.favouriteColour")
+    }
 
 
 def test_bad_primitive_values() -> None:
@@ -108,7 +114,10 @@ def test_decimal_must_be_a_json_number() -> None:
 
 
 def test_null_placeholders_in_primitive_arrays_are_allowed() -> None:
-    name = {"given": ["Ann", None], "_given": [None, {"extension": [{"url": "http://x.org", "valueString": "B"}]}]}
+    name = {
+        "given": ["Ann", None],
+        "_given": [None, {"extension": [{"url": "http://x.org", "valueString": "B"}]}],
+    }
     assert validate_resource(patient(name=[name])) == []
 
 
@@ -123,7 +132,7 @@ def test_choice_type_given_twice_is_an_invariant_on_the_element() -> None:
 
 
 def test_python_keyword_aliases_map_back_to_fhir_names() -> None:
-    encounter = {"resourceType": "Encounter", "status": "finished"}
+    encounter: dict[str, Any] = {"resourceType": "Encounter", "status": "finished"}
     assert codes_at(validate_resource(encounter)) == {("required", "Encounter.class")}
     encounter["class"] = {"code": 5}
     assert codes_at(validate_resource(encounter)) == {("structure", "Encounter.class.code")}
@@ -249,7 +258,11 @@ def test_codes_are_checked_even_when_the_model_rejects_something_else() -> None:
 
 
 def condition(clinical: dict[str, Any], verification: dict[str, Any] | None = None) -> dict[str, Any]:
-    resource = {"resourceType": "Condition", "subject": {"reference": "Patient/1"}, "clinicalStatus": clinical}
+    resource = {
+        "resourceType": "Condition",
+        "subject": {"reference": "Patient/1"},
+        "clinicalStatus": clinical,
+    }
     if verification is not None:
         resource["verificationStatus"] = verification
     return resource
@@ -266,7 +279,12 @@ def test_condition_clinical_and_verification_status_codings() -> None:
     )
     assert validate_resource(good) == []
     bad = condition(
-        {"coding": [{"system": "http://example.org/local", "code": "whatever"}, {"system": CLINICAL, "code": "cured"}]},
+        {
+            "coding": [
+                {"system": "http://example.org/local", "code": "whatever"},
+                {"system": CLINICAL, "code": "cured"},
+            ]
+        },
         {"coding": [{"system": VERIFICATION, "code": "suspected"}]},
     )
     assert codes_at(validate_resource(bad)) == {
@@ -280,11 +298,19 @@ def test_allergy_intolerance_status_codings() -> None:
         "resourceType": "AllergyIntolerance",
         "patient": {"reference": "Patient/1"},
         "clinicalStatus": {
-            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": "gone"}]
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
+                    "code": "gone",
+                }
+            ]
         },
         "verificationStatus": {
             "coding": [
-                {"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification", "code": "confirmed"}
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification",
+                    "code": "confirmed",
+                }
             ]
         },
         "reaction": [{"manifestation": [{"text": "rash"}], "severity": "lethal"}],
@@ -334,7 +360,9 @@ def test_references_in_extensions_are_checked_too() -> None:
     resource = patient(
         extension=[{"url": "http://example.org/x", "valueReference": {"reference": "#nowhere"}}],
     )
-    assert codes_at(validate_resource(resource)) == {("not-found", "Patient.extension[0].valueReference.reference")}
+    assert codes_at(validate_resource(resource)) == {
+        ("not-found", "Patient.extension[0].valueReference.reference")
+    }
 
 
 def test_each_resource_in_a_bundle_has_its_own_contained_scope() -> None:
@@ -346,7 +374,9 @@ def test_each_resource_in_a_bundle_has_its_own_contained_scope() -> None:
             {"resource": observation(subject={"reference": "#p1"})},
         ],
     }
-    assert codes_at(validate_resource(document)) == {("not-found", "Bundle.entry[1].resource.subject.reference")}
+    assert codes_at(validate_resource(document)) == {
+        ("not-found", "Bundle.entry[1].resource.subject.reference")
+    }
 
 
 @pytest.mark.parametrize(
@@ -359,14 +389,22 @@ def test_each_resource_in_a_bundle_has_its_own_contained_scope() -> None:
         ({"id": "x"}, "required"),
     ],
 )
-def test_contained_resources_of_unknown_types_are_issues_not_exceptions(contained: dict[str, Any], code: str) -> None:
+def test_contained_resources_of_unknown_types_are_issues_not_exceptions(
+    contained: dict[str, Any], code: str
+) -> None:
     issues = validate_resource(patient(contained=[contained]))
     assert codes_at(issues) == {(code, "Patient.contained[0].resourceType")}
 
 
 def test_unknown_type_nested_in_a_bundle_entry() -> None:
-    document = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": {"resourceType": "Foo"}}]}
-    assert codes_at(validate_resource(document)) == {("not-supported", "Bundle.entry[0].resource.resourceType")}
+    document = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": {"resourceType": "Foo"}}],
+    }
+    assert codes_at(validate_resource(document)) == {
+        ("not-supported", "Bundle.entry[0].resource.resourceType")
+    }
 
 
 def test_parameters_resource_values_are_validated() -> None:
@@ -374,7 +412,9 @@ def test_parameters_resource_values_are_validated() -> None:
         "resourceType": "Parameters",
         "parameter": [{"name": "patient", "resource": patient(gender="banana")}],
     }
-    assert codes_at(validate_resource(parameters)) == {("code-invalid", "Parameters.parameter[0].resource.gender")}
+    assert codes_at(validate_resource(parameters)) == {
+        ("code-invalid", "Parameters.parameter[0].resource.gender")
+    }
 
 
 # --- robustness ----------------------------------------------------------------------------------
@@ -411,7 +451,34 @@ def test_diagnostics_never_quote_resource_values() -> None:
         "contained": [{"resourceType": secret}],
         secret: secret,
     }
-    for issues in (validate_resource(resource), validate_resource(patient(gender=secret, photo=[{"data": secret}]))):
+    for issues in (
+        validate_resource(resource),
+        validate_resource(patient(gender=secret, photo=[{"data": secret}])),
+    ):
         assert issues
         for issue in issues:
             assert secret not in issue.diagnostics
+
+
+def test_contained_resources_cannot_contain_resources() -> None:
+    inner = patient(id="p1", contained=[{"resourceType": "Practitioner", "id": "dr"}])
+    issues = validate_resource(observation(contained=[inner], subject={"reference": "#p1"}))
+    assert codes_at(issues) == {("invariant", "Observation.contained[0].contained[0]")}
+
+
+def test_issues_found_by_the_walk_come_in_document_order() -> None:
+    resource = observation(
+        status="done",
+        component=[
+            {"code": {"text": "a"}, "valueQuantity": {"value": 1, "comparator": "~"}},
+            {"code": {"text": "b"}, "valueQuantity": {"value": 1, "comparator": "~"}},
+        ],
+        interpretation=[{"coding": [{"code": "H"}]}],
+        note=[{"text": "x", "authorReference": {"reference": "#gone"}}],
+    )
+    assert expressions(validate_resource(resource)) == [
+        "Observation.status",
+        "Observation.component[0].valueQuantity.comparator",
+        "Observation.component[1].valueQuantity.comparator",
+        "Observation.note[0].authorReference.reference",
+    ]
