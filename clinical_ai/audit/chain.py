@@ -3,6 +3,9 @@
 Each event's hash covers its own fields and the previous event's hash, so editing, deleting or reordering
 any event breaks every hash after it. What the chain cannot prove on its own: that nobody rewrote the whole
 tail *and* the head consistently. Exporting the head hash elsewhere from time to time closes that gap.
+
+After a retention purge the chain starts later: at the first kept event, which must link to the hash of
+the last removed one, as recorded by the purge's own event further on in the chain.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 GENESIS_HASH = "0" * 64
+# The retention purge's own event; it alone may vouch for a chain that no longer starts at event 1.
+PURGE_ACTION = "audit.purge"
 
 # Detail values are limited to JSON scalars and flat lists of them (no floats: their text form is not
 # stable across databases), so a row hashes the same after a round trip through any backend.
@@ -97,34 +102,101 @@ class VerifyResult:
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class _Walk:
+    failure: VerifyResult | None
+    checked: int
+    last_seq: int
+    last_hash: str
+    start_vouched: bool
+
+
+def _walk(events: Iterable[tuple[int, ChainFields, str]], first_seq: int, first_prev_hash: str) -> _Walk:
+    expected_seq = first_seq
+    prev_hash = first_prev_hash
+    checked = 0
+    start_vouched = first_seq == 1 and first_prev_hash == GENESIS_HASH
+    for row_id, fields, stored_hash in events:
+        failure = None
+        if fields.seq != expected_seq:
+            failure = f"expected event seq {expected_seq}, found {fields.seq}"
+        elif fields.prev_hash != prev_hash:
+            failure = "previous-hash link does not match"
+        elif event_hash(fields) != stored_hash:
+            failure = "content does not match its hash"
+        if failure is not None:
+            result = VerifyResult(False, checked, fields.seq, row_id, failure)
+            return _Walk(result, checked, expected_seq - 1, prev_hash, start_vouched)
+        if not start_vouched and _vouches_for_start(fields, first_seq, first_prev_hash):
+            start_vouched = True
+        prev_hash = stored_hash
+        expected_seq += 1
+        checked += 1
+    return _Walk(None, checked, expected_seq - 1, prev_hash, start_vouched)
+
+
 def verify_chain(
     events: Iterable[tuple[int, ChainFields, str]],
     *,
     head_seq: int,
     head_hash: str,
+    first_seq: int = 1,
+    first_prev_hash: str = GENESIS_HASH,
 ) -> VerifyResult:
-    """Check ``(row id, fields, stored hash)`` in ``seq`` order against each other and the chain head."""
-    expected_seq = 1
-    prev_hash = GENESIS_HASH
-    checked = 0
-    for row_id, fields, stored_hash in events:
-        if fields.seq != expected_seq:
-            return VerifyResult(
-                False, checked, fields.seq, row_id, f"expected event seq {expected_seq}, found {fields.seq}"
-            )
-        if fields.prev_hash != prev_hash:
-            return VerifyResult(False, checked, fields.seq, row_id, "previous-hash link does not match")
-        if event_hash(fields) != stored_hash:
-            return VerifyResult(False, checked, fields.seq, row_id, "content does not match its hash")
-        prev_hash = stored_hash
-        expected_seq += 1
-        checked += 1
-    if checked != head_seq or prev_hash != head_hash:
+    """Check ``(row id, fields, stored hash)`` in ``seq`` order against each other and the chain's ends.
+
+    The chain starts at ``first_seq``, whose row must link to ``first_prev_hash`` (event 1 and the genesis
+    hash until a retention purge moves the start). A moved start must be vouched for by an ``audit.purge``
+    event in the kept chain that names the last removed row and its hash: moving the start is the purge's
+    privilege, and the purge is always on record.
+    """
+    walk = _walk(events, first_seq, first_prev_hash)
+    if walk.failure is not None:
+        return walk.failure
+    if not walk.start_vouched:
         return VerifyResult(
             False,
-            checked,
-            checked + 1 if checked < head_seq else head_seq,
+            walk.checked,
+            first_seq,
             None,
-            f"chain head records {head_seq} events ending {head_hash[:12]}, found {checked} ending {prev_hash[:12]}",
+            f"the chain starts at event {first_seq} but no {PURGE_ACTION} event records removing the events "
+            f"before it",
         )
-    return VerifyResult(True, checked)
+    if walk.last_seq != head_seq or walk.last_hash != head_hash:
+        return VerifyResult(
+            False,
+            walk.checked,
+            walk.last_seq + 1 if walk.last_seq < head_seq else head_seq,
+            None,
+            f"chain head ends at event {head_seq} ({head_hash[:12]}), the stored events end at "
+            f"{walk.last_seq} ({walk.last_hash[:12]})",
+        )
+    return VerifyResult(True, walk.checked)
+
+
+def verify_segment(
+    events: Iterable[tuple[int, ChainFields, str]], *, first_seq: int, first_prev_hash: str, last_seq: int
+) -> VerifyResult:
+    """Check the run of events ``first_seq``..``last_seq`` from the chain's start: each present, unedited
+    and linked, the first to ``first_prev_hash``. What a purge checks before removing those events, so that
+    it never erases the evidence of tampering. (The start's voucher may lie beyond the segment: not checked.)"""
+    walk = _walk(events, first_seq, first_prev_hash)
+    if walk.failure is not None:
+        return walk.failure
+    if walk.last_seq != last_seq:
+        return VerifyResult(
+            False,
+            walk.checked,
+            walk.last_seq + 1,
+            None,
+            f"expected events up to {last_seq}, found {walk.last_seq}",
+        )
+    return VerifyResult(True, walk.checked)
+
+
+def _vouches_for_start(fields: ChainFields, first_seq: int, first_prev_hash: str) -> bool:
+    return (
+        fields.action == PURGE_ACTION
+        and fields.detail.get("last_removed_seq") == first_seq - 1
+        and fields.detail.get("last_removed_hash") == first_prev_hash
+    )

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import secrets
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -102,12 +102,12 @@ def ingest_job_create(
 
 
 def ingest_job_dispatch(*, job_id: str) -> bool:
-    """Publish the job id to the ``deid`` queue. A broker outage is not an error for the caller: the job
+    """Publish the job id to the ``deid`` queue (the de-identification stage takes it from there). A broker outage is not an error for the caller: the job
     row stays queued with no ``dispatched_at`` and the sweep sends it again later."""
-    from clinical_ai.intake.tasks import process_ingest_job
+    from clinical_ai.deid.tasks import deidentify_ingest_job
 
     try:
-        process_ingest_job.apply_async(args=(job_id,), expires=settings.INTAKE_TASK_EXPIRES_SECONDS)
+        deidentify_ingest_job.apply_async(args=(job_id,), expires=settings.INTAKE_TASK_EXPIRES_SECONDS)
     except (BrokerOperationalError, OSError) as exc:
         logger.warning(
             "broker unavailable, ingest job %s left for the sweep (%s)", job_id, type(exc).__name__
@@ -188,7 +188,75 @@ class _LostClaim(Exception):
     """Another worker took the job over (our lease ran out); roll back what this run wrote."""
 
 
-def _finish(*, job: IngestJob, actor: Actor, status: str, error: str, detail: Mapping[str, Any]) -> bool:
+class PermanentJobError(Exception):
+    """The job cannot succeed however often it is retried (corrupt entry, unusable content)."""
+
+    def __init__(self, message: str, detail: Mapping[str, Any]) -> None:
+        super().__init__(message)
+        self.detail = dict(detail)
+
+
+@dataclass(frozen=True)
+class OpenedEntry:
+    raw: RawResource
+    document: dict[str, Any]  # {"fullUrl", "request", "resource"} as received
+
+    @property
+    def resource(self) -> dict[str, Any]:
+        resource: dict[str, Any] = self.document["resource"]
+        return resource
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    """What a stage computed: ``writes`` persists it inside the transaction that finishes the job, so the
+    stage's rows, the job's status and the audit rows commit together or not at all."""
+
+    detail: Mapping[str, Any]
+    writes: Callable[[], None] | None = None
+    on_commit: Callable[[], None] | None = None
+
+
+JobStage = Callable[[IngestJob, list[OpenedEntry], Actor], StageOutcome]
+
+
+def raw_entries_open(job: IngestJob) -> list[OpenedEntry]:
+    """Open every sealed entry of the job; any that does not open or is not what was recorded is permanent."""
+    opened: list[OpenedEntry] = []
+    for raw in job.raw_resources.order_by("entry_index").iterator(chunk_size=200):
+        try:
+            document = open_json(raw.sealed, associated_data=raw.associated_data)
+        except (DecryptionError, ValueError) as exc:
+            raise PermanentJobError(
+                f"entry {raw.entry_index}: {exc}", {"entry_index": raw.entry_index, "error": type(exc).__name__}
+            ) from exc
+        resource = document.get("resource") if isinstance(document, dict) else None
+        if not isinstance(resource, dict) or resource.get("resourceType") != raw.resource_type:
+            raise PermanentJobError(
+                f"entry {raw.entry_index}: stored document does not hold a {raw.resource_type}",
+                {"entry_index": raw.entry_index, "error": "corrupt_entry"},
+            )
+        opened.append(OpenedEntry(raw, document))
+    if len(opened) != job.resource_count:
+        raise PermanentJobError(
+            f"expected {job.resource_count} entries, found {len(opened)}",
+            {"error": "missing_entries", "found": len(opened)},
+        )
+    return opened
+
+
+def ingest_job_finish(
+    *,
+    job: IngestJob,
+    actor: Actor,
+    status: str,
+    error: str,
+    detail: Mapping[str, Any],
+    writes: Callable[[], None] | None = None,
+    on_commit: Callable[[], None] | None = None,
+) -> bool:
+    """Finish the job if this run still holds its claim: stage writes, status and audit row in one
+    transaction. Returns False (and writes nothing) when another worker took the job over."""
     try:
         with transaction.atomic():
             updated = IngestJob.objects.filter(
@@ -196,6 +264,8 @@ def _finish(*, job: IngestJob, actor: Actor, status: str, error: str, detail: Ma
             ).update(status=status, finished_at=timezone.now(), error=error[:500], lease_expires_at=None)
             if updated != 1:
                 raise _LostClaim
+            if writes is not None:
+                writes()
             audit_record(
                 actor=actor,
                 action="intake.job.process",
@@ -206,63 +276,41 @@ def _finish(*, job: IngestJob, actor: Actor, status: str, error: str, detail: Ma
                 request_id=job.request_id,
                 detail=dict(detail),
             )
+            if on_commit is not None:
+                transaction.on_commit(on_commit)
     except _LostClaim:
         logger.warning("ingest job %s was taken over by another worker; this run's result is dropped", job.pk)
         return False
     return True
 
 
-def ingest_job_run(*, job: IngestJob, actor: Actor) -> bool:
-    """Run the claimed job's intake stage: every sealed entry must open with the current key ring and hold
-    the resource type recorded for it. Later stages (de-identification) follow from here.
-
-    Permanent faults (a value that does not open, a corrupt entry, too many attempts) fail the job for good
-    and are audited; database faults propagate so the task retries.
-    """
+def ingest_job_run(*, job: IngestJob, actor: Actor, stage: JobStage) -> bool:
+    """Run a claimed job: open its sealed entries, let the stage compute, finish the job with the stage's
+    writes. Permanent faults (an entry that does not open, unusable content, too many attempts) fail the job
+    for good and are audited; database faults propagate so the task retries."""
     if job.attempts > settings.INTAKE_MAX_ATTEMPTS:
-        return _finish(
+        return ingest_job_finish(
             job=job,
             actor=actor,
             status=IngestJob.Status.FAILED,
             error=f"gave up after {job.attempts - 1} attempts",
             detail={"attempts": job.attempts},
         )
-    opened = 0
-    for raw in job.raw_resources.order_by("entry_index").iterator(chunk_size=200):
-        try:
-            document = open_json(raw.sealed, associated_data=raw.associated_data)
-        except (DecryptionError, ValueError) as exc:
-            return _finish(
-                job=job,
-                actor=actor,
-                status=IngestJob.Status.FAILED,
-                error=f"entry {raw.entry_index}: {exc}",
-                detail={"entry_index": raw.entry_index, "error": type(exc).__name__},
-            )
-        resource = document.get("resource") if isinstance(document, dict) else None
-        if not isinstance(resource, dict) or resource.get("resourceType") != raw.resource_type:
-            return _finish(
-                job=job,
-                actor=actor,
-                status=IngestJob.Status.FAILED,
-                error=f"entry {raw.entry_index}: stored document does not hold a {raw.resource_type}",
-                detail={"entry_index": raw.entry_index, "error": "corrupt_entry"},
-            )
-        opened += 1
-    if opened != job.resource_count:
-        return _finish(
-            job=job,
-            actor=actor,
-            status=IngestJob.Status.FAILED,
-            error=f"expected {job.resource_count} entries, found {opened}",
-            detail={"error": "missing_entries", "found": opened},
+    try:
+        entries = raw_entries_open(job)
+        outcome = stage(job, entries, actor)
+    except PermanentJobError as exc:
+        return ingest_job_finish(
+            job=job, actor=actor, status=IngestJob.Status.FAILED, error=str(exc), detail=exc.detail
         )
-    return _finish(
+    return ingest_job_finish(
         job=job,
         actor=actor,
         status=IngestJob.Status.SUCCEEDED,
         error="",
-        detail={"resource_count": opened, "attempts": job.attempts},
+        detail={"resource_count": len(entries), "attempts": job.attempts, **outcome.detail},
+        writes=outcome.writes,
+        on_commit=outcome.on_commit,
     )
 
 

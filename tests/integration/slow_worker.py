@@ -18,19 +18,19 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 django.setup()
 
 from clinical_ai.celery import app  # noqa: E402
-from clinical_ai.intake import tasks  # noqa: E402
+from clinical_ai.deid import tasks  # noqa: E402
 from clinical_ai.intake.services import ingest_job_run as _original  # noqa: E402
 
 _marker_dir = Path(os.environ["SLOW_WORKER_MARKER_DIR"])
 _pause = float(os.environ.get("SLOW_WORKER_SECONDS", "60"))
 
 
-def _slow_first_attempt(*, job: Any, actor: Any) -> bool:
+def _slow_first_attempt(*, job: Any, actor: Any, stage: Any) -> bool:
     marker = _marker_dir / f"{job.external_id}.started"
     if not marker.exists():
         marker.write_text(str(os.getpid()))
         time.sleep(_pause)
-    return _original(job=job, actor=actor)
+    return _original(job=job, actor=actor, stage=stage)
 
 
 setattr(tasks, "ingest_job_run", _slow_first_attempt)  # noqa: B010 (the task looks the name up there)

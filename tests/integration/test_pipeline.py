@@ -19,7 +19,7 @@ from clinical_ai.audit.models import AuditEvent
 from clinical_ai.audit.selectors import audit_chain_verify
 from clinical_ai.intake.models import IngestJob
 from clinical_ai.intake.services import ingest_jobs_sweep
-from clinical_ai.intake.tasks import process_ingest_job
+from clinical_ai.deid.tasks import deidentify_ingest_job
 from tests.factories import make_ehr_client, make_organization, obtain_token, post_fhir, sample_bundle
 from tests.integration.conftest import WorkerFactory, redis_client, wait_for
 
@@ -54,7 +54,7 @@ def test_posted_bundle_is_claimed_and_finished_by_a_real_worker(
     assert job.dispatched_at is not None and job.attempts == 1
     assert job.claimed_by.startswith("it-")
     event = AuditEvent.objects.get(action="intake.job.process", object_id=str(job.external_id))
-    assert event.actor_type == "worker" and "intake.process_ingest_job" in event.actor_id
+    assert event.actor_type == "worker" and "deid.deidentify_ingest_job" in event.actor_id
     assert audit_chain_verify().ok
 
 
@@ -95,8 +95,8 @@ def test_duplicate_deliveries_do_nothing_twice(client: Client, workers: WorkerFa
     job = _post_sample(client)
     wait_for(lambda: _status(job) == IngestJob.Status.SUCCEEDED, what="the first delivery")
     # The same message again (same task id, as after a redelivery) and a fresh message for the same job.
-    process_ingest_job.apply_async(args=(str(job.external_id),), task_id=job.claimed_task_id)
-    process_ingest_job.apply_async(args=(str(job.external_id),))
+    deidentify_ingest_job.apply_async(args=(str(job.external_id),), task_id=job.claimed_task_id)
+    deidentify_ingest_job.apply_async(args=(str(job.external_id),))
     queue = redis_client()
     wait_for(lambda: queue.llen("deid") == 0, what="the duplicates to be consumed")
     time.sleep(2)

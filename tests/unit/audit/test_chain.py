@@ -14,6 +14,7 @@ from clinical_ai.audit.chain import AuditDetailError, check_detail
 from clinical_ai.audit.models import AuditChainHead, AuditEvent, Outcome
 from clinical_ai.audit.selectors import audit_chain_verify
 from clinical_ai.audit.services import Actor, audit_record
+from tests.unit.audit.tamper import tamper
 
 pytestmark = pytest.mark.django_db
 
@@ -33,15 +34,9 @@ def _append(n: int) -> list[AuditEvent]:
 
 
 def _raw(sql: str, params: list[Any]) -> None:
-    """Change rows behind the application's back, the way an intruder with database access would.
-    On PostgreSQL the append-only trigger is disabled for the duration, as such an intruder could."""
-    table = AuditEvent._meta.db_table
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
-        cursor.execute(sql.format(table=table), params)
-        if connection.vendor == "postgresql":
-            cursor.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
+    """Change rows behind the application's back, the way an intruder with database access would: the
+    append-only triggers are disabled (PostgreSQL) or dropped and recreated (SQLite) around the change."""
+    tamper(sql, params)
 
 
 def test_events_link_by_hash_and_verify() -> None:
@@ -138,9 +133,8 @@ def test_detail_refuses_what_could_carry_free_text(detail: dict[str, object]) ->
         check_detail(detail)
 
 
-def test_database_refuses_update_and_delete_on_postgresql() -> None:
-    if connection.vendor != "postgresql":
-        pytest.skip("the append-only trigger is installed on PostgreSQL")
+def test_database_refuses_update_and_delete() -> None:
+    """PostgreSQL and SQLite alike: the table itself refuses UPDATE and DELETE, whoever issues them."""
     from django.db import DatabaseError, transaction
 
     _append(2)
@@ -151,3 +145,69 @@ def test_database_refuses_update_and_delete_on_postgresql() -> None:
             connection.cursor() as cursor,
         ):
             cursor.execute(sql.format(table=AuditEvent._meta.db_table))
+    assert AuditEvent.objects.count() == 2
+    assert audit_chain_verify().ok
+
+
+# --- The chain's start, as plain Python (no database) ------------------------------------------------------
+
+
+def _pure_chain(n: int, *, first_seq: int = 1, first_prev: str | None = None) -> list[tuple[int, Any, str]]:
+    from datetime import UTC, datetime
+
+    from clinical_ai.audit.chain import GENESIS_HASH, PURGE_ACTION, ChainFields, event_hash
+
+    rows: list[tuple[int, Any, str]] = []
+    start_prev = prev = first_prev or GENESIS_HASH
+    for seq in range(first_seq, first_seq + n):
+        fields = ChainFields(
+            seq=seq,
+            occurred_at=datetime(2026, 1, 1, tzinfo=UTC),
+            actor_type="system",
+            actor_id="t",
+            action=PURGE_ACTION if seq == first_seq + n - 1 else "test.event",
+            outcome="success",
+            object_type="",
+            object_id="",
+            organization="",
+            patient_pseudonym="",
+            request_id="",
+            detail={"last_removed_seq": first_seq - 1, "last_removed_hash": start_prev}
+            if seq == first_seq + n - 1 and first_seq > 1
+            else {},
+            prev_hash=prev,
+        )
+        digest = event_hash(fields)
+        rows.append((seq, fields, digest))
+        prev = digest
+    return rows
+
+
+def test_verify_chain_from_a_start_vouched_for_by_a_purge_event() -> None:
+    from clinical_ai.audit.chain import verify_chain
+
+    last_removed = "ab" * 32
+    rows = _pure_chain(3, first_seq=11, first_prev=last_removed)
+    result = verify_chain(
+        rows, head_seq=13, head_hash=rows[-1][2], first_seq=11, first_prev_hash=last_removed
+    )
+    assert result.ok and result.checked == 3
+
+
+def test_verify_chain_refuses_a_start_no_purge_event_accounts_for() -> None:
+    from clinical_ai.audit.chain import verify_chain
+
+    rows = _pure_chain(3, first_seq=11, first_prev="ab" * 32)
+    other_start = rows[1:]  # as if event 11 had been deleted and the start moved to 12
+    result = verify_chain(
+        other_start, head_seq=13, head_hash=rows[-1][2], first_seq=12, first_prev_hash=rows[0][2]
+    )
+    assert not result.ok and result.first_bad_seq == 12 and "audit.purge" in result.reason
+
+
+def test_verify_chain_refuses_a_start_that_does_not_link() -> None:
+    from clinical_ai.audit.chain import verify_chain
+
+    rows = _pure_chain(3, first_seq=11, first_prev="ab" * 32)
+    result = verify_chain(rows, head_seq=13, head_hash=rows[-1][2], first_seq=11, first_prev_hash="cd" * 32)
+    assert not result.ok and result.first_bad_seq == 11 and "link" in result.reason

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from clinical_ai.celery import app
-from clinical_ai.intake.tasks import process_ingest_job
+from clinical_ai.deid.tasks import deidentify_ingest_job as process_ingest_job
 
 
 def test_json_only_and_no_result_backend() -> None:
@@ -29,6 +29,6 @@ def test_each_stage_has_its_own_queue_and_routing_key() -> None:
     assert set(queues) == {"deid", "inference"}
     assert queues["inference"].routing_key == "inference"
     assert queues["deid"].routing_key == "deid"
-    assert _queue_of("clinical_ai.intake.process_ingest_job") == "deid"
+    assert _queue_of("clinical_ai.deid.deidentify_ingest_job") == "deid"
     assert _queue_of("clinical_ai.inference.run_model") == "inference"
     assert _queue_of("clinical_ai.deid.deidentify") == "deid"

@@ -10,6 +10,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
+DEID_KEYS = {
+    "CLINICAL_AI_PSEUDONYM_KEY": "p" * 40,
+    "CLINICAL_AI_VAULT_PUBLIC_KEY": "Z9sqZResR7yG795nVz55smS6wts9UWjas4ZwVkHfyTA=",
+}
 
 
 def _start(env_overrides: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -57,3 +61,10 @@ def test_malformed_encryption_key_is_refused() -> None:
     result = _start({"SECRET_KEY": "s" * 50, "CLINICAL_AI_ENCRYPTION_KEYS": "k1:tooshort"})
     assert result.returncode != 0
     assert "CLINICAL_AI_ENCRYPTION_KEYS" in result.stderr
+
+
+@pytest.mark.parametrize("missing", ["CLINICAL_AI_PSEUDONYM_KEY", "CLINICAL_AI_VAULT_PUBLIC_KEY"])
+def test_refuses_to_start_without_deid_keys(missing: str) -> None:
+    result = _start({"SECRET_KEY": "s" * 50, "CLINICAL_AI_ENCRYPTION_KEYS": "k1:" + "A" * 43 + "=", missing: ""})
+    assert result.returncode != 0
+    assert missing in result.stderr

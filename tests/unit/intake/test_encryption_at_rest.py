@@ -57,5 +57,5 @@ def test_phi_is_not_in_the_database_file(tmp_path: Path) -> None:
     assert len(messages) == 1
     args, kwargs, _ = json.loads(base64.b64decode(messages[0]["body"]))
     assert kwargs == {} and len(args) == 1 and str(uuid.UUID(args[0])) == args[0]
-    assert messages[0]["headers"]["task"] == "clinical_ai.intake.process_ingest_job"
+    assert messages[0]["headers"]["task"] == "clinical_ai.deid.deidentify_ingest_job"
     assert all(needle not in json.dumps(messages[0]).encode() for needle in NEEDLES)

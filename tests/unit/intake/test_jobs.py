@@ -13,12 +13,24 @@ from django.utils import timezone
 from clinical_ai.audit.models import AuditEvent
 from clinical_ai.audit.services import Actor
 from clinical_ai.intake.models import IngestJob, RawResource
-from clinical_ai.intake.services import ingest_job_claim, ingest_job_run, ingest_jobs_sweep
+from clinical_ai.intake.services import (
+    OpenedEntry,
+    StageOutcome,
+    ingest_job_claim,
+    ingest_job_run,
+    ingest_jobs_sweep,
+)
 from tests.factories import post_fhir, sample_bundle
 
 pytestmark = pytest.mark.django_db
 
 WORKER = Actor.worker(task_name="test", task_id="t-1", hostname="unit")
+
+
+def NO_STAGE(job: IngestJob, entries: list[OpenedEntry], actor: Actor) -> StageOutcome:  # noqa: N802
+    """The intake contract on its own: entries opened and checked, nothing computed."""
+    assert len(entries) == job.resource_count
+    return StageOutcome(detail={})
 
 
 @pytest.fixture
@@ -36,7 +48,7 @@ def test_claim_then_run_succeeds_once(job: IngestJob) -> None:
     claim = ingest_job_claim(job_id=str(job.external_id), task_id="task-a", worker="w1")
     assert claim.job is not None and claim.job.status == IngestJob.Status.RUNNING
     assert claim.job.attempts == 1
-    assert ingest_job_run(job=claim.job, actor=WORKER)
+    assert ingest_job_run(job=claim.job, actor=WORKER, stage=NO_STAGE)
     job.refresh_from_db()
     assert job.status == IngestJob.Status.SUCCEEDED and job.finished_at is not None
     processed = AuditEvent.objects.get(action="intake.job.process")
@@ -60,8 +72,8 @@ def test_redelivered_message_of_a_dead_worker_is_taken_back_at_once(job: IngestJ
     assert first.job is not None and redelivered.job is not None
     assert redelivered.job.attempts == 2
     # The first run (its process is gone) cannot finish over the second.
-    assert not ingest_job_run(job=first.job, actor=WORKER)
-    assert ingest_job_run(job=redelivered.job, actor=WORKER)
+    assert not ingest_job_run(job=first.job, actor=WORKER, stage=NO_STAGE)
+    assert ingest_job_run(job=redelivered.job, actor=WORKER, stage=NO_STAGE)
     assert AuditEvent.objects.filter(action="intake.job.process").count() == 1
 
 
@@ -70,8 +82,8 @@ def test_expired_lease_lets_another_worker_take_over(job: IngestJob) -> None:
     IngestJob.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
     takeover = ingest_job_claim(job_id=str(job.external_id), task_id="task-b", worker="w2")
     assert stale.job is not None and takeover.job is not None
-    assert ingest_job_run(job=takeover.job, actor=WORKER)
-    assert not ingest_job_run(job=stale.job, actor=WORKER)
+    assert ingest_job_run(job=takeover.job, actor=WORKER, stage=NO_STAGE)
+    assert not ingest_job_run(job=stale.job, actor=WORKER, stage=NO_STAGE)
     job.refresh_from_db()
     assert job.status == IngestJob.Status.SUCCEEDED and job.claimed_by == "w2"
 
@@ -83,7 +95,7 @@ def test_tampered_ciphertext_fails_the_job_for_good(job: IngestJob) -> None:
     RawResource.objects.filter(pk=row.pk).update(ciphertext=bytes(tampered))
     claim = ingest_job_claim(job_id=str(job.external_id), task_id="t", worker="w")
     assert claim.job is not None
-    ingest_job_run(job=claim.job, actor=WORKER)
+    ingest_job_run(job=claim.job, actor=WORKER, stage=NO_STAGE)
     job.refresh_from_db()
     assert job.status == IngestJob.Status.FAILED
     assert "entry 3" in job.error
@@ -96,7 +108,7 @@ def test_swapped_ciphertexts_do_not_open(job: IngestJob) -> None:
     RawResource.objects.filter(pk=a.pk).update(ciphertext=bytes(b.ciphertext), nonce=bytes(b.nonce))
     claim = ingest_job_claim(job_id=str(job.external_id), task_id="t", worker="w")
     assert claim.job is not None
-    ingest_job_run(job=claim.job, actor=WORKER)
+    ingest_job_run(job=claim.job, actor=WORKER, stage=NO_STAGE)
     job.refresh_from_db()
     assert job.status == IngestJob.Status.FAILED
 
@@ -106,7 +118,7 @@ def test_a_job_that_keeps_killing_workers_is_given_up(job: IngestJob) -> None:
     for _ in range(3):
         claim = ingest_job_claim(job_id=str(job.external_id), task_id="same-task", worker="w")
     assert claim.job is not None and claim.job.attempts == 3
-    ingest_job_run(job=claim.job, actor=WORKER)
+    ingest_job_run(job=claim.job, actor=WORKER, stage=NO_STAGE)
     job.refresh_from_db()
     assert job.status == IngestJob.Status.FAILED and "gave up" in job.error
 

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class DeidConfig(AppConfig):
+    name = "clinical_ai.deid"
+    label = "deid"

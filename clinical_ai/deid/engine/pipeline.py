@@ -1,0 +1,236 @@
+"""De-identify the entries of one request, patient by patient. Pure Python: nothing here imports Django.
+
+Each entry is tied to its patient (the Patient itself, or whatever points at it through ``subject``,
+``patient``, ``beneficiary``...). Every patient gets a keyed-HMAC pseudonym that is stable across requests
+and sites' EHR ids, and one date shift used for all their dates, structured and in text, so intervals and
+trends survive. The patient's own identifiers from the structured record are handed to the text scrubber.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from clinical_ai.deid.engine.types import (
+    PatientContext,
+    PatientIdentifiers,
+    PseudonymSink,
+    TextScrubber,
+)
+
+# Elements through which a resource says whose it is, in the order they are tried.
+PATIENT_LINKS = ("subject", "patient", "beneficiary", "individual", "who", "for", "focus")
+MR_CODES = {"MR", "MRN"}
+SHIFT_MIN_DAYS = 30
+SHIFT_SPAN_DAYS = 150  # shifts are in [-180, -30] or [30, 180] days: never trivially small
+
+
+class Anonymizer(Protocol):
+    def anonymize(
+        self,
+        resource: dict[str, Any],
+        *,
+        patient: PatientContext | None = None,
+        scrubber: TextScrubber | None = None,
+        sink: PseudonymSink | None = None,
+    ) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class EntryInput:
+    index: int
+    full_url: str | None
+    resource: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class EntryOutput:
+    index: int
+    resource: dict[str, Any]
+    patient_pseudonym: str  # "" when the resource belongs to no patient (Practitioner, Organization...)
+    full_url: str | None = None  # as the configuration rewrote it (hashed with the references)
+
+
+@dataclass
+class PatientGroup:
+    identity: str
+    patient_resource: Mapping[str, Any] | None
+    related: list[Mapping[str, Any]] = field(default_factory=list)
+    entries: list[EntryInput] = field(default_factory=list)
+
+
+def _hmac(key: bytes, message: str) -> bytes:
+    return hmac.new(key, message.encode("utf-8"), hashlib.sha256).digest()
+
+
+def patient_pseudonym(*, key: bytes, organization: str, identity: str) -> str:
+    return _hmac(key, f"patient|{organization}|{identity}").hex()[:32]
+
+
+def date_shift_days(*, key: bytes, pseudonym: str) -> int:
+    value = int.from_bytes(_hmac(key, f"date-shift|{pseudonym}")[:4], "big")
+    magnitude = SHIFT_MIN_DAYS + value % (SHIFT_SPAN_DAYS + 1)
+    return -magnitude if value & 0x80000000 else magnitude
+
+
+def patient_identity(resource: Mapping[str, Any], full_url: str | None) -> str:
+    """The most stable name the EHR gives this patient: a medical record number, else its id."""
+    for identifier in resource.get("identifier") or []:
+        if not isinstance(identifier, dict) or not identifier.get("value"):
+            continue
+        codes = {
+            c.get("code") for c in (identifier.get("type") or {}).get("coding") or [] if isinstance(c, dict)
+        }
+        if codes & MR_CODES:
+            return f"identifier:{identifier.get('system', '')}|{identifier['value']}"
+    if resource.get("id"):
+        return f"Patient/{resource['id']}"
+    return f"fullUrl:{full_url or ''}"
+
+
+def _reference_of(resource: Mapping[str, Any]) -> str | None:
+    for link in PATIENT_LINKS:
+        value = resource.get(link)
+        candidates = value if isinstance(value, list) else [value]
+        for candidate in candidates:
+            if isinstance(candidate, dict) and isinstance(candidate.get("reference"), str):
+                return str(candidate["reference"])
+    return None
+
+
+def group_by_patient(entries: Sequence[EntryInput]) -> tuple[list[PatientGroup], list[EntryInput]]:
+    """Group entries by patient; return the groups and the entries that belong to nobody."""
+    groups: dict[str, PatientGroup] = {}
+    aliases: dict[str, str] = {}  # fullUrl / Patient/id -> identity
+    for entry in entries:
+        if entry.resource.get("resourceType") == "Patient":
+            identity = patient_identity(entry.resource, entry.full_url)
+            group = groups.setdefault(identity, PatientGroup(identity, entry.resource))
+            group.patient_resource = entry.resource
+            group.entries.append(entry)
+            for alias in (
+                entry.full_url,
+                f"Patient/{entry.resource.get('id')}" if entry.resource.get("id") else None,
+            ):
+                if alias:
+                    aliases[alias] = identity
+    orphans: list[EntryInput] = []
+    for entry in entries:
+        if entry.resource.get("resourceType") == "Patient":
+            continue
+        reference = _reference_of(entry.resource)
+        linked: str | None = aliases.get(reference or "")
+        if linked is None and reference and reference.startswith("Patient/"):
+            linked = reference  # a patient the EHR holds; this request does not carry their record
+        if linked is None:
+            orphans.append(entry)
+            continue
+        group = groups.setdefault(linked, PatientGroup(linked, None))
+        group.entries.append(entry)
+        if entry.resource.get("resourceType") == "RelatedPerson":
+            group.related.append(entry.resource)
+    return list(groups.values()), orphans
+
+
+def _entry_json(entry: EntryInput) -> dict[str, Any]:
+    return (
+        {"fullUrl": entry.full_url, "resource": dict(entry.resource)}
+        if entry.full_url
+        else {"resource": dict(entry.resource)}
+    )
+
+
+IdentifierExtractor = Callable[[Mapping[str, Any], Sequence[Mapping[str, Any]]], PatientIdentifiers]
+
+
+class _PatientSink:
+    """Adds the patient's pseudonym to what the engine reports, for the vault."""
+
+    def __init__(self, records: list[tuple[str, str, str, str]], patient: str) -> None:
+        self._records = records
+        self._patient = patient
+
+    def record(self, *, kind: str, pseudonym: str, original: str) -> None:
+        self._records.append((self._patient, kind, pseudonym, original))
+
+
+@dataclass
+class PipelineResult:
+    outputs: list[EntryOutput]
+    # (patient pseudonym, kind, pseudonym, original) for the vault; originals are PHI
+    vault_records: list[tuple[str, str, str, str]]
+    patient_pseudonyms: list[str]
+
+
+def _header_records(group: PatientGroup, pseudonym: str) -> list[tuple[str, str, str, str]]:
+    """What the web app needs to show an authorized clinician who this patient is."""
+    records = [(pseudonym, "patient_identity", pseudonym, group.identity)]
+    patient = group.patient_resource
+    if patient is None:
+        return records
+    if patient.get("id"):
+        records.append((pseudonym, "patient_reference", pseudonym, f"Patient/{patient['id']}"))
+    for name in patient.get("name") or []:
+        if isinstance(name, dict):
+            text = name.get("text") or " ".join([*name.get("given", []), name.get("family", "")]).strip()
+            if text:
+                records.append((pseudonym, "patient_name", pseudonym, str(text)))
+                break
+    if patient.get("birthDate"):
+        records.append((pseudonym, "birth_date", pseudonym, str(patient["birthDate"])))
+    return records
+
+
+def deidentify_entries(
+    entries: Sequence[EntryInput],
+    *,
+    anonymizer: Anonymizer,
+    scrubber: TextScrubber | None,
+    identifiers_of: IdentifierExtractor,
+    pseudonym_key: bytes,
+    organization: str,
+) -> PipelineResult:
+    groups, orphans = group_by_patient(entries)
+    outputs: list[EntryOutput] = []
+    vault: list[tuple[str, str, str, str]] = []
+    for group in groups:
+        pseudonym = patient_pseudonym(key=pseudonym_key, organization=organization, identity=group.identity)
+        identifiers = (
+            identifiers_of(group.patient_resource, group.related)
+            if group.patient_resource is not None
+            else PatientIdentifiers()
+        )
+        context = PatientContext(
+            pseudonym=pseudonym,
+            date_shift_days=date_shift_days(key=pseudonym_key, pseudonym=pseudonym),
+            identifiers=identifiers,
+        )
+        vault.extend(_header_records(group, pseudonym))
+        sink = _PatientSink(vault, pseudonym)
+        # One collection per patient: the engine scrubs all of the patient's free text in one batch.
+        collection = {
+            "resourceType": "Bundle",
+            "type": "collection",
+            "entry": [_entry_json(e) for e in group.entries],
+        }
+        result = anonymizer.anonymize(collection, patient=context, scrubber=scrubber, sink=sink)
+        for entry, out in zip(group.entries, result.get("entry") or [], strict=True):
+            outputs.append(EntryOutput(entry.index, out["resource"], pseudonym, out.get("fullUrl")))
+    for entry in orphans:
+        single = {"resourceType": "Bundle", "type": "collection", "entry": [_entry_json(entry)]}
+        out = (anonymizer.anonymize(single, patient=None, scrubber=scrubber, sink=None).get("entry") or [{}])[
+            0
+        ]
+        outputs.append(EntryOutput(entry.index, out["resource"], "", out.get("fullUrl")))
+    outputs.sort(key=lambda o: o.index)
+    return PipelineResult(
+        outputs,
+        vault,
+        [
+            patient_pseudonym(key=pseudonym_key, organization=organization, identity=g.identity)
+            for g in groups
+        ],
+    )

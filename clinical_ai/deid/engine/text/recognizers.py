@@ -1,0 +1,585 @@
+"""Clinical recognizers on top of Presidio's built-ins, and the registry the analyzer uses.
+
+Presidio misses what clinical notes are full of: record, account, plan and device numbers behind their
+labels, ages over 89, street addresses, hospital names, fax numbers. These are regular expressions whose
+value is one named group (``value``), so that "MRN: 4471-2290" replaces only the number. spaCy's entities go
+through :class:`ClinicalSpacyRecognizer`, which splits spans at line breaks, trims and drops clinical
+vocabulary, payers and eponyms, and keeps only the date-like NER dates the date patterns did not find.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Sequence
+from typing import cast
+
+os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
+
+from presidio_analyzer import (
+    AnalysisExplanation,
+    EntityRecognizer,
+    LocalRecognizer,
+    RecognizerRegistry,
+    RecognizerResult,
+)
+from presidio_analyzer.nlp_engine import NlpArtifacts, NlpEngine
+from presidio_analyzer.predefined_recognizers import (
+    PhoneRecognizer,
+    SpacyRecognizer,
+    UsHealthInsuranceMemberIdRecognizer,
+    UsMbiRecognizer,
+)
+from spacy.lang.en.stop_words import STOP_WORDS
+
+from clinical_ai.deid.engine.text.clinical_terms import (
+    EPONYM_FOLLOWERS,
+    EPONYMOUS_DISEASES,
+    EPONYMS,
+    PAYERS,
+    SURNAME_EPONYMS,
+    is_clinical_word,
+    word_set,
+    words,
+)
+from clinical_ai.deid.engine.text.dates import find_dates, looks_like_date
+
+LANGUAGE = "en"
+
+# Entity names produced by this package (Presidio's own keep their names: PHONE_NUMBER, US_SSN, ...).
+MEDICAL_RECORD_NUMBER = "MEDICAL_RECORD_NUMBER"
+ACCOUNT_NUMBER = "ACCOUNT_NUMBER"
+HEALTH_PLAN_ID = "HEALTH_PLAN_ID"
+DEVICE_ID = "DEVICE_ID"
+OTHER_ID = "ID"
+FAX_NUMBER = "FAX_NUMBER"
+AGE_OVER_89 = "AGE_OVER_89"
+STREET_ADDRESS = "STREET_ADDRESS"
+POSTAL_CODE = "POSTAL_CODE"
+FACILITY = "FACILITY"
+DATE = "DATE"
+
+MIN_SCORE = 0.35  # Presidio's weak patterns (0.01-0.3) count only with a context word (+0.35)
+
+
+class GroupRegexRecognizer(LocalRecognizer):
+    """Each match of ``pattern`` reports its ``value`` group (or the whole match) as ``entity``."""
+
+    def __init__(
+        self,
+        *,
+        entity: str,
+        pattern: re.Pattern[str],
+        score: float,
+        name: str,
+        context: Sequence[str] = (),
+        min_length: int = 1,
+    ) -> None:
+        self.pattern = pattern
+        self.label = name
+        self.score = score
+        self.min_length = min_length
+        super().__init__(
+            supported_entities=[entity],
+            supported_language=LANGUAGE,
+            name=name,
+            context=list(context) or None,
+        )
+
+    def load(self) -> None:
+        """Nothing to load: the pattern is compiled."""
+
+    def accept(self, text: str, start: int, end: int) -> bool:
+        return sum(char.isalnum() for char in text[start:end]) >= self.min_length
+
+    def spans(self, text: str) -> Iterable[tuple[int, int]]:
+        for match in self.pattern.finditer(text):
+            if "value" in self.pattern.groupindex and match.group("value") is not None:
+                yield match.start("value"), match.end("value")
+            else:
+                yield match.start(), match.end()
+
+    def analyze(
+        self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
+    ) -> list[RecognizerResult]:
+        entity = self.supported_entities[0]
+        if entities and entity not in entities:
+            return []
+        return [
+            RecognizerResult(
+                entity_type=entity,
+                start=start,
+                end=end,
+                score=self.score,
+                analysis_explanation=AnalysisExplanation(
+                    recognizer=self.label, original_score=self.score, pattern_name=self.label
+                ),
+                recognition_metadata={
+                    RecognizerResult.RECOGNIZER_NAME_KEY: self.label,
+                    RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
+                },
+            )
+            for start, end in self.spans(text)
+            if self.accept(text, start, end)
+        ]
+
+
+def _cased(words_: Iterable[str]) -> str:
+    """Alternation of each word as Title and UPPER case, longest first (for case-sensitive patterns)."""
+    forms = {form for word in words_ for form in (word, word.upper())}
+    return "(?:" + "|".join(sorted(forms, key=len, reverse=True)) + ")"
+
+
+# --- identifiers behind a label --------------------------------------------------------------------------
+
+_NO = r"(?:number|numb|num|no\.?|nr\.?|#|id|identifier)"
+_LINK = r"(?:\s*[:#=.]\s*|\s+(?:is|was|of)\s+|\s*)#?\s*"
+_ID_VALUE = (
+    r"(?P<value>\d{3}[ ]\d{2,3}[ ]\d{4}(?!\w)"  # NHS 943 476 5919, SSN 123 45 6789
+    r"|(?=[A-Z0-9/.\-]*\d)[A-Z0-9]+(?:[-/.][A-Z0-9]+)*(?<![.]))"
+)
+
+
+def _labelled(labels: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<![\w])(?:{labels})(?![\w]){_LINK}{_ID_VALUE}", re.IGNORECASE)
+
+
+MRN_LABELS = (
+    rf"MRN|M\.R\.N\.?|MR\s*{_NO}|medical\s+record(?:\s+{_NO})?|med\.?\s*rec(?:ord)?\.?\s*{_NO}|"
+    rf"hospital\s+{_NO}|patient\s+{_NO}|unit\s+{_NO}|chart\s+{_NO}|record\s+{_NO}|case\s+{_NO}|"
+    rf"NHS(?:\s+{_NO})?|CHI(?:\s+{_NO})?|HCN|health\s+care\s+{_NO}|E?MPI"
+)
+ACCOUNT_LABELS = rf"account(?:\s+{_NO})?|acct\.?(?:\s+{_NO})?|a/c|billing\s+(?:account|{_NO})|invoice(?:\s+{_NO})?|claim\s+{_NO}|HAR|FIN"
+HEALTH_PLAN_LABELS = (
+    rf"(?:member|beneficiary|subscriber|policy(?:holder)?|group|insurance|insured|health\s+plan|plan|"
+    rf"medicare|medicaid|coverage)\s+{_NO}|policy|MBI|HICN|HIC(?:\s+{_NO})?"
+)
+DEVICE_LABELS = (
+    rf"serial(?:\s+{_NO})?|S/N|SN(?=\s*[:#])|device\s+(?:{_NO}|serial)|UDI|unique\s+device\s+identifier|"
+    rf"implant\s+(?:{_NO}|serial)|lot(?:\s+{_NO})?|IMEI"
+)
+OTHER_ID_LABELS = (
+    rf"SSN|social\s+security(?:\s+{_NO})?|passport(?:\s+{_NO})?|driver'?s?\s+licen[cs]e(?:\s+{_NO})?|"
+    rf"DL\s*{_NO}|licen[cs]e\s+{_NO}|national\s+insurance(?:\s+{_NO})?|NI\s+{_NO}|NINO|ID|identifier|"
+    rf"(?:encounter|visit|episode|admission|certificate|registration|accession|specimen)\s+{_NO}|"
+    rf"VIN|vehicle\s+identification\s+{_NO}|licen[cs]e\s+plate|tax\s+{_NO}|TIN|EIN"
+)
+
+_PHONE_VALUE = r"(?P<value>\+?\(?\d[\d\s().\-]{5,}\d)"
+FAX_PATTERN = re.compile(
+    rf"(?<![\w])(?:fax|facsimile|telefax)(?:\s+{_NO})?(?![\w]){_LINK}{_PHONE_VALUE}", re.IGNORECASE
+)
+
+# --- phones ------------------------------------------------------------------------------------------------
+
+PHONE_PATTERN = re.compile(
+    r"(?<![\w+])(?:"
+    r"(?:\+?1[\s.-]?)?\(?\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}"  # NANP: 555-657-5098, (555) 657 5098
+    r"|(?:\+44\s?(?:\(0\)\s?)?|0)\d{2,4}[\s-]?\d{3,4}[\s-]?\d{3,4}"  # UK: 023 9261 4408, +44 7700 900123
+    r"|\+\d{1,3}(?:[\s.-]?\(?\d{1,4}\)?){2,5}"  # other international numbers
+    r")(?![\w])"
+)
+_PHONE_HINT = re.compile(r"\d(?:[\s().\-+/]{0,3}\d){6}")
+
+
+class ScreenedPhoneRecognizer(PhoneRecognizer):
+    """Presidio's libphonenumber recognizer, skipped on texts without seven digits close together (most
+    of them): its matcher is the costliest recognizer per character and cannot find a number there."""
+
+    def analyze(
+        self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
+    ) -> list[RecognizerResult]:
+        if _PHONE_HINT.search(text) is None:
+            return []
+        # The parent only hands the artifacts on to its results' explanation; None is fine there.
+        results: list[RecognizerResult] = super().analyze(text, entities, cast(NlpArtifacts, nlp_artifacts))
+        return results
+
+
+# --- ages over 89 ------------------------------------------------------------------------------------------
+
+_AGE_NUMBER = r"(?:9\d|1[0-4]\d)"
+_AGE_WORDS = (
+    r"(?:ninety(?:[\s-]+(?:one|two|three|four|five|six|seven|eight|nine))?|"
+    r"(?:one\s+|a\s+)?hundred(?:\s+and)?(?:[\s-]+(?:one|two|three|four|five|six|seven|eight|nine|ten))?)"
+)
+AGE_PATTERN = re.compile(
+    rf"(?<![\w.])(?P<value>{_AGE_NUMBER}|{_AGE_WORDS})(?:\s*|-)"
+    r"(?:years?|yrs?|yr|y/o|y\.o\.?|yo|year-old|years-old|yr-old)(?:[\s-]*old)?(?![\w])"
+    rf"|(?<![\w])(?:aged?|age:)\s*(?:of\s+)?[:=]?\s*(?P<value2>{_AGE_NUMBER})(?![\w.])",
+    re.IGNORECASE,
+)
+
+
+class AgeOver89Recognizer(GroupRegexRecognizer):
+    def spans(self, text: str) -> Iterable[tuple[int, int]]:
+        for match in self.pattern.finditer(text):
+            group = "value" if match.group("value") is not None else "value2"
+            yield match.start(group), match.end(group)
+
+
+# --- addresses ---------------------------------------------------------------------------------------------
+
+STREET_SUFFIXES = word_set("""Road Rd Street St Avenue Ave Av Boulevard Blvd Lane Ln Drive Dr Court Ct Place Pl Terrace
+Terr Ter Way Close Crescent Cres Square Sq Parkway Pkwy Highway Hwy Circle Cir Trail Trl Bypass Byp Byway Row
+Gardens Gdns Grove Hill Mews Walk Park Path Pathway Pike Plaza Plz Loop Alley Crossing Ridge Run Point View
+Vista Green Common Commons Heights Hts Junction Landing Manor Meadow Meadows Estate Estates Expressway Freeway
+Turnpike Causeway Center Centre Cove Creek Crest Dale Fork Forest Glen Harbor Harbour Haven Hollow Knoll Lake
+Lodge Mall Mill Mills Mount Orchard Oval Pass Pines Port Ranch Rest Shore Shores Spring Springs Station Summit
+Trace Track Valley Village Ville Wharf Wynd Gate Gateway Quay Parade Rise Vale Chase Field Fields Broadway
+Embankment Approach Promenade Esplanade Ferry Light Lights Branch Spur Route Rue Extension Ext Camp Cape
+Island Isle Key Motorway Neck Plain Plains Ramp Skyway Stravenue Stream Throughway Tunnel Underpass Viaduct
+Wall Well Wells""")
+_DIRECTION = _cased(
+    word_set("N S E W NE NW SE SW North South East West Northeast Northwest Southeast Southwest")
+)
+_STREET_WORD = r"(?:[A-Z][A-Za-z'\u2019.\-]*|\d{1,4}(?:st|nd|rd|th|ST|ND|RD|TH))"
+_UNIT = (
+    r"(?:,?\s+(?:(?:Apt|APT|Apartment|Unit|UNIT|Suite|SUITE|Ste|STE|Flat|FLAT|Floor|Fl|Room|Rm|Bldg|Building)"
+    r"\.?\s*#?\s*|#\s*)[A-Za-z0-9\-]+)?"
+)
+STREET_PATTERN = re.compile(
+    r"(?<![\w.,/-])(?:(?:Flat|Apt|Unit)\s+\w+,?\s+)?\d{1,6}[A-Za-z]?(?:[-/]\d{1,5}[A-Za-z]?)?(?:\s+|-)"
+    rf"(?:{_DIRECTION}\.?\s+)?(?:{_STREET_WORD}\s+){{0,3}}{_STREET_WORD}\s+{_cased(STREET_SUFFIXES)}\.?"
+    rf"(?:\s+{_DIRECTION}(?![\w]))?{_UNIT}(?![\w])"
+)
+STREET_PATTERN_LOWER = re.compile(
+    r"(?<![\w.,/-])\d{1,6}\s+(?:[a-z]+\s+){1,3}(?:road|street|avenue|lane|drive|boulevard|terrace|crescent|"
+    r"highway|parkway)(?:\s+(?:apt|apartment|unit|suite|flat)\.?\s*#?\s*\w+)?(?![\w])"
+)
+PO_BOX_PATTERN = re.compile(
+    r"(?<![\w])(?:P\.?\s?O\.?\s*Box|Post\s+Office\s+Box)\s+\d+(?![\w])", re.IGNORECASE
+)
+UK_POSTCODE_PATTERN = re.compile(r"(?<![\w])(?:[A-Z]{1,2}\d[A-Z\d]?|GIR)\s?\d[A-Z]{2}(?![\w])")
+_US_STATES = sorted(
+    word_set(
+        "AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ NM NY NC ND "
+        "OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY PR"
+    )
+)
+US_ZIP_PATTERN = re.compile(
+    rf"(?<![\w])(?:{'|'.join(_US_STATES)}),?\s+(?P<value>\d{{5}}(?:-\d{{4}})?)(?![\w-])"
+    r"|(?<![\w])(?i:zip(?:\s*code)?|postal\s+code|post\s*code)\s*[:#]?\s*(?P<value2>\d{5}(?:-\d{4})?)(?![\w-])"
+    r"|(?<![\w-])(?P<value3>\d{5}-\d{4})(?![\w-])"
+)
+
+
+class PostalCodeRecognizer(GroupRegexRecognizer):
+    def spans(self, text: str) -> Iterable[tuple[int, int]]:
+        for match in UK_POSTCODE_PATTERN.finditer(text):
+            yield match.start(), match.end()
+        for match in US_ZIP_PATTERN.finditer(text):
+            group = next(name for name in ("value", "value2", "value3") if match.group(name) is not None)
+            yield match.start(group), match.end(group)
+
+
+# --- facilities --------------------------------------------------------------------------------------------
+
+FACILITY_KEYWORDS = [
+    *word_set(
+        "Hospital Hospitals Infirmary Hospice Clinic Clinics Polyclinic Sanatorium Surgery Healthcare Pharmacy"
+    ),
+    "Medical Center",
+    "Medical Centre",
+    "Health Center",
+    "Health Centre",
+    "Medical Clinic",
+    "Nursing Home",
+    "Care Home",
+    "Care Center",
+    "Care Centre",
+    "Rehabilitation Center",
+    "Rehabilitation Centre",
+    "Rehab Center",
+    "Medical Group",
+    "Medical Practice",
+    "Medical Associates",
+    "Family Practice",
+    "Urgent Care",
+    "Health System",
+    "Health Services",
+    "Health Care",
+    "Dialysis Center",
+    "Cancer Center",
+    "Cancer Centre",
+    "Cancer Institute",
+    "NHS Trust",
+    "Foundation Trust",
+    "Health Board",
+    "Medical College",
+]
+_FACILITY_WORD = r"(?:St\.?|Mt\.?|[A-Z][A-Za-z'\u2019&.\-]*[A-Za-z'\u2019]|[A-Z])"
+FACILITY_PATTERN = re.compile(
+    rf"(?<![\w])(?:{_FACILITY_WORD}(?:\s+(?:and|&|of|on|upon|de|la)\s+|\s+|-)){{1,6}}"
+    rf"{_cased(FACILITY_KEYWORDS)}(?![\w])"
+    rf"(?:\s+(?:of|for|at)\s+(?:the\s+)?{_FACILITY_WORD}(?:\s+(?:of\s+)?{_FACILITY_WORD}){{0,3}})?"
+)
+GENERIC_FACILITY_WORDS = word_set(
+    """
+    the a an this that our your their his her its same other nearest new old st saint mt mount and of on
+    upon de la general community university regional district county city state royal teaching children
+    childrens women womens private public local main central national memorial mental psychiatric maternity
+    eye dental cancer heart specialist department dept unit ward day walk in urgent emergency family medical
+    health care practice primary secondary veterans va army military rehabilitation rehab nursing home
+    residential memory sleep fertility sexual travel cardiology neurology oncology dermatology rheumatology
+    gastroenterology endocrinology nephrology urology gynaecology gynecology obstetrics paediatric pediatric
+    paediatrics pediatrics geriatric geriatrics psychiatry orthopaedic orthopedic orthopaedics orthopedics
+    ophthalmology respiratory haematology hematology radiology surgery surgical medicine anaesthetics
+    physiotherapy podiatry dietetics audiology stroke renal cardiac breast colorectal vascular plastic spinal
+    hand foot weight management outpatients inpatients admitted transferred discharged seen referred to from
+    at by for with s
+    """
+)
+
+
+_FACILITY_KEYWORD_WORDS = frozenset(words(" ".join(FACILITY_KEYWORDS)))
+
+
+class FacilityRecognizer(GroupRegexRecognizer):
+    """A run of capitalised words before a facility word, at least one of them a name ("Riverside",
+    "Mary's"): "Diabetes Clinic" and "General Hospital" are kinds of place, not places."""
+
+    def accept(self, text: str, start: int, end: int) -> bool:
+        return any(
+            word not in GENERIC_FACILITY_WORDS
+            and word not in _FACILITY_KEYWORD_WORDS
+            and not is_clinical_word(word)
+            for word in words(text[start:end])
+        )
+
+    def spans(self, text: str) -> Iterable[tuple[int, int]]:
+        for match in self.pattern.finditer(text):
+            start = match.start()
+            leading = re.match(r"(?:The|THE|A|An|Our|This)\s+", match.group(0))
+            if leading:
+                start += leading.end()
+            yield start, match.end()
+
+
+# --- dates ---------------------------------------------------------------------------------------------------
+
+
+class ClinicalDateRecognizer(GroupRegexRecognizer):
+    """Dates with a day or a month in the written formats :mod:`dates` can shift."""
+
+    def spans(self, text: str) -> Iterable[tuple[int, int]]:
+        for span in find_dates(text):
+            yield span.start, span.end
+
+
+# --- spaCy's entities, cleaned -------------------------------------------------------------------------------
+
+_NAME_TOKEN = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)*")
+_LINE_BREAK = re.compile(r"[\r\n]+")
+_DETERMINERS = word_set("the a an this that these those his her their our my your its")
+
+
+def _is_filler(token: str) -> bool:
+    """A word at the edge of an NER span that is not part of a name (clinical words, lower-case stop words)."""
+    parts = words(token)
+    if not parts:
+        return True
+    if token.lower() in _DETERMINERS or (token.islower() and token in STOP_WORDS):
+        return True
+    return all(is_clinical_word(part) or part == "s" for part in parts)
+
+
+def is_eponym_use(text: str, start: int, end: int, *, allow_bare: bool) -> bool:
+    """Whether ``text[start:end]`` names a disease, sign or score after a person ("Parkinson's disease",
+    "Glasgow Coma Scale", "Wells score"), not a person. ``allow_bare`` also accepts "Alzheimer's" alone."""
+    inside = [word for word in words(text[start:end]) if word != "s"]
+    after = words(text[end : end + 80])
+    sequence = inside + after
+    chain: list[str] = []
+    index = 0
+    while index < len(sequence) and (sequence[index] in EPONYMS or sequence[index] in SURNAME_EPONYMS):
+        chain.append(sequence[index])
+        index += 1
+        while index < len(sequence) and sequence[index] == "s":
+            index += 1
+    if not chain:
+        return False
+    follower = sequence[index] if index < len(sequence) else None
+    # The span itself must be the eponymous phrase: nothing in it after the disease word but clinical words.
+    if any(not (is_clinical_word(word) or word in EPONYM_FOLLOWERS) for word in inside[index + 1 :]):
+        return False
+    if index < len(inside) and follower not in EPONYM_FOLLOWERS and not _surname_pair(chain, follower):
+        return False
+    possessive = text[end : end + 2] in ("'s", "\u2019s") or text[start:end].endswith(("'s", "\u2019s"))
+    if follower is not None:
+        if follower in EPONYM_FOLLOWERS and any(word in EPONYMS for word in chain):
+            return True
+        if _surname_pair(chain, follower):
+            return True
+    return allow_bare and possessive and chain[-1] in EPONYMOUS_DISEASES and len(inside) == len(chain)
+
+
+def _surname_pair(chain: list[str], follower: str | None) -> bool:
+    """A common-surname eponym next to the one word that makes it a disease ("Wilson disease")."""
+    pairs = zip(chain, [*chain[1:], follower], strict=True)
+    return any(nxt is not None and nxt in SURNAME_EPONYMS.get(word, ()) for word, nxt in pairs)
+
+
+def refine_ner_span(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """The parts of an NER person/place/organisation span that may identify someone: split at line breaks,
+    clinical words and stop words trimmed from the edges, payers and eponymous diseases dropped."""
+    pieces: list[tuple[int, int]] = []
+    cursor = start
+    for line_break in _LINE_BREAK.finditer(text, start, end):
+        pieces.append((cursor, line_break.start()))
+        cursor = line_break.end()
+    pieces.append((cursor, end))
+    kept: list[tuple[int, int]] = []
+    for piece_start, piece_end in pieces:
+        tokens = list(_NAME_TOKEN.finditer(text, piece_start, piece_end))
+        while tokens and _is_filler(tokens[0].group()):
+            tokens.pop(0)
+        while tokens and _is_filler(tokens[-1].group()):
+            tokens.pop()
+        if not tokens:
+            continue
+        span_start, span_end = tokens[0].start(), tokens[-1].end()
+        if " ".join(words(text[span_start:span_end])) in PAYERS:
+            continue
+        if is_eponym_use(text, span_start, span_end, allow_bare=True):
+            continue
+        kept.append((span_start, span_end))
+    return kept
+
+
+class ClinicalSpacyRecognizer(SpacyRecognizer):
+    """spaCy's persons, places and organisations without clinical false positives; its dates only where
+    they name a day or month that the date patterns did not already find (those are shifted instead)."""
+
+    ENTITIES = ["PERSON", "LOCATION", "ORGANIZATION", "DATE_TIME"]
+
+    def __init__(self) -> None:
+        super().__init__(supported_language=LANGUAGE, supported_entities=list(self.ENTITIES))
+
+    def analyze(
+        self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
+    ) -> list[RecognizerResult]:
+        raw: list[RecognizerResult] = super().analyze(text, entities, nlp_artifacts)
+        dates: list[tuple[int, int]] | None = None
+        results: list[RecognizerResult] = []
+        for result in raw:
+            if result.entity_type == "DATE_TIME":
+                if dates is None:
+                    dates = [(span.start, span.end) for span in find_dates(text)]
+                overlaps = any(start < result.end and result.start < end for start, end in dates)
+                if not overlaps and looks_like_date(text[result.start : result.end]):
+                    results.append(result)
+                continue
+            for start, end in refine_ner_span(text, result.start, result.end):
+                results.append(
+                    RecognizerResult(
+                        entity_type=result.entity_type,
+                        start=start,
+                        end=end,
+                        score=result.score,
+                        analysis_explanation=result.analysis_explanation,
+                        recognition_metadata=dict(result.recognition_metadata or {}),
+                    )
+                )
+        return results
+
+
+# --- the registry ------------------------------------------------------------------------------------------
+
+
+def clinical_recognizers() -> list[EntityRecognizer]:
+    """The recognizers this package adds (each with its positive and negative tests)."""
+    return [
+        GroupRegexRecognizer(
+            entity=MEDICAL_RECORD_NUMBER,
+            pattern=_labelled(MRN_LABELS),
+            score=0.95,
+            name="MedicalRecordNumberRecognizer",
+            min_length=3,
+        ),
+        GroupRegexRecognizer(
+            entity=ACCOUNT_NUMBER,
+            pattern=_labelled(ACCOUNT_LABELS),
+            score=0.95,
+            name="AccountNumberRecognizer",
+            min_length=3,
+        ),
+        GroupRegexRecognizer(
+            entity=HEALTH_PLAN_ID,
+            pattern=_labelled(HEALTH_PLAN_LABELS),
+            score=0.95,
+            name="HealthPlanIdRecognizer",
+            min_length=3,
+        ),
+        GroupRegexRecognizer(
+            entity=DEVICE_ID,
+            pattern=_labelled(DEVICE_LABELS),
+            score=0.95,
+            name="DeviceIdRecognizer",
+            min_length=3,
+        ),
+        GroupRegexRecognizer(
+            entity=DEVICE_ID,
+            pattern=re.compile(r"\(01\)\d{14}(?:\(\d{2}\)[A-Za-z0-9\-]+)*"),
+            score=0.95,
+            name="UdiRecognizer",
+        ),
+        GroupRegexRecognizer(
+            entity=OTHER_ID,
+            pattern=_labelled(OTHER_ID_LABELS),
+            score=0.9,
+            name="LabelledIdRecognizer",
+            min_length=3,
+        ),
+        GroupRegexRecognizer(
+            entity=FAX_NUMBER, pattern=FAX_PATTERN, score=0.95, name="FaxRecognizer", min_length=7
+        ),
+        GroupRegexRecognizer(
+            entity="PHONE_NUMBER",
+            pattern=PHONE_PATTERN,
+            score=0.5,
+            name="PhonePatternRecognizer",
+            context=PhoneRecognizer.CONTEXT,
+        ),
+        AgeOver89Recognizer(entity=AGE_OVER_89, pattern=AGE_PATTERN, score=0.95, name="AgeOver89Recognizer"),
+        GroupRegexRecognizer(
+            entity=STREET_ADDRESS, pattern=STREET_PATTERN, score=0.9, name="StreetAddressRecognizer"
+        ),
+        GroupRegexRecognizer(
+            entity=STREET_ADDRESS,
+            pattern=STREET_PATTERN_LOWER,
+            score=0.7,
+            name="StreetAddressLowerRecognizer",
+        ),
+        GroupRegexRecognizer(
+            entity=STREET_ADDRESS, pattern=PO_BOX_PATTERN, score=0.9, name="PoBoxRecognizer"
+        ),
+        PostalCodeRecognizer(
+            entity=POSTAL_CODE, pattern=UK_POSTCODE_PATTERN, score=0.8, name="PostalCodeRecognizer"
+        ),
+        FacilityRecognizer(entity=FACILITY, pattern=FACILITY_PATTERN, score=0.9, name="FacilityRecognizer"),
+        ClinicalDateRecognizer(
+            entity=DATE, pattern=re.compile("(?!)"), score=0.9, name="ClinicalDateRecognizer"
+        ),
+    ]
+
+
+# Presidio's built-ins replaced here: dates (ours shift), spaCy (ours filters), phones (ours is screened).
+_REPLACED_BUILT_INS = ("DateRecognizer", "SpacyRecognizer", "PhoneRecognizer")
+PHONE_REGIONS = ("US", "GB")
+
+
+def build_registry(nlp_engine: NlpEngine) -> RecognizerRegistry:
+    """Presidio's predefined English recognizers (URL, IP, e-mail, SSN, NHS, cards, IBAN...) plus the
+    health-plan ones Presidio ships disabled, with dates, spaCy and phones replaced by the clinical ones."""
+    registry = RecognizerRegistry(supported_languages=[LANGUAGE])
+    registry.load_predefined_recognizers(languages=[LANGUAGE], nlp_engine=nlp_engine)
+    for name in _REPLACED_BUILT_INS:
+        registry.remove_recognizer(name)
+    registry.add_recognizer(ClinicalSpacyRecognizer())
+    registry.add_recognizer(ScreenedPhoneRecognizer(supported_regions=PHONE_REGIONS))
+    registry.add_recognizer(UsMbiRecognizer())
+    registry.add_recognizer(UsHealthInsuranceMemberIdRecognizer())
+    for recognizer in clinical_recognizers():
+        registry.add_recognizer(recognizer)
+    return registry

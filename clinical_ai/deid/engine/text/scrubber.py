@@ -1,0 +1,328 @@
+"""The free-text scrubber: Presidio + clinical recognizers + the patient's own identifiers, batched.
+
+One call analyses every string it is given together: identical strings once, the rest through spaCy's
+``pipe`` with only the tokenizer and NER (see ``nlp.VerifiedSpacyNlpEngine``), then Presidio's recognizers
+on each. The patient's identifiers from the structured record are added with score 1.0. Overlapping
+findings merge into one span covering all of them, labelled by the highest score (then the longest), so
+no part of an identifier is left behind. Replacements:
+
+- names and identifiers get a keyed-HMAC tag that is stable for the same (normalised) original within a
+  patient, across calls and jobs, without storage: ``[PERSON-3f9a1c]``, ``[MRN-…]``, ``[ID-…]``...;
+  all of the patient's own name forms share one tag;
+- other kinds a plain placeholder: ``[PHONE]``, ``[FAX]``, ``[EMAIL]``, ``[URL]``, ``[IP]``,
+  ``[ADDRESS]``, ``[LOCATION]``, ``[FACILITY]``, ``[ORG]``, ``[AGE>89]``;
+- dates shifted by the patient's offset in their own format, ``[DATE]`` where that is impossible (no
+  patient, or a date NER found that the patterns cannot read). Years alone, durations and relative dates
+  are not identifiers and stay.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from presidio_analyzer import AnalyzerEngine, RecognizerResult
+
+from clinical_ai.deid.engine.text.dates import parse_date_text, shift_date_text
+from clinical_ai.deid.engine.text.nlp import LANGUAGE, VerifiedSpacyNlpEngine, get_analyzer
+from clinical_ai.deid.engine.text.patient_terms import HONORIFICS, PatientTermMatcher, fold
+from clinical_ai.deid.engine.text.recognizers import MIN_SCORE
+from clinical_ai.deid.engine.text.xhtml import XhtmlDocument, parse_xhtml
+from clinical_ai.deid.engine.types import PatientContext, PseudonymSink, TextItem
+
+TAG_HEX_CHARS = 6
+MIN_KEY_BYTES = 16
+
+# entity -> (placeholder label, tagged with a keyed pseudonym?)
+PLACEHOLDERS: dict[str, tuple[str, bool]] = {
+    "PERSON": ("PERSON", True),
+    "MEDICAL_RECORD_NUMBER": ("MRN", True),
+    "UK_NHS": ("NHS", True),
+    "ACCOUNT_NUMBER": ("ACCOUNT", True),
+    "US_BANK_NUMBER": ("ACCOUNT", True),
+    "IBAN_CODE": ("ACCOUNT", True),
+    "CREDIT_CARD": ("ACCOUNT", True),
+    "HEALTH_PLAN_ID": ("HEALTHPLAN", True),
+    "US_MBI": ("HEALTHPLAN", True),
+    "US_HEALTH_INSURANCE_MEMBER_ID": ("HEALTHPLAN", True),
+    "DEVICE_ID": ("DEVICE", True),
+    "MAC_ADDRESS": ("DEVICE", True),
+    "ID": ("ID", True),
+    "US_SSN": ("SSN", True),
+    "US_ITIN": ("ID", True),
+    "US_PASSPORT": ("ID", True),
+    "US_DRIVER_LICENSE": ("ID", True),
+    "UUID": ("ID", True),
+    "MEDICAL_LICENSE": ("ID", True),
+    "CRYPTO": ("ID", True),
+    "PHONE_NUMBER": ("PHONE", False),
+    "FAX_NUMBER": ("FAX", False),
+    "EMAIL_ADDRESS": ("EMAIL", False),
+    "URL": ("URL", False),
+    "IP_ADDRESS": ("IP", False),
+    "STREET_ADDRESS": ("ADDRESS", False),
+    "POSTAL_CODE": ("ADDRESS", False),
+    "LOCATION": ("LOCATION", False),
+    "FACILITY": ("FACILITY", False),
+    "ORGANIZATION": ("ORG", False),
+    "AGE_OVER_89": ("AGE>89", False),
+    "DATE": ("DATE", False),
+    "DATE_TIME": ("DATE", False),
+}
+FALLBACK_LABEL = "REDACTED"
+# Kinds whose values are identifiers: one HMAC namespace, so "4471-2290" is [MRN-x] or [ID-x] with the same x.
+_IDENTIFIER_LABELS = frozenset({"MRN", "NHS", "ACCOUNT", "HEALTHPLAN", "DEVICE", "ID", "SSN"})
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One identifier found in a string: where, what, how sure, and what its tag is derived from."""
+
+    start: int
+    end: int
+    entity: str
+    score: float
+    key: str | None = None  # for the patient's own identifiers: the record's value (one tag for all forms)
+    birth_date_iso: str | None = None
+
+
+@dataclass(frozen=True)
+class Edit:
+    start: int
+    end: int
+    replacement: str
+
+
+def resolve_overlaps(findings: Sequence[Finding]) -> list[Finding]:
+    """Merge overlapping findings into one span covering them all; the highest score (then the longest,
+    then a specific identifier kind over the generic "ID") names it."""
+    ordered = sorted(findings, key=lambda f: (f.start, -f.end))
+    clusters: list[list[Finding]] = []
+    end = -1
+    for finding in ordered:
+        if clusters and finding.start < end:
+            clusters[-1].append(finding)
+            end = max(end, finding.end)
+        else:
+            clusters.append([finding])
+            end = finding.end
+    resolved: list[Finding] = []
+    for members in clusters:
+        winner = max(members, key=lambda f: (f.score, f.end - f.start, f.entity != "ID"))
+        if winner.entity == "ID":
+            specific = [
+                member
+                for member in members
+                if member.entity != "ID"
+                and PLACEHOLDERS.get(member.entity, ("", False))[0] in _IDENTIFIER_LABELS
+                and (member.start, member.end) == (winner.start, winner.end)
+            ]
+            if specific:
+                winner = replace(winner, entity=specific[0].entity)
+        start = min(member.start for member in members)
+        stop = max(member.end for member in members)
+        resolved.append(replace(winner, start=start, end=stop))
+    return resolved
+
+
+_POSSESSIVE = re.compile(r"['\u2019]s$|['\u2019]$")
+_NOT_ALNUM = re.compile(r"[^0-9A-Za-z]+")
+
+
+def normalise_for_tag(label: str, text: str) -> str:
+    """The form of an original that its tag is derived from: case, accents, spacing, possessives,
+    honorifics and (for identifiers) separators do not change the tag."""
+    if label in _IDENTIFIER_LABELS:
+        return _NOT_ALNUM.sub("", fold(text)).upper()
+    tokens = [_POSSESSIVE.sub("", token) for token in fold(text).casefold().replace(",", " ").split()]
+    tokens = [token for token in tokens if token.rstrip(".") not in HONORIFICS and token]
+    return " ".join(tokens)
+
+
+class PresidioTextScrubber:
+    """:class:`~clinical_ai.deid.engine.types.TextScrubber` over Presidio and the verified spaCy model.
+
+    ``pseudonym_key`` keys the HMAC of the tags (at least 16 bytes; the vault's key for text pseudonyms).
+    ``analyzer`` defaults to the process-wide one from :func:`nlp.get_analyzer`, loaded on first use.
+    ``day_first`` reads ambiguous numeric dates (03/04/2026) as day/month (UK) instead of month/day (US).
+    """
+
+    def __init__(
+        self,
+        *,
+        pseudonym_key: bytes,
+        analyzer: AnalyzerEngine | None = None,
+        sink: PseudonymSink | None = None,
+        day_first: bool = False,
+        batch_size: int = 64,
+        score_threshold: float = MIN_SCORE,
+    ) -> None:
+        if len(pseudonym_key) < MIN_KEY_BYTES:
+            raise ValueError(f"pseudonym_key must be at least {MIN_KEY_BYTES} bytes")
+        self._key = pseudonym_key
+        self._analyzer = analyzer
+        self._sink = sink
+        self.day_first = day_first
+        self.batch_size = batch_size
+        self.score_threshold = score_threshold
+        self._lock = threading.Lock()
+
+    @property
+    def analyzer(self) -> AnalyzerEngine:
+        if self._analyzer is None:
+            self._analyzer = get_analyzer()
+        return self._analyzer
+
+    # --- analysis -----------------------------------------------------------------------------------------
+
+    def analyze_texts(self, texts: Sequence[str]) -> list[list[RecognizerResult]]:
+        """Presidio results for each text, all texts analysed together (identical ones once)."""
+        unique = list(dict.fromkeys(text for text in texts if text.strip()))
+        analyzer = self.analyzer
+        engine = analyzer.nlp_engine
+        if not isinstance(engine, VerifiedSpacyNlpEngine):
+            raise TypeError("the scrubber needs an analyzer built on VerifiedSpacyNlpEngine")
+        by_text: dict[str, list[RecognizerResult]] = {}
+        # spaCy pipelines are not documented as safe to share between threads: one batch at a time.
+        with self._lock:
+            for text, artifacts in engine.process_batch(unique, LANGUAGE, batch_size=self.batch_size):
+                by_text[text] = analyzer.analyze(
+                    text=text,
+                    language=LANGUAGE,
+                    nlp_artifacts=artifacts,
+                    score_threshold=self.score_threshold,
+                )
+        return [by_text.get(text, []) for text in texts]
+
+    def find(
+        self, text: str, results: Sequence[RecognizerResult], matcher: PatientTermMatcher | None
+    ) -> list[Finding]:
+        findings = [Finding(r.start, r.end, r.entity_type, r.score) for r in results if r.end > r.start]
+        if matcher is not None:
+            findings += [
+                Finding(
+                    m.start, m.end, m.entity, 1.0, m.key, m.birth_date.isoformat() if m.birth_date else None
+                )
+                for m in matcher.find(text)
+            ]
+        return resolve_overlaps(findings)
+
+    # --- replacement --------------------------------------------------------------------------------------
+
+    def tag(self, label: str, original: str, patient: PatientContext | None) -> str:
+        namespace = "ID" if label in _IDENTIFIER_LABELS else label
+        message = "\x1f".join(
+            (patient.pseudonym if patient else "", namespace, normalise_for_tag(label, original))
+        )
+        digest = hmac.new(self._key, message.encode("utf-8"), hashlib.sha256).hexdigest()
+        return digest[:TAG_HEX_CHARS]
+
+    def _date(self, finding: Finding, original: str, patient: PatientContext | None) -> str:
+        if patient is None or finding.entity != "DATE":
+            return "[DATE]"
+        day_first = self.day_first
+        if finding.birth_date_iso is not None:
+            # The patient's birth date: read 03/04/1959 whichever way gives that date.
+            for candidate in (self.day_first, not self.day_first):
+                parsed = parse_date_text(original, day_first=candidate)
+                if parsed is not None and parsed.isoformat() == finding.birth_date_iso:
+                    day_first = candidate
+                    break
+        shifted = shift_date_text(original, patient.date_shift_days, day_first=day_first)
+        return shifted if shifted is not None else "[DATE]"
+
+    def replacement(
+        self, finding: Finding, original: str, patient: PatientContext | None, sink: PseudonymSink | None
+    ) -> str:
+        label, tagged = PLACEHOLDERS.get(finding.entity, (FALLBACK_LABEL, False))
+        if label == "DATE":
+            return self._date(finding, original, patient)
+        if not tagged:
+            return f"[{label}]"
+        placeholder = f"[{label}-{self.tag(label, finding.key or original, patient)}]"
+        if sink is not None:
+            sink.record(kind=label.lower(), pseudonym=placeholder, original=original)
+        return placeholder
+
+    def edits(
+        self,
+        text: str,
+        results: Sequence[RecognizerResult],
+        matcher: PatientTermMatcher | None,
+        patient: PatientContext | None,
+        sink: PseudonymSink | None,
+    ) -> list[Edit]:
+        return [
+            Edit(f.start, f.end, self.replacement(f, text[f.start : f.end], patient, sink))
+            for f in self.find(text, results, matcher)
+        ]
+
+    # --- the protocol -------------------------------------------------------------------------------------
+
+    def scrub_texts(
+        self, items: Sequence[TextItem], *, patient: PatientContext | None, sink: PseudonymSink | None = None
+    ) -> list[str]:
+        """Each item's text with identifiers replaced, same order; XHTML items keep their markup."""
+        sink = sink if sink is not None else self._sink
+        recorder = _DedupingSink(sink) if sink is not None else None
+        matcher = PatientTermMatcher(patient.identifiers) if patient is not None else None
+
+        documents: list[XhtmlDocument | None] = []
+        units: list[str] = []
+        for item in items:
+            document = parse_xhtml(item.text) if item.kind == "xhtml" else None
+            documents.append(document)
+            if document is None:
+                units.append(item.text)
+            else:
+                units.append(document.joined)
+                units.extend(document.value_texts)
+        analysed = self.analyze_texts(units)
+
+        def scrubbed_edits(index: int) -> list[Edit]:
+            return self.edits(units[index], analysed[index], matcher, patient, recorder)
+
+        output: list[str] = []
+        cursor = 0
+        for document in documents:
+            if document is None:
+                output.append(_apply(units[cursor], scrubbed_edits(cursor)))
+                cursor += 1
+                continue
+            text_edits = [(e.start, e.end, e.replacement) for e in scrubbed_edits(cursor)]
+            values = [
+                _apply(units[cursor + 1 + offset], scrubbed_edits(cursor + 1 + offset))
+                for offset in range(len(document.values))
+            ]
+            output.append(document.rebuild(text_edits, values))
+            cursor += 1 + len(document.values)
+        return output
+
+
+def _apply(text: str, edits: Sequence[Edit]) -> str:
+    out: list[str] = []
+    cursor = 0
+    for edit in sorted(edits, key=lambda e: e.start):
+        out.append(text[cursor : edit.start])
+        out.append(edit.replacement)
+        cursor = edit.end
+    out.append(text[cursor:])
+    return "".join(out)
+
+
+class _DedupingSink:
+    """Reports each (pseudonym, original) once per call."""
+
+    def __init__(self, sink: PseudonymSink) -> None:
+        self._sink = sink
+        self._seen: set[tuple[str, str, str]] = set()
+
+    def record(self, *, kind: str, pseudonym: str, original: str) -> None:
+        key = (kind, pseudonym, original)
+        if key not in self._seen:
+            self._seen.add(key)
+            self._sink.record(kind=kind, pseudonym=pseudonym, original=original)

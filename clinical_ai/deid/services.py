@@ -1,0 +1,133 @@
+"""The de-identification stage and the pseudonym vault.
+
+Workers run ``ingest_job_deidentify``: they read the sealed raw entries, write the de-identified copy and
+seal each pseudonym's original to the vault's public key. Only ``patient_reidentify`` opens the vault: it runs
+in the web app, which alone holds the private key, for an authorized user, and is audited.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+
+from clinical_ai.accounts.models import Membership, Organization, Role
+from clinical_ai.audit.services import Actor, audit_record
+from clinical_ai.core.sealing import seal_json
+from clinical_ai.deid.engine.pipeline import EntryInput, PipelineResult, deidentify_entries
+from clinical_ai.deid.engine.text.patient_terms import patient_identifiers_from_fhir
+from clinical_ai.deid.models import DeidentifiedResource, PseudonymVaultEntry
+from clinical_ai.deid.runtime import anonymizer, text_scrubber
+from clinical_ai.deid.vault_crypto import open_with, private_key_from_text, public_key_from_text, seal_to
+from clinical_ai.intake.models import IngestJob
+from clinical_ai.intake.services import OpenedEntry, PermanentJobError, StageOutcome
+
+logger = logging.getLogger(__name__)
+
+
+def deidentify_documents(entries: list[EntryInput], *, organization: str, config: str) -> PipelineResult:
+    """The pure pipeline with this installation's keys and engines (also used by ``manage.py deidentify``)."""
+    return deidentify_entries(
+        entries,
+        anonymizer=anonymizer(config),
+        scrubber=text_scrubber(),
+        identifiers_of=patient_identifiers_from_fhir,
+        pseudonym_key=settings.PSEUDONYM_KEY.encode("utf-8"),
+        organization=organization,
+    )
+
+
+def ingest_job_deidentify(job: IngestJob, entries: list[OpenedEntry], actor: Actor) -> StageOutcome:
+    """Stage function for ``ingest_job_run``: compute the de-identified copy (outside any transaction),
+    return the writes that store it with its vault entries and audit rows when the job finishes."""
+    organization = job.organization
+    config = settings.DEID_CONFIG
+    inputs = [EntryInput(e.raw.entry_index, e.document.get("fullUrl"), e.resource) for e in entries]
+    try:
+        result = deidentify_documents(inputs, organization=organization.slug, config=config)
+    except (ValueError, KeyError, TypeError) as exc:
+        # The engine's own errors on content it cannot process: retrying will not help.
+        raise PermanentJobError(f"de-identification failed: {type(exc).__name__}", {"error": type(exc).__name__}) from exc
+    by_index = {e.raw.entry_index: e.raw for e in entries}
+    vault_key = public_key_from_text(settings.VAULT_PUBLIC_KEY)
+
+    def writes() -> None:
+        rows = []
+        for output in result.outputs:
+            raw = by_index[output.index]
+            row = DeidentifiedResource(
+                job=job,
+                raw_resource=raw,
+                organization=organization,
+                resource_type=raw.resource_type,
+                patient_pseudonym=output.patient_pseudonym,
+                config_name=config,
+            )
+            sealed = seal_json(output.resource, associated_data=row.associated_data)
+            row.key_id, row.nonce, row.ciphertext = sealed.key_id, sealed.nonce, sealed.ciphertext
+            rows.append(row)
+        DeidentifiedResource.objects.bulk_create(rows, batch_size=500)
+        vault_rows = {}
+        for patient, kind, pseudonym, original in result.vault_records:
+            entry = PseudonymVaultEntry(
+                organization=organization, patient_pseudonym=patient, kind=kind[:32], pseudonym=pseudonym[:128]
+            )
+            entry.sealed_original = seal_to(vault_key, original.encode("utf-8"), associated_data=entry.associated_data)
+            vault_rows[(patient, entry.kind, entry.pseudonym)] = entry
+        PseudonymVaultEntry.objects.bulk_create(list(vault_rows.values()), batch_size=500, ignore_conflicts=True)
+        per_patient = Counter(o.patient_pseudonym for o in result.outputs)
+        for patient, count in sorted(per_patient.items()):
+            audit_record(
+                actor=actor,
+                action="deid.resources.create",
+                object_type="IngestJob",
+                object_id=str(job.external_id),
+                organization=organization.slug,
+                patient_pseudonym=patient,
+                request_id=job.request_id,
+                detail={"resource_count": count, "config": config},
+            )
+
+    return StageOutcome(
+        detail={"deidentified": len(result.outputs), "patients": len(result.patient_pseudonyms), "config": config},
+        writes=writes,
+    )
+
+
+def _may_reidentify(user: Any, organization: Organization) -> bool:
+    return bool(
+        user.is_authenticated
+        and user.is_active
+        and Membership.objects.filter(user=user, organization=organization, role=Role.CLINICIAN).exists()
+    )
+
+
+def patient_reidentify(
+    *, user: Any, organization: Organization, patient_pseudonym: str, purpose: str, request_id: str
+) -> dict[str, list[str]]:
+    """Open the vault entries of one patient for a clinician of the patient's organization. Audited either
+    way; refused (PermissionDenied) for anyone else, and where this process holds no private key."""
+    allowed = _may_reidentify(user, organization) and bool(settings.VAULT_PRIVATE_KEY)
+    audit_record(
+        actor=Actor.user(user.pk if user.is_authenticated else "-"),
+        action="deid.reidentify",
+        outcome="success" if allowed else "failure",
+        object_type="Patient",
+        organization=organization.slug,
+        patient_pseudonym=patient_pseudonym,
+        request_id=request_id,
+        detail={"purpose": purpose[:64]},
+    )
+    if not allowed:
+        raise PermissionDenied("re-identification is not allowed for this user here")
+    private = private_key_from_text(settings.VAULT_PRIVATE_KEY)
+    originals: dict[str, list[str]] = {}
+    for entry in PseudonymVaultEntry.objects.filter(
+        organization=organization, patient_pseudonym=patient_pseudonym
+    ).order_by("kind", "pk"):
+        value = open_with(private, bytes(entry.sealed_original), associated_data=entry.associated_data).decode("utf-8")
+        originals.setdefault(entry.kind, []).append(value)
+    return originals

@@ -1,0 +1,80 @@
+"""Sealing to a public key, so workers can write the pseudonym vault but never read it.
+
+Workers hold only the vault's X25519 *public* key: each value is sealed with a fresh ephemeral key pair
+(ECDH → HKDF-SHA256 → AES-256-GCM). Only the web app, which holds the private key, can open it, and it does
+so only for an authorized user, audited. Pure Python; nothing here imports Django.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+_INFO = b"clinical-ai pseudonym vault v1"
+_RAW = serialization.Encoding.Raw
+_PUBLIC_RAW = serialization.PublicFormat.Raw
+
+
+class VaultKeyError(ValueError):
+    """A vault key is missing or malformed."""
+
+
+class VaultOpenError(ValueError):
+    """A sealed value does not open with this private key (wrong key or tampered)."""
+
+
+def _derive(shared: bytes, ephemeral_public: bytes, recipient_public: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO + ephemeral_public + recipient_public).derive(
+        shared
+    )
+
+
+def public_key_from_text(text: str) -> X25519PublicKey:
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+        return X25519PublicKey.from_public_bytes(raw)
+    except (binascii.Error, ValueError) as exc:
+        raise VaultKeyError("the vault public key must be 32 bytes of X25519, base64") from exc
+
+
+def private_key_from_text(text: str) -> X25519PrivateKey:
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+        return X25519PrivateKey.from_private_bytes(raw)
+    except (binascii.Error, ValueError) as exc:
+        raise VaultKeyError("the vault private key must be 32 bytes of X25519, base64") from exc
+
+
+def generate_vault_keys() -> tuple[str, str]:
+    """(private, public), base64, for ``manage.py generate_keys`` and the demo."""
+    private = X25519PrivateKey.generate()
+    private_raw = private.private_bytes(_RAW, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+    public_raw = private.public_key().public_bytes(_RAW, _PUBLIC_RAW)
+    return base64.b64encode(private_raw).decode(), base64.b64encode(public_raw).decode()
+
+
+def seal_to(recipient: X25519PublicKey, plaintext: bytes, *, associated_data: bytes) -> bytes:
+    ephemeral = X25519PrivateKey.generate()
+    ephemeral_public = ephemeral.public_key().public_bytes(_RAW, _PUBLIC_RAW)
+    key = _derive(ephemeral.exchange(recipient), ephemeral_public, recipient.public_bytes(_RAW, _PUBLIC_RAW))
+    nonce = os.urandom(12)
+    return ephemeral_public + nonce + AESGCM(key).encrypt(nonce, plaintext, associated_data)
+
+
+def open_with(private: X25519PrivateKey, sealed: bytes, *, associated_data: bytes) -> bytes:
+    if len(sealed) < 32 + 12 + 16:
+        raise VaultOpenError("sealed value is too short")
+    ephemeral_public, nonce, ciphertext = sealed[:32], sealed[32:44], sealed[44:]
+    recipient_public = private.public_key().public_bytes(_RAW, _PUBLIC_RAW)
+    try:
+        shared = private.exchange(X25519PublicKey.from_public_bytes(ephemeral_public))
+        return AESGCM(_derive(shared, ephemeral_public, recipient_public)).decrypt(nonce, ciphertext, associated_data)
+    except (InvalidTag, ValueError) as exc:
+        raise VaultOpenError("sealed value does not open with this key") from exc
