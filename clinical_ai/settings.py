@@ -193,6 +193,15 @@ FHIR_MAX_NESTING_DEPTH = env_int("FHIR_MAX_NESTING_DEPTH", 64)
 # Django's own cap on request bodies; ours is checked first with a FHIR error, so keep Django's above it.
 DATA_UPLOAD_MAX_MEMORY_SIZE = FHIR_MAX_BODY_BYTES + 1024 * 1024
 
+# --- Audit -------------------------------------------------------------------------------------------------
+# Events older than this are deleted by `manage.py audit_purge`. At least 183 days: the EU AI Act
+# (Art. 19, 26(6)) requires logs of high-risk AI systems to be kept for six months or more.
+AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 183)
+if AUDIT_RETENTION_DAYS < 183:
+    raise ConfigurationError("AUDIT_RETENTION_DAYS must be at least 183 days (six months, EU AI Act Art. 19/26(6))")
+LOGIN_URL = "accounts:login"
+LOGIN_REDIRECT_URL = "/"
+
 # --- De-identification -----------------------------------------------------------------------------------
 # The configuration the pipeline applies before models see anything: a shipped name or a path.
 DEID_CONFIG = env_str("DEID_CONFIG", "inference")

@@ -7,6 +7,10 @@ urlpatterns = [
     path("healthz", core_views.healthz, name="healthz"),
     path("readyz", core_views.readyz, name="readyz"),
     path("admin/", admin.site.urls),
+    path("accounts/", include("clinical_ai.accounts.urls")),
+    path("audit/", include("clinical_ai.audit.urls")),
     path("", include("integrations.smart.urls")),
+    # AuditEvent search before the generic fhir/<type> intake pattern.
+    path("", include("integrations.fhir.audit_urls")),
     path("", include("integrations.fhir.urls")),
 ]

@@ -13,7 +13,7 @@ os.environ.setdefault(
 os.environ.setdefault("CLINICAL_AI_PSEUDONYM_KEY", "test-only-pseudonym-key-0123456789abcdef")
 # X25519 test key pair for the pseudonym vault (test-only).
 os.environ.setdefault("CLINICAL_AI_VAULT_PRIVATE_KEY", "OCbd5YtKD0ZyWq0xVLGtSd6M4q8vF0zGHjJ5mWhYpHM=")
-os.environ.setdefault("CLINICAL_AI_VAULT_PUBLIC_KEY", "Z9sqZResR7yG795nVz55smS6wts9UWjas4ZwVkHfyTA=")
+os.environ.setdefault("CLINICAL_AI_VAULT_PUBLIC_KEY", "z9sqZResR7yG795nVz55smS6wts9UWjas4ZwVkHfyTA=")
 os.environ.setdefault("CLINICAL_AI_VAR_DIR", tempfile.mkdtemp(prefix="clinical-ai-test-"))
 
 from clinical_ai.settings import *  # noqa: F403

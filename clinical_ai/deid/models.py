@@ -45,7 +45,7 @@ class PseudonymVaultEntry(models.Model):
 
     organization = models.ForeignKey("accounts.Organization", on_delete=models.PROTECT, related_name="+")
     patient_pseudonym = models.CharField(max_length=64, db_index=True)
-    kind = models.CharField(max_length=32)
+    kind = models.CharField(max_length=64)
     pseudonym = models.CharField(max_length=128)
     sealed_original = models.BinaryField()
     created_at = models.DateTimeField(auto_now_add=True)

@@ -73,7 +73,7 @@ def ingest_job_deidentify(job: IngestJob, entries: list[OpenedEntry], actor: Act
         vault_rows = {}
         for patient, kind, pseudonym, original in result.vault_records:
             entry = PseudonymVaultEntry(
-                organization=organization, patient_pseudonym=patient, kind=kind[:32], pseudonym=pseudonym[:128]
+                organization=organization, patient_pseudonym=patient, kind=kind[:64], pseudonym=pseudonym[:128]
             )
             entry.sealed_original = seal_to(vault_key, original.encode("utf-8"), associated_data=entry.associated_data)
             vault_rows[(patient, entry.kind, entry.pseudonym)] = entry

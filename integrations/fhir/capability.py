@@ -26,6 +26,25 @@ def capability_statement(*, base_url: str, token_url: str) -> dict[str, Any]:
         }
         for resource_type in sorted(supported_resource_types())
     ]
+    resources.sort(key=lambda r: str(r["type"]))
+    audit_event = next(r for r in resources if r["type"] == "AuditEvent")
+    audit_event["interaction"] = [{"code": "create"}, {"code": "search-type"}]
+    audit_event["documentation"] = (
+        "search-type: this gateway's own audit log as IHE BALP-shaped AuditEvents, for auditors' tools "
+        "(scope system/AuditEvent.read); an EHR client sees its organization's events only."
+    )
+    audit_event["searchParam"] = [
+        {"name": name, "type": kind}
+        for name, kind in (
+            ("date", "date"),
+            ("agent", "reference"),
+            ("entity", "reference"),
+            ("patient", "reference"),
+            ("type", "token"),
+            ("subtype", "token"),
+            ("outcome", "token"),
+        )
+    ]
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",

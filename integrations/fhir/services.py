@@ -29,6 +29,7 @@ from integrations.fhir.validation import (
     supported_resource_types,
     validate_resource,
 )
+from integrations.fhir.validation_names import audit_safe_expression
 from integrations.smart.principal import SmartPrincipal
 from integrations.smart.scopes import Action
 
@@ -99,7 +100,7 @@ def _refuse(request: IntakeRequest, err: FhirError) -> FhirResponse:
         detail={
             "status": err.status,
             "issue_codes": sorted({i.code for i in issues}),
-            "expressions": [e for i in issues[:10] for e in i.expression][:10],
+            "expressions": [audit_safe_expression(e) for i in issues[:10] for e in i.expression][:10],
             "issue_count": len(err.issues),
         },
     )

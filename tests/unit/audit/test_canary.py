@@ -75,12 +75,6 @@ def test_canary_never_reaches_the_audit_log_the_console_or_the_exports(
     assert audit_chain_verify().ok
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="integrations/fhir/services.py records issue expressions verbatim; an unknown element NAME taken "
-    "from the submitted body (here the canary) ends up in the fhir.intake.refuse row. Fix there: record "
-    "only paths made of known element names (e.g. replace unknown keys by '<unknown>').",
-)
 def test_canary_as_an_element_name_of_a_rejected_body(client: Client, ehr_token: str) -> None:
     bundle = sample_bundle()
     bundle["entry"][0]["resource"]["Margaret Okafor"] = "x"

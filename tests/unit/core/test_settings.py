@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[3]
 DEID_KEYS = {
     "CLINICAL_AI_PSEUDONYM_KEY": "p" * 40,
-    "CLINICAL_AI_VAULT_PUBLIC_KEY": "Z9sqZResR7yG795nVz55smS6wts9UWjas4ZwVkHfyTA=",
+    "CLINICAL_AI_VAULT_PUBLIC_KEY": "z9sqZResR7yG795nVz55smS6wts9UWjas4ZwVkHfyTA=",
 }
 
 

@@ -179,3 +179,15 @@ def test_pipeline_date_shift_is_never_small() -> None:
     shifts = [date_shift_days(key=b"k" * 32, pseudonym=f"p{i}") for i in range(500)]
     assert all(30 <= abs(s) <= 180 for s in shifts)
     assert any(s < 0 for s in shifts) and any(s > 0 for s in shifts)
+
+
+def test_system_check_catches_a_vault_key_pair_that_does_not_match() -> None:
+    from clinical_ai.deid.checks import vault_keys_check
+    from clinical_ai.deid.vault_crypto import generate_vault_keys
+
+    assert vault_keys_check(None) == []
+    _, unrelated_public = generate_vault_keys()
+    with override_settings(VAULT_PUBLIC_KEY=unrelated_public):
+        assert [e.id for e in vault_keys_check(None)] == ["deid.E002"]
+    with override_settings(VAULT_PUBLIC_KEY="not base64!"):
+        assert [e.id for e in vault_keys_check(None)] == ["deid.E001"]

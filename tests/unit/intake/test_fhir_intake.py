@@ -37,7 +37,8 @@ def test_capability_statement_is_public_and_truthful(client: Client) -> None:
     by_type = {r["type"]: r for r in rest["resource"]}
     assert "Patient" in by_type and "Observation" in by_type
     assert "MedicinalProduct" not in by_type
-    assert all(r["interaction"] == [{"code": "create"}] for r in by_type.values())
+    assert all(r["interaction"] == [{"code": "create"}] for t, r in by_type.items() if t != "AuditEvent")
+    assert {"code": "search-type"} in by_type["AuditEvent"]["interaction"]
     token_uri = rest["security"]["extension"][0]["extension"][0]["valueUri"]
     assert token_uri == "http://testserver/auth/token"
 

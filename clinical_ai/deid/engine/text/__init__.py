@@ -24,7 +24,14 @@ _EXPORTS = {
     "PresidioTextScrubber": "scrubber",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ModelIntegrityError",
+    "PatientTermMatcher",
+    "PresidioTextScrubber",
+    "get_analyzer",
+    "get_pipeline",
+    "patient_identifiers_from_fhir",
+]
 
 
 def __getattr__(name: str) -> Any:

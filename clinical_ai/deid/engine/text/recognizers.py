@@ -172,24 +172,33 @@ FAX_PATTERN = re.compile(
 
 # --- phones ------------------------------------------------------------------------------------------------
 
+_EXTENSION = r"(?:\s*(?:x|ext\.?|extension)\s*\d{1,6})?"
 PHONE_PATTERN = re.compile(
     r"(?<![\w+])(?:"
-    r"(?:\+?1[\s.-]?)?\(?\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}"  # NANP: 555-657-5098, (555) 657 5098
+    r"(?:(?:\+|00)1[\s.-]?|1[\s.-])?\(?\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}"  # NANP: 555-657-5098, (555) 657 5098
     r"|(?:\+44\s?(?:\(0\)\s?)?|0)\d{2,4}[\s-]?\d{3,4}[\s-]?\d{3,4}"  # UK: 023 9261 4408, +44 7700 900123
-    r"|\+\d{1,3}(?:[\s.-]?\(?\d{1,4}\)?){2,5}"  # other international numbers
-    r")(?![\w])"
+    r"|(?:(?:\+|00)\d{1,3}[\s.-]?|\(0)\d{1,4}\)?(?:[\s.-]\d{2,4}){2,4}"  # international, (07) 5331 0577
+    rf"){_EXTENSION}(?![\w])",
+    re.IGNORECASE,
 )
-_PHONE_HINT = re.compile(r"\d(?:[\s().\-+/]{0,3}\d){6}")
+_PHONE_CANDIDATE = re.compile(r"\d(?:[\s().\-+/]{0,3}\d){6,}")
+_DATE_ONLY = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}")
+
+
+def _may_hold_phone(text: str) -> bool:
+    """Seven digits close together that are not just a written date (every Synthea note starts with one)."""
+    return any(_DATE_ONLY.fullmatch(match.group()) is None for match in _PHONE_CANDIDATE.finditer(text))
 
 
 class ScreenedPhoneRecognizer(PhoneRecognizer):
-    """Presidio's libphonenumber recognizer, skipped on texts without seven digits close together (most
-    of them): its matcher is the costliest recognizer per character and cannot find a number there."""
+    """Presidio's libphonenumber recognizer, skipped on texts without seven digits close together other than
+    a date (most of them): its matcher is the costliest recognizer per character and cannot find a number
+    there."""
 
     def analyze(
         self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
     ) -> list[RecognizerResult]:
-        if _PHONE_HINT.search(text) is None:
+        if not _may_hold_phone(text):
             return []
         # The parent only hands the artifacts on to its results' explanation; None is fine there.
         results: list[RecognizerResult] = super().analyze(text, entities, cast(NlpArtifacts, nlp_artifacts))
@@ -354,6 +363,27 @@ class FacilityRecognizer(GroupRegexRecognizer):
             if leading:
                 start += leading.end()
             yield start, match.end()
+
+
+# --- names after a title -------------------------------------------------------------------------------------
+
+_TITLE = r"(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Professor|Doctor|Sister|Nurse|Rev|Sir|Dame)"
+TITLED_NAME_PATTERN = re.compile(
+    rf"(?<![\w])(?i:{_TITLE})\.?\s+(?P<value>[A-Z][A-Za-z'\u2019\-]+(?:\s+[A-Z][A-Za-z'\u2019\-]+){{0,2}})"
+)
+
+
+class TitledNameRecognizer(GroupRegexRecognizer):
+    """ "Dr Okafor", "ms. Wijtze": a capitalised word after a title is a name unless it is clinical vocabulary
+    ("Dr Review" is not anyone); trailing clinical words are trimmed ("Dr Smith Cardiology")."""
+
+    def spans(self, text: str) -> Iterable[tuple[int, int]]:
+        for match in self.pattern.finditer(text):
+            tokens = list(_NAME_TOKEN.finditer(text, match.start("value"), match.end("value")))
+            while tokens and _is_filler(tokens[-1].group()):
+                tokens.pop()
+            if tokens:
+                yield tokens[0].start(), tokens[-1].end()
 
 
 # --- dates ---------------------------------------------------------------------------------------------------
@@ -530,6 +560,9 @@ def clinical_recognizers() -> list[EntityRecognizer]:
             score=0.9,
             name="LabelledIdRecognizer",
             min_length=3,
+        ),
+        TitledNameRecognizer(
+            entity="PERSON", pattern=TITLED_NAME_PATTERN, score=0.9, name="TitledNameRecognizer"
         ),
         GroupRegexRecognizer(
             entity=FAX_NUMBER, pattern=FAX_PATTERN, score=0.95, name="FaxRecognizer", min_length=7

@@ -158,7 +158,7 @@ class PresidioTextScrubber:
         analyzer: AnalyzerEngine | None = None,
         sink: PseudonymSink | None = None,
         day_first: bool = False,
-        batch_size: int = 64,
+        batch_size: int = 32,
         score_threshold: float = MIN_SCORE,
     ) -> None:
         if len(pseudonym_key) < MIN_KEY_BYTES:
