@@ -8,7 +8,7 @@ PYTHON ?= python3
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install demo test test-sqlite lint format clean
+.PHONY: install demo test test-sqlite lint format bench clean
 
 $(VENV)/.installed: pyproject.toml requirements/models.txt
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ lint: install
 	$(VENV)/bin/mypy .
 	DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py check --fail-level WARNING
 	DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py makemigrations --check --dry-run
+
+# Speed and memory figures (written to docs/benchmarks.md); needs ../shared/data.
+bench: install
+	DATABASE_URL= CELERY_BROKER_URL= DJANGO_SETTINGS_MODULE=tests.settings $(PY) benchmarks/deid_throughput.py
 
 format: install
 	$(VENV)/bin/ruff format .

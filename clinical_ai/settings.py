@@ -198,7 +198,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = FHIR_MAX_BODY_BYTES + 1024 * 1024
 # (Art. 19, 26(6)) requires logs of high-risk AI systems to be kept for six months or more.
 AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 183)
 if AUDIT_RETENTION_DAYS < 183:
-    raise ConfigurationError("AUDIT_RETENTION_DAYS must be at least 183 days (six months, EU AI Act Art. 19/26(6))")
+    raise ConfigurationError(
+        "AUDIT_RETENTION_DAYS must be at least 183 days (six months, EU AI Act Art. 19/26(6))"
+    )
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "/"
 

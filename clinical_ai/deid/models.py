@@ -14,7 +14,9 @@ class DeidentifiedResource(models.Model):
     """
 
     external_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    job = models.ForeignKey("intake.IngestJob", on_delete=models.CASCADE, related_name="deidentified_resources")
+    job = models.ForeignKey(
+        "intake.IngestJob", on_delete=models.CASCADE, related_name="deidentified_resources"
+    )
     raw_resource = models.OneToOneField(
         "intake.RawResource", on_delete=models.CASCADE, related_name="deidentified"
     )

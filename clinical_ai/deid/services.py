@@ -50,7 +50,9 @@ def ingest_job_deidentify(job: IngestJob, entries: list[OpenedEntry], actor: Act
         result = deidentify_documents(inputs, organization=organization.slug, config=config)
     except (ValueError, KeyError, TypeError) as exc:
         # The engine's own errors on content it cannot process: retrying will not help.
-        raise PermanentJobError(f"de-identification failed: {type(exc).__name__}", {"error": type(exc).__name__}) from exc
+        raise PermanentJobError(
+            f"de-identification failed: {type(exc).__name__}", {"error": type(exc).__name__}
+        ) from exc
     by_index = {e.raw.entry_index: e.raw for e in entries}
     vault_key = public_key_from_text(settings.VAULT_PUBLIC_KEY)
 
@@ -73,11 +75,18 @@ def ingest_job_deidentify(job: IngestJob, entries: list[OpenedEntry], actor: Act
         vault_rows = {}
         for patient, kind, pseudonym, original in result.vault_records:
             entry = PseudonymVaultEntry(
-                organization=organization, patient_pseudonym=patient, kind=kind[:64], pseudonym=pseudonym[:128]
+                organization=organization,
+                patient_pseudonym=patient,
+                kind=kind[:64],
+                pseudonym=pseudonym[:128],
             )
-            entry.sealed_original = seal_to(vault_key, original.encode("utf-8"), associated_data=entry.associated_data)
+            entry.sealed_original = seal_to(
+                vault_key, original.encode("utf-8"), associated_data=entry.associated_data
+            )
             vault_rows[(patient, entry.kind, entry.pseudonym)] = entry
-        PseudonymVaultEntry.objects.bulk_create(list(vault_rows.values()), batch_size=500, ignore_conflicts=True)
+        PseudonymVaultEntry.objects.bulk_create(
+            list(vault_rows.values()), batch_size=500, ignore_conflicts=True
+        )
         per_patient = Counter(o.patient_pseudonym for o in result.outputs)
         for patient, count in sorted(per_patient.items()):
             audit_record(
@@ -92,7 +101,11 @@ def ingest_job_deidentify(job: IngestJob, entries: list[OpenedEntry], actor: Act
             )
 
     return StageOutcome(
-        detail={"deidentified": len(result.outputs), "patients": len(result.patient_pseudonyms), "config": config},
+        detail={
+            "deidentified": len(result.outputs),
+            "patients": len(result.patient_pseudonyms),
+            "config": config,
+        },
         writes=writes,
     )
 
@@ -128,6 +141,8 @@ def patient_reidentify(
     for entry in PseudonymVaultEntry.objects.filter(
         organization=organization, patient_pseudonym=patient_pseudonym
     ).order_by("kind", "pk"):
-        value = open_with(private, bytes(entry.sealed_original), associated_data=entry.associated_data).decode("utf-8")
+        value = open_with(
+            private, bytes(entry.sealed_original), associated_data=entry.associated_data
+        ).decode("utf-8")
         originals.setdefault(entry.kind, []).append(value)
     return originals

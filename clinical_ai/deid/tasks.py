@@ -37,5 +37,7 @@ def deidentify_ingest_job(self: Task, job_id: str) -> None:  # type: ignore[type
         raise self.retry(countdown=claim.retry_in_seconds, max_retries=None)
     if claim.job is None:
         return
-    actor = Actor.worker(task_name="deid.deidentify_ingest_job", task_id=task_id, hostname=self.request.hostname)
+    actor = Actor.worker(
+        task_name="deid.deidentify_ingest_job", task_id=task_id, hostname=self.request.hostname
+    )
     ingest_job_run(job=claim.job, actor=actor, stage=ingest_job_deidentify)

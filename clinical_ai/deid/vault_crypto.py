@@ -31,9 +31,9 @@ class VaultOpenError(ValueError):
 
 
 def _derive(shared: bytes, ephemeral_public: bytes, recipient_public: bytes) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO + ephemeral_public + recipient_public).derive(
-        shared
-    )
+    return HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO + ephemeral_public + recipient_public
+    ).derive(shared)
 
 
 def public_key_from_text(text: str) -> X25519PublicKey:
@@ -75,6 +75,8 @@ def open_with(private: X25519PrivateKey, sealed: bytes, *, associated_data: byte
     recipient_public = private.public_key().public_bytes(_RAW, _PUBLIC_RAW)
     try:
         shared = private.exchange(X25519PublicKey.from_public_bytes(ephemeral_public))
-        return AESGCM(_derive(shared, ephemeral_public, recipient_public)).decrypt(nonce, ciphertext, associated_data)
+        return AESGCM(_derive(shared, ephemeral_public, recipient_public)).decrypt(
+            nonce, ciphertext, associated_data
+        )
     except (InvalidTag, ValueError) as exc:
         raise VaultOpenError("sealed value does not open with this key") from exc

@@ -228,7 +228,8 @@ def raw_entries_open(job: IngestJob) -> list[OpenedEntry]:
             document = open_json(raw.sealed, associated_data=raw.associated_data)
         except (DecryptionError, ValueError) as exc:
             raise PermanentJobError(
-                f"entry {raw.entry_index}: {exc}", {"entry_index": raw.entry_index, "error": type(exc).__name__}
+                f"entry {raw.entry_index}: {exc}",
+                {"entry_index": raw.entry_index, "error": type(exc).__name__},
             ) from exc
         resource = document.get("resource") if isinstance(document, dict) else None
         if not isinstance(resource, dict) or resource.get("resourceType") != raw.resource_type:

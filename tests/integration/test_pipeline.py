@@ -17,9 +17,9 @@ from django.test import Client
 
 from clinical_ai.audit.models import AuditEvent
 from clinical_ai.audit.selectors import audit_chain_verify
+from clinical_ai.deid.tasks import deidentify_ingest_job
 from clinical_ai.intake.models import IngestJob
 from clinical_ai.intake.services import ingest_jobs_sweep
-from clinical_ai.deid.tasks import deidentify_ingest_job
 from tests.factories import make_ehr_client, make_organization, obtain_token, post_fhir, sample_bundle
 from tests.integration.conftest import WorkerFactory, redis_client, wait_for
 

@@ -65,6 +65,8 @@ def test_malformed_encryption_key_is_refused() -> None:
 
 @pytest.mark.parametrize("missing", ["CLINICAL_AI_PSEUDONYM_KEY", "CLINICAL_AI_VAULT_PUBLIC_KEY"])
 def test_refuses_to_start_without_deid_keys(missing: str) -> None:
-    result = _start({"SECRET_KEY": "s" * 50, "CLINICAL_AI_ENCRYPTION_KEYS": "k1:" + "A" * 43 + "=", missing: ""})
+    result = _start(
+        {"SECRET_KEY": "s" * 50, "CLINICAL_AI_ENCRYPTION_KEYS": "k1:" + "A" * 43 + "=", missing: ""}
+    )
     assert result.returncode != 0
     assert missing in result.stderr

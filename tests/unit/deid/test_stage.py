@@ -24,7 +24,17 @@ from tests.factories import make_organization, post_fhir, sample_bundle
 pytestmark = pytest.mark.django_db
 
 WORKER = Actor.worker(task_name="deid.test", task_id="t-1", hostname="unit")
-PHI = ["Okafor", "Margaret", "4471-2290", "Harbour View", "9261 4407", "9261 4408", "PO1 3AX", "1959-03-14", "Portsmouth"]
+PHI = [
+    "Okafor",
+    "Margaret",
+    "4471-2290",
+    "Harbour View",
+    "9261 4407",
+    "9261 4408",
+    "PO1 3AX",
+    "1959-03-14",
+    "Portsmouth",
+]
 
 
 def _run(client: Client, token: str, bundle: dict[str, Any]) -> IngestJob:
@@ -47,7 +57,9 @@ def test_stage_writes_a_deidentified_copy_without_phi(client: Client, ehr_token:
     job = _run(client, ehr_token, sample_bundle())
     assert job.status == IngestJob.Status.SUCCEEDED, job.error
     resources = _opened(job)
-    assert [r["resourceType"] for r in resources] == [e["resource"]["resourceType"] for e in sample_bundle()["entry"]]
+    assert [r["resourceType"] for r in resources] == [
+        e["resource"]["resourceType"] for e in sample_bundle()["entry"]
+    ]
     text = json.dumps(resources)
     for needle in PHI:
         assert needle not in text, f"{needle!r} survived de-identification"
@@ -58,7 +70,9 @@ def test_stage_writes_a_deidentified_copy_without_phi(client: Client, ehr_token:
     note = base64.b64decode(document["content"][0]["attachment"]["data"]).decode()
     assert "pneumonia" in note and "type 2 diabetes" in note
     # Clinical content is kept: codes and values.
-    heart_rate = next(r for r in resources if r.get("code", {}).get("coding", [{}])[0].get("code") == "8867-4")
+    heart_rate = next(
+        r for r in resources if r.get("code", {}).get("coding", [{}])[0].get("code") == "8867-4"
+    )
     assert heart_rate["valueQuantity"]["value"] == 112
 
 
@@ -122,16 +136,29 @@ def test_vault_opens_for_a_clinician_of_the_site_only(
             assert needle.encode() not in bytes(entry.sealed_original)
     clinician = _clinician(django_user_model, organization, "dr-local")
     originals = patient_reidentify(
-        user=clinician, organization=organization, patient_pseudonym=pseudonym, purpose="review", request_id="r1"
+        user=clinician,
+        organization=organization,
+        patient_pseudonym=pseudonym,
+        purpose="review",
+        request_id="r1",
     )
     assert "Margaret Okafor-Lindqvist" in originals["patient_name"]
     assert originals["birth_date"] == ["1959-03-14"]
-    assert AuditEvent.objects.filter(action="deid.reidentify", outcome="success", patient_pseudonym=pseudonym).count() == 1
+    assert (
+        AuditEvent.objects.filter(
+            action="deid.reidentify", outcome="success", patient_pseudonym=pseudonym
+        ).count()
+        == 1
+    )
 
     elsewhere = _clinician(django_user_model, make_organization("county-hospital"), "dr-elsewhere")
     with pytest.raises(PermissionDenied):
         patient_reidentify(
-            user=elsewhere, organization=organization, patient_pseudonym=pseudonym, purpose="review", request_id="r2"
+            user=elsewhere,
+            organization=organization,
+            patient_pseudonym=pseudonym,
+            purpose="review",
+            request_id="r2",
         )
     assert AuditEvent.objects.filter(action="deid.reidentify", outcome="failure").count() == 1
 

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.django_db
 WORKER = Actor.worker(task_name="test", task_id="t-1", hostname="unit")
 
 
-def NO_STAGE(job: IngestJob, entries: list[OpenedEntry], actor: Actor) -> StageOutcome:  # noqa: N802
+def NO_STAGE(job: IngestJob, entries: list[OpenedEntry], actor: Actor) -> StageOutcome:
     """The intake contract on its own: entries opened and checked, nothing computed."""
     assert len(entries) == job.resource_count
     return StageOutcome(detail={})

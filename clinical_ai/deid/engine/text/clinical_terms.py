@@ -10,6 +10,7 @@ Everything here is lower case; matching is on words (``[a-z0-9]+`` after lower-c
 from __future__ import annotations
 
 import re
+import unicodedata
 
 
 def word_set(text: str) -> frozenset[str]:
@@ -30,7 +31,7 @@ ABBREVIATIONS = word_set(
     tds tid qds qid od qd qhs qam qpm stat nbm npo dnr dnacpr ama dx ddx hx pmh psh fh sh rx tx sx fx ros
     hpi cc ap oe sob cp loc nv nad wnl mg mcg ug ml mmol kg mmhg bpm iu gp md rn np pa nhs nice cdc who
     mdt opd ot pt slt salt picc cvc ngt ng peg rig cpap bipap niv ippv ett lma ecmo iabp lvad icd ppm crt
-    dexa dxa ivf ivig ffp prbc rbc tpn ppn eras ortho neuro cardio gi gu ent obgyn ob gyn peds paeds
+    dob nok mrn dexa dxa ivf ivig ffp prbc rbc tpn ppn eras ortho neuro cardio gi gu ent obgyn ob gyn peds paeds
     """
 )
 
@@ -86,7 +87,8 @@ SECTION_AND_CLINICAL_WORDS = word_set(
     injection infusion tablet tablets capsule capsules oral topical inhaler inhalation nebulizer
     nebuliser solution suspension cream ointment patch drops spray syrup dose doses dosage daily
     weekly monthly hourly twice once nightly morning evening night bedtime hour hours day days week
-    weeks month months year years old age aged
+    weeks month months year years old age aged apgar intravenous subcutaneous intramuscular sublingual
+    transdermal inhaled nasal rectal vaginal ophthalmic otic hydrochloride hcl systolic diastolic tab tabs
     hep influenza seasonal injectable preservative td tdap dtap ipv mmr hib pcv pcv13 ppsv23 hpv
     pneumococcal meningococcal conjugate polysaccharide adult pediatric paediatric
     male female man woman boy girl child infant newborn adolescent elderly
@@ -302,11 +304,20 @@ EPONYM_FOLLOWERS = word_set(
     """
 )
 
+# Titles before a name and letters after it: kept in the text ("Dr [PERSON-…]"), never a name themselves.
+TITLES = word_set("mr mrs ms miss mx dr prof professor doctor sir dame lady lord rev fr master madam mme")
+NAME_SUFFIXES = word_set("jr sr ii iii iv phd md esq")
+
 _WORD = re.compile(r"[a-z0-9]+")
 
 
 def words(text: str) -> list[str]:
-    """Lower-cased words of ``text``; "Parkinson's" gives ["parkinson", "s"], "SpO2" gives ["spo2"]."""
+    """Lower-cased words of ``text`` without accents; "Parkinson's" gives ["parkinson", "s"], "SpO2"
+    ["spo2"], "Sjögren" ["sjogren"]."""
+    if not text.isascii():
+        text = "".join(
+            char for char in unicodedata.normalize("NFKD", text) if not unicodedata.combining(char)
+        )
     return _WORD.findall(text.lower())
 
 
@@ -322,3 +333,39 @@ def is_clinical_word(word: str) -> bool:
         or is_drug_word(word)
         or word.isdigit()
     )
+
+
+def is_eponym_use(text: str, start: int, end: int, *, allow_bare: bool) -> bool:
+    """Whether ``text[start:end]`` names a disease, sign or score after a person ("Parkinson's disease",
+    "Glasgow Coma Scale", "Wells score"), not a person. ``allow_bare`` also accepts "Alzheimer's" alone."""
+    inside = [word for word in words(text[start:end]) if word != "s"]
+    after = words(text[end : end + 80])
+    sequence = inside + after
+    chain: list[str] = []
+    index = 0
+    while index < len(sequence) and (sequence[index] in EPONYMS or sequence[index] in SURNAME_EPONYMS):
+        chain.append(sequence[index])
+        index += 1
+        while index < len(sequence) and sequence[index] == "s":
+            index += 1
+    if not chain:
+        return False
+    follower = sequence[index] if index < len(sequence) else None
+    # The span itself must be the eponymous phrase: nothing in it after the disease word but clinical words.
+    if any(not (is_clinical_word(word) or word in EPONYM_FOLLOWERS) for word in inside[index + 1 :]):
+        return False
+    if index < len(inside) and follower not in EPONYM_FOLLOWERS and not _surname_pair(chain, follower):
+        return False
+    possessive = text[end : end + 2] in ("'s", "\u2019s") or text[start:end].endswith(("'s", "\u2019s"))
+    if follower is not None:
+        if follower in EPONYM_FOLLOWERS and any(word in EPONYMS for word in chain):
+            return True
+        if _surname_pair(chain, follower):
+            return True
+    return allow_bare and possessive and chain[-1] in EPONYMOUS_DISEASES and len(inside) == len(chain)
+
+
+def _surname_pair(chain: list[str], follower: str | None) -> bool:
+    """A common-surname eponym next to the one word that makes it a disease ("Wilson disease")."""
+    pairs = zip(chain, [*chain[1:], follower], strict=True)
+    return any(nxt is not None and nxt in SURNAME_EPONYMS.get(word, ()) for word, nxt in pairs)

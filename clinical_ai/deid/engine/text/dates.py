@@ -84,7 +84,10 @@ def _cased_alternation(words: list[str]) -> str:
     return "(?:" + "|".join(forms) + ")"
 
 
-_MON = _cased_alternation(list(MONTHS))
+_FULL_MONTHS = [name for name in MONTHS if len(name) > 4 or name in ("may", "june", "july")]
+_ABBREVIATED_MONTHS = [name for name in MONTHS if name not in _FULL_MONTHS]
+# An abbreviation may carry its full stop ("Mar."); a full name's following full stop ends the sentence.
+_MON = f"(?:{_cased_alternation(_FULL_MONTHS)}|{_cased_alternation(_ABBREVIATED_MONTHS)}\\.?)"
 _WD = _cased_alternation(list(WEEKDAYS))
 _ORD = r"(?:st|nd|rd|th|ST|ND|RD|TH)"
 _WEEKDAY_PREFIX = rf"(?:(?P<wd>{_WD})\.?,?\s+(?:the\s+)?)?"
@@ -110,14 +113,14 @@ _FORMATS: tuple[tuple[str, re.Pattern[str]], ...] = (
         "dmy",
         re.compile(
             rf"(?<![\w-]){_WEEKDAY_PREFIX}(?P<d>\d{{1,2}})(?P<ord>{_ORD})?(?:\s+of)?(?P<sep>[\s-]+|(?=[A-Z]))"
-            rf"(?P<mon>{_MON})(?P<dot>\.)?(?:,?[\s-]+|,?\s*(?='))'?(?P<y>\d{{4}}|(?<=[\s'-])\d{{2}}){_END}"
+            rf"(?P<mon>{_MON})(?:,?[\s-]+|,?\s*(?='))'?(?P<y>\d{{4}}|(?<=[\s'-])\d{{2}}){_END}"
         ),
     ),
     # March 14, 1959; Mar 14 1959; Tuesday, March 14th, 1959
     (
         "mdy",
         re.compile(
-            rf"(?<![\w-]){_WEEKDAY_PREFIX}(?P<mon>{_MON})(?P<dot>\.)?\s+(?P<d>\d{{1,2}})(?P<ord>{_ORD})?"
+            rf"(?<![\w-]){_WEEKDAY_PREFIX}(?P<mon>{_MON})\s+(?P<d>\d{{1,2}})(?P<ord>{_ORD})?"
             rf"(?:,\s*|\s+)(?P<y>\d{{4}}){_END}"
         ),
     ),
@@ -125,7 +128,7 @@ _FORMATS: tuple[tuple[str, re.Pattern[str]], ...] = (
     (
         "dm",
         re.compile(
-            rf"(?<![\w-]){_WEEKDAY_PREFIX}(?P<d>\d{{1,2}})(?P<ord>{_ORD})?(?:\s+of)?[\s-]+(?P<mon>{_MON})(?P<dot>\.)?"
+            rf"(?<![\w-]){_WEEKDAY_PREFIX}(?P<d>\d{{1,2}})(?P<ord>{_ORD})?(?:\s+of)?[\s-]+(?P<mon>{_MON})"
             r"(?![\w-]|[\s,'-]*\d)"
         ),
     ),
@@ -133,16 +136,14 @@ _FORMATS: tuple[tuple[str, re.Pattern[str]], ...] = (
     (
         "md",
         re.compile(
-            rf"(?<![\w-]){_WEEKDAY_PREFIX}(?P<mon>{_MON})(?P<dot>\.)?\s+(?P<d>\d{{1,2}})(?P<ord>{_ORD})?"
-            r"(?![\w:.]|\.\d|,?\s*\d)"
+            rf"(?<![\w-]){_WEEKDAY_PREFIX}(?P<mon>{_MON})\s+(?P<d>\d{{1,2}})(?P<ord>{_ORD})?"
+            r"(?![\w:]|\.\d|,?\s*\d)"
         ),
     ),
     # March 2026, Mar-2026, Mar '26
     (
         "my",
-        re.compile(
-            rf"(?<![\w-])(?P<mon>{_MON})(?P<dot>\.)?(?:,?\s+|-|\s*(?='))'?(?P<y>\d{{4}}|(?<=')\d{{2}}){_END}"
-        ),
+        re.compile(rf"(?<![\w-])(?P<mon>{_MON})(?:,?\s+|-|\s*(?='))'?(?P<y>\d{{4}}|(?<=')\d{{2}}){_END}"),
     ),
     # 03/2026
     ("numeric_my", re.compile(r"(?<![\w/.-])(?P<m>0?[1-9]|1[0-2])/(?P<y>\d{4})(?![\w/-])")),
@@ -231,7 +232,7 @@ def _parse(match: re.Match[str], kind: str, *, day_first: bool) -> _Parsed | Non
     if kind == "numeric_my":
         date = _safe_date(int(groups["y"]), int(groups["m"]), 15)
         return _Parsed(date, True, False) if date else None
-    month = MONTHS[groups["mon"].lower()]
+    month = MONTHS[groups["mon"].lower().rstrip(".")]
     has_year = groups.get("y") is not None
     has_day = groups.get("d") is not None
     leap_day = not has_year and (month, int(groups["d"])) == (2, 29)
@@ -254,6 +255,8 @@ def _cased(word: str, like: str) -> str:
 
 
 def _month_name(month: int, like: str) -> str:
+    if like.endswith("."):
+        return _month_name(month, like[:-1]) + "."
     full = _MONTH_FULL[month - 1]
     if like.lower() == "sept" and month == 9:
         name = "Sept"

@@ -21,15 +21,14 @@ from typing import Any
 import phonenumbers
 from spacy.lang.en.stop_words import STOP_WORDS
 
-from clinical_ai.deid.engine.text.clinical_terms import word_set
+from clinical_ai.deid.engine.text.clinical_terms import NAME_SUFFIXES, TITLES, is_eponym_use, word_set
 from clinical_ai.deid.engine.text.dates import MONTHS
 from clinical_ai.deid.engine.types import PatientIdentifiers
 
 MOTHERS_MAIDEN_NAME = "http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName"
 BIRTH_PLACE = "http://hl7.org/fhir/StructureDefinition/patient-birthPlace"
 
-HONORIFICS = word_set("mr mrs ms miss mx dr prof sir dame lady lord rev fr master madam mme")
-NAME_SUFFIXES = word_set("jr sr ii iii iv phd md esq")
+
 MIN_IDENTIFIER_CHARS = 4
 MIN_PHONE_DIGITS = 7
 
@@ -156,7 +155,7 @@ def _apostrophes(escaped: str) -> str:
 
 def _name_token_variants(token: str) -> set[str]:
     token = token.strip('.,;:()"')
-    if len(token) < 2 or token.lower().rstrip(".") in HONORIFICS | NAME_SUFFIXES:
+    if len(token) < 2 or token.lower().rstrip(".") in TITLES | NAME_SUFFIXES:
         return set()
     variants = {token, re.sub(r"\d+$", "", token)}
     for part in re.split(r"-", token):
@@ -176,7 +175,7 @@ def _token_pattern(variant: str) -> str:
 # Honorifics and suffixes join a name only when written as such ("Mrs.", "DR", "Jr"): "do" and "lady" are words.
 _HONORIFIC = (
     "(?-i:"
-    + "|".join(sorted({f(h) for h in HONORIFICS for f in (str.capitalize, str.upper)}, key=len, reverse=True))
+    + "|".join(sorted({f(h) for h in TITLES for f in (str.capitalize, str.upper)}, key=len, reverse=True))
     + r")\.?"
 )
 _SUFFIX = "(?-i:Jr|JR|Sr|SR|II|III|IV|PhD|PHD|MD|Esq|ESQ)\\.?"
@@ -196,8 +195,8 @@ def _person_pattern(raw_names: Iterable[str]) -> re.Pattern[str] | None:
     initial = "(?-i:[" + "".join(sorted(initials)) + r"])(?:\.|(?=\s))" if initials else "(?!)"
     sep = r"(?:\s*,\s*|\s+)"
     pattern = (
-        rf"(?<![\w])(?:{_HONORIFIC}\s+)?(?:{initial}\s*)*{name}(?![\w])"
-        rf"(?:{sep}(?:{name}(?![\w])|{initial}(?![\w])))*(?:,?\s+{_SUFFIX}(?![\w]))?"
+        rf"(?<![\w])(?:{_HONORIFIC}\s+)?(?P<name>(?:{initial}\s*)*{name}(?![\w])"
+        rf"(?:{sep}(?:{name}(?![\w])|{initial}(?![\w])))*(?:,?\s+{_SUFFIX}(?![\w]))?)"
     )
     return re.compile(pattern, re.IGNORECASE)
 
@@ -296,20 +295,27 @@ def _address_variants(part: str) -> list[list[str]]:
     return variants
 
 
-def _address_pattern(part: str) -> re.Pattern[str] | None:
+def _address_pattern(part: str, *, postal_code: bool = False) -> re.Pattern[str] | None:
     if sum(char.isalnum() for char in part) < 3:
         return None
-    bodies = ["[\\s,]+".join(_address_token(token) for token in tokens) for tokens in _address_variants(part)]
+    joiner = r"\s*" if postal_code else r"[\s,]+"  # "PO1 3AX" is also written "PO13AX"
+    bodies = [joiner.join(_address_token(token) for token in tokens) for tokens in _address_variants(part)]
     if len(bodies) == 1 and part.lower() in STOP_WORDS:
         return None
     return re.compile(r"(?<![\w])(?:" + "|".join(bodies) + r")(?![\w])", re.IGNORECASE)
 
 
+_POSTAL_CODE = re.compile(
+    r"[A-Z]{1,2}\d[A-Z\d]?\s*\d[A-Z]{2}|\d{5}(?:-\d{4})?|[A-Z]\d[A-Z]\s*\d[A-Z]\d", re.IGNORECASE
+)
+
+
 def _address_entity(part: str) -> str:
-    has_digit = any(char.isdigit() for char in part)
-    if has_digit and len(part.split()) >= 2 and sum(char.isalpha() for char in part) > 3:
-        return "STREET_ADDRESS"
-    return "POSTAL_CODE" if has_digit else "LOCATION"
+    if _POSTAL_CODE.fullmatch(part.strip()):
+        return "POSTAL_CODE"
+    if not any(char.isdigit() for char in part):
+        return "LOCATION"
+    return "STREET_ADDRESS" if re.search(r"[^\W\d_]{3}", part) else "POSTAL_CODE"
 
 
 def _postal_code_variants(part: str) -> list[str]:
@@ -388,7 +394,7 @@ class PatientTermMatcher:
         for part in identifiers.address_parts:
             entity = _address_entity(part)
             for variant in _postal_code_variants(part) if entity == "POSTAL_CODE" else [part]:
-                self._add(_address_pattern(variant), entity, part)
+                self._add(_address_pattern(variant, postal_code=entity == "POSTAL_CODE"), entity, part)
         parsed = _parse_birth_date(identifiers.birth_date)
         if parsed is not None:
             year, month, day = parsed
@@ -402,11 +408,10 @@ class PatientTermMatcher:
             self.terms.append(_Term(pattern, entity, key, date))
 
     def find(self, text: str) -> Iterator[PatientMatch]:
-        from clinical_ai.deid.engine.text.recognizers import is_eponym_use
-
         for term in self.terms:
             for match in term.pattern.finditer(text):
-                start, end = match.span()
+                # A title is not an identifier: "Mrs [PERSON-…]" like the NER path writes it.
+                start, end = match.span("name") if "name" in term.pattern.groupindex else match.span()
                 if start == end:
                     continue
                 if term.entity == "PERSON" and is_eponym_use(text, start, end, allow_bare=False):

@@ -3,8 +3,7 @@
 Presidio misses what clinical notes are full of: record, account, plan and device numbers behind their
 labels, ages over 89, street addresses, hospital names, fax numbers. These are regular expressions whose
 value is one named group (``value``), so that "MRN: 4471-2290" replaces only the number. spaCy's entities go
-through :class:`ClinicalSpacyRecognizer`, which splits spans at line breaks, trims and drops clinical
-vocabulary, payers and eponyms, and keeps only the date-like NER dates the date patterns did not find.
+through :class:`~clinical_ai.deid.engine.text.ner_filter.ClinicalSpacyRecognizer`.
 """
 
 from __future__ import annotations
@@ -26,23 +25,17 @@ from presidio_analyzer import (
 from presidio_analyzer.nlp_engine import NlpArtifacts, NlpEngine
 from presidio_analyzer.predefined_recognizers import (
     PhoneRecognizer,
-    SpacyRecognizer,
     UsHealthInsuranceMemberIdRecognizer,
     UsMbiRecognizer,
 )
-from spacy.lang.en.stop_words import STOP_WORDS
 
 from clinical_ai.deid.engine.text.clinical_terms import (
-    EPONYM_FOLLOWERS,
-    EPONYMOUS_DISEASES,
-    EPONYMS,
-    PAYERS,
-    SURNAME_EPONYMS,
     is_clinical_word,
     word_set,
     words,
 )
-from clinical_ai.deid.engine.text.dates import find_dates, looks_like_date
+from clinical_ai.deid.engine.text.dates import find_dates
+from clinical_ai.deid.engine.text.ner_filter import NAME_TOKEN, ClinicalSpacyRecognizer, is_filler
 
 LANGUAGE = "en"
 
@@ -215,7 +208,7 @@ _AGE_WORDS = (
 AGE_PATTERN = re.compile(
     rf"(?<![\w.])(?P<value>{_AGE_NUMBER}|{_AGE_WORDS})(?:\s*|-)"
     r"(?:years?|yrs?|yr|y/o|y\.o\.?|yo|year-old|years-old|yr-old)(?:[\s-]*old)?(?![\w])"
-    rf"|(?<![\w])(?:aged?|age:)\s*(?:of\s+)?[:=]?\s*(?P<value2>{_AGE_NUMBER})(?![\w.])",
+    rf"|(?<![\w])(?:aged?|age:)\s*(?:of\s+)?[:=]?\s*(?P<value2>{_AGE_NUMBER})(?![\w]|\.\d)",
     re.IGNORECASE,
 )
 
@@ -379,8 +372,8 @@ class TitledNameRecognizer(GroupRegexRecognizer):
 
     def spans(self, text: str) -> Iterable[tuple[int, int]]:
         for match in self.pattern.finditer(text):
-            tokens = list(_NAME_TOKEN.finditer(text, match.start("value"), match.end("value")))
-            while tokens and _is_filler(tokens[-1].group()):
+            tokens = list(NAME_TOKEN.finditer(text, match.start("value"), match.end("value")))
+            while tokens and is_filler(tokens[-1].group()):
                 tokens.pop()
             if tokens:
                 yield tokens[0].start(), tokens[-1].end()
@@ -395,123 +388,6 @@ class ClinicalDateRecognizer(GroupRegexRecognizer):
     def spans(self, text: str) -> Iterable[tuple[int, int]]:
         for span in find_dates(text):
             yield span.start, span.end
-
-
-# --- spaCy's entities, cleaned -------------------------------------------------------------------------------
-
-_NAME_TOKEN = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)*")
-_LINE_BREAK = re.compile(r"[\r\n]+")
-_DETERMINERS = word_set("the a an this that these those his her their our my your its")
-
-
-def _is_filler(token: str) -> bool:
-    """A word at the edge of an NER span that is not part of a name (clinical words, lower-case stop words)."""
-    parts = words(token)
-    if not parts:
-        return True
-    if token.lower() in _DETERMINERS or (token.islower() and token in STOP_WORDS):
-        return True
-    return all(is_clinical_word(part) or part == "s" for part in parts)
-
-
-def is_eponym_use(text: str, start: int, end: int, *, allow_bare: bool) -> bool:
-    """Whether ``text[start:end]`` names a disease, sign or score after a person ("Parkinson's disease",
-    "Glasgow Coma Scale", "Wells score"), not a person. ``allow_bare`` also accepts "Alzheimer's" alone."""
-    inside = [word for word in words(text[start:end]) if word != "s"]
-    after = words(text[end : end + 80])
-    sequence = inside + after
-    chain: list[str] = []
-    index = 0
-    while index < len(sequence) and (sequence[index] in EPONYMS or sequence[index] in SURNAME_EPONYMS):
-        chain.append(sequence[index])
-        index += 1
-        while index < len(sequence) and sequence[index] == "s":
-            index += 1
-    if not chain:
-        return False
-    follower = sequence[index] if index < len(sequence) else None
-    # The span itself must be the eponymous phrase: nothing in it after the disease word but clinical words.
-    if any(not (is_clinical_word(word) or word in EPONYM_FOLLOWERS) for word in inside[index + 1 :]):
-        return False
-    if index < len(inside) and follower not in EPONYM_FOLLOWERS and not _surname_pair(chain, follower):
-        return False
-    possessive = text[end : end + 2] in ("'s", "\u2019s") or text[start:end].endswith(("'s", "\u2019s"))
-    if follower is not None:
-        if follower in EPONYM_FOLLOWERS and any(word in EPONYMS for word in chain):
-            return True
-        if _surname_pair(chain, follower):
-            return True
-    return allow_bare and possessive and chain[-1] in EPONYMOUS_DISEASES and len(inside) == len(chain)
-
-
-def _surname_pair(chain: list[str], follower: str | None) -> bool:
-    """A common-surname eponym next to the one word that makes it a disease ("Wilson disease")."""
-    pairs = zip(chain, [*chain[1:], follower], strict=True)
-    return any(nxt is not None and nxt in SURNAME_EPONYMS.get(word, ()) for word, nxt in pairs)
-
-
-def refine_ner_span(text: str, start: int, end: int) -> list[tuple[int, int]]:
-    """The parts of an NER person/place/organisation span that may identify someone: split at line breaks,
-    clinical words and stop words trimmed from the edges, payers and eponymous diseases dropped."""
-    pieces: list[tuple[int, int]] = []
-    cursor = start
-    for line_break in _LINE_BREAK.finditer(text, start, end):
-        pieces.append((cursor, line_break.start()))
-        cursor = line_break.end()
-    pieces.append((cursor, end))
-    kept: list[tuple[int, int]] = []
-    for piece_start, piece_end in pieces:
-        tokens = list(_NAME_TOKEN.finditer(text, piece_start, piece_end))
-        while tokens and _is_filler(tokens[0].group()):
-            tokens.pop(0)
-        while tokens and _is_filler(tokens[-1].group()):
-            tokens.pop()
-        if not tokens:
-            continue
-        span_start, span_end = tokens[0].start(), tokens[-1].end()
-        if " ".join(words(text[span_start:span_end])) in PAYERS:
-            continue
-        if is_eponym_use(text, span_start, span_end, allow_bare=True):
-            continue
-        kept.append((span_start, span_end))
-    return kept
-
-
-class ClinicalSpacyRecognizer(SpacyRecognizer):
-    """spaCy's persons, places and organisations without clinical false positives; its dates only where
-    they name a day or month that the date patterns did not already find (those are shifted instead)."""
-
-    ENTITIES = ["PERSON", "LOCATION", "ORGANIZATION", "DATE_TIME"]
-
-    def __init__(self) -> None:
-        super().__init__(supported_language=LANGUAGE, supported_entities=list(self.ENTITIES))
-
-    def analyze(
-        self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
-    ) -> list[RecognizerResult]:
-        raw: list[RecognizerResult] = super().analyze(text, entities, nlp_artifacts)
-        dates: list[tuple[int, int]] | None = None
-        results: list[RecognizerResult] = []
-        for result in raw:
-            if result.entity_type == "DATE_TIME":
-                if dates is None:
-                    dates = [(span.start, span.end) for span in find_dates(text)]
-                overlaps = any(start < result.end and result.start < end for start, end in dates)
-                if not overlaps and looks_like_date(text[result.start : result.end]):
-                    results.append(result)
-                continue
-            for start, end in refine_ner_span(text, result.start, result.end):
-                results.append(
-                    RecognizerResult(
-                        entity_type=result.entity_type,
-                        start=start,
-                        end=end,
-                        score=result.score,
-                        analysis_explanation=result.analysis_explanation,
-                        recognition_metadata=dict(result.recognition_metadata or {}),
-                    )
-                )
-        return results
 
 
 # --- the registry ------------------------------------------------------------------------------------------

@@ -27,15 +27,19 @@ from dataclasses import dataclass, replace
 
 from presidio_analyzer import AnalyzerEngine, RecognizerResult
 
+from clinical_ai.deid.engine.text.clinical_terms import TITLES
 from clinical_ai.deid.engine.text.dates import parse_date_text, shift_date_text
 from clinical_ai.deid.engine.text.nlp import LANGUAGE, VerifiedSpacyNlpEngine, get_analyzer
-from clinical_ai.deid.engine.text.patient_terms import HONORIFICS, PatientTermMatcher, fold
+from clinical_ai.deid.engine.text.patient_terms import PatientTermMatcher, fold
 from clinical_ai.deid.engine.text.recognizers import MIN_SCORE
 from clinical_ai.deid.engine.text.xhtml import XhtmlDocument, parse_xhtml
 from clinical_ai.deid.engine.types import PatientContext, PseudonymSink, TextItem
 
 TAG_HEX_CHARS = 6
 MIN_KEY_BYTES = 16
+# Longer texts are analysed in pieces cut at line breaks (spaCy refuses a doc over 1,000,000 characters,
+# and NER memory grows with length); the patient's terms are still matched on the whole text.
+CHUNK_CHARS = 20_000
 
 # entity -> (placeholder label, tagged with a keyed pseudonym?)
 PLACEHOLDERS: dict[str, tuple[str, bool]] = {
@@ -74,6 +78,9 @@ PLACEHOLDERS: dict[str, tuple[str, bool]] = {
     "DATE_TIME": ("DATE", False),
 }
 FALLBACK_LABEL = "REDACTED"
+# spaCy pipelines are not documented as safe to share between threads, and the pipeline is one per process
+# (``nlp.get_pipeline``) whichever scrubber uses it: one batch at a time in the process.
+_ANALYSIS_LOCK = threading.Lock()
 # Kinds whose values are identifiers: one HMAC namespace, so "4471-2290" is [MRN-x] or [ID-x] with the same x.
 _IDENTIFIER_LABELS = frozenset({"MRN", "NHS", "ACCOUNT", "HEALTHPLAN", "DEVICE", "ID", "SSN"})
 
@@ -139,7 +146,7 @@ def normalise_for_tag(label: str, text: str) -> str:
     if label in _IDENTIFIER_LABELS:
         return _NOT_ALNUM.sub("", fold(text)).upper()
     tokens = [_POSSESSIVE.sub("", token) for token in fold(text).casefold().replace(",", " ").split()]
-    tokens = [token for token in tokens if token.rstrip(".") not in HONORIFICS and token]
+    tokens = [token for token in tokens if token.rstrip(".") not in TITLES and token]
     return " ".join(tokens)
 
 
@@ -169,7 +176,6 @@ class PresidioTextScrubber:
         self.day_first = day_first
         self.batch_size = batch_size
         self.score_threshold = score_threshold
-        self._lock = threading.Lock()
 
     @property
     def analyzer(self) -> AnalyzerEngine:
@@ -181,14 +187,14 @@ class PresidioTextScrubber:
 
     def analyze_texts(self, texts: Sequence[str]) -> list[list[RecognizerResult]]:
         """Presidio results for each text, all texts analysed together (identical ones once)."""
-        unique = list(dict.fromkeys(text for text in texts if text.strip()))
+        pieces = {text: _chunks(text, CHUNK_CHARS) for text in texts if text.strip()}
+        unique = list(dict.fromkeys(chunk for chunks in pieces.values() for _, chunk in chunks))
         analyzer = self.analyzer
         engine = analyzer.nlp_engine
         if not isinstance(engine, VerifiedSpacyNlpEngine):
             raise TypeError("the scrubber needs an analyzer built on VerifiedSpacyNlpEngine")
         by_text: dict[str, list[RecognizerResult]] = {}
-        # spaCy pipelines are not documented as safe to share between threads: one batch at a time.
-        with self._lock:
+        with _ANALYSIS_LOCK:
             for text, artifacts in engine.process_batch(unique, LANGUAGE, batch_size=self.batch_size):
                 by_text[text] = analyzer.analyze(
                     text=text,
@@ -196,7 +202,18 @@ class PresidioTextScrubber:
                     nlp_artifacts=artifacts,
                     score_threshold=self.score_threshold,
                 )
-        return [by_text.get(text, []) for text in texts]
+        results: dict[str, list[RecognizerResult]] = {}
+        for text, chunks in pieces.items():
+            results[text] = [
+                RecognizerResult(
+                    r.entity_type, r.start + offset, r.end + offset, r.score, r.analysis_explanation
+                )
+                if offset
+                else r
+                for offset, chunk in chunks
+                for r in by_text[chunk]
+            ]
+        return [results.get(text, []) for text in texts]
 
     def find(
         self, text: str, results: Sequence[RecognizerResult], matcher: PatientTermMatcher | None
@@ -301,6 +318,22 @@ class PresidioTextScrubber:
             output.append(document.rebuild(text_edits, values))
             cursor += 1 + len(document.values)
         return output
+
+
+def _chunks(text: str, size: int) -> list[tuple[int, str]]:
+    """``text`` in pieces of at most ``size`` characters with their offsets, cut after a line break (or a
+    space) where there is one in the second half of the piece."""
+    pieces: list[tuple[int, str]] = []
+    start = 0
+    while len(text) - start > size:
+        window = text[start : start + size]
+        newline = window.rfind("\n")
+        cut = newline if newline >= size // 2 else window.rfind(" ")
+        end = start + (cut + 1 if cut >= size // 2 else size)
+        pieces.append((start, text[start:end]))
+        start = end
+    pieces.append((start, text[start:]))
+    return pieces
 
 
 def _apply(text: str, edits: Sequence[Edit]) -> str:

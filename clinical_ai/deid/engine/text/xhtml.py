@@ -5,7 +5,7 @@ namespace declarations come back byte for byte. The text nodes are joined into o
 where a block element separates them, nothing across inline ones such as ``<b>``) so that NER sees
 "<b>Margaret</b> Okafor" as one name; a replacement that spans nodes lands in the first of them. Attribute
 values that can carry an identifier (``href="mailto:..."``, ``title``, ``alt``...) and comments are scrubbed
-as strings of their own. Input that is not well-formed XML (or declares entities) is not parsed: the caller
+as strings of their own; ``data:`` URIs (embedded images, which may be photographs) are emptied. Input that is not well-formed XML (or declares entities) is not parsed: the caller
 scrubs it as plain text.
 """
 
@@ -26,6 +26,7 @@ _MARKUP = re.compile(
     re.DOTALL,
 )
 _ATTRIBUTE = re.compile(r"(?P<name>[^\s=/>]+)\s*=\s*(?P<quote>[\"'])(?P<value>.*?)(?P=quote)", re.DOTALL)
+EMPTY_DATA_URI = "data:,"
 _CHAR_REF = re.compile(r"&#(x[0-9A-Fa-f]+|\d+);")
 
 BLOCK_ELEMENTS = word_set(
@@ -61,6 +62,7 @@ class _ValueSlot:
     raw_end: int
     text: str
     quote: str  # '"' or "'" for attributes, "" for comments
+    opaque: bool = False  # a data: URI (an embedded image may be a photograph): emptied, not analysed
 
 
 @dataclass
@@ -72,7 +74,7 @@ class XhtmlDocument:
 
     @property
     def value_texts(self) -> list[str]:
-        return [slot.text for slot in self.values]
+        return ["" if slot.opaque else slot.text for slot in self.values]
 
     def rebuild(self, edits: list[tuple[int, int, str]], scrubbed_values: list[str]) -> str:
         """The markup with ``edits`` (start, end, replacement on :attr:`joined`) applied to the text nodes
@@ -96,7 +98,9 @@ class XhtmlDocument:
                 raw = new.replace("]]>", "]]&gt;") if node.cdata else escape(new)
                 pieces.append((node.raw_start, node.raw_end, raw))
         for slot, value in zip(self.values, scrubbed_values, strict=True):
-            if value != slot.text:
+            if slot.opaque:
+                pieces.append((slot.raw_start, slot.raw_end, EMPTY_DATA_URI))
+            elif value != slot.text:
                 if slot.quote:
                     raw = escape(value, {slot.quote: "&quot;" if slot.quote == '"' else "&apos;"})
                 else:
@@ -163,12 +167,14 @@ def parse_xhtml(markup: str) -> XhtmlDocument | None:
                 if attribute_name in STRUCTURAL_ATTRIBUTES or attribute_name.startswith("xmlns"):
                     continue
                 offset = match.start("tag")
+                value = _xml_unescape(attribute.group("value"))
                 document.values.append(
                     _ValueSlot(
                         offset + attribute.start("value"),
                         offset + attribute.end("value"),
-                        _xml_unescape(attribute.group("value")),
+                        value,
                         attribute.group("quote"),
+                        opaque=value.lstrip().lower().startswith("data:"),
                     )
                 )
     if cursor < len(markup):

@@ -40,13 +40,17 @@ def _read(path: Path) -> tuple[str, list[EntryInput], dict[str, Any] | None]:
 def _write(path: Path, kind: str, outputs: list[Any], bundle: dict[str, Any] | None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if kind == "ndjson":
-        path.write_text("".join(json.dumps(o.resource, ensure_ascii=False) + "\n" for o in outputs), encoding="utf-8")
+        path.write_text(
+            "".join(json.dumps(o.resource, ensure_ascii=False) + "\n" for o in outputs), encoding="utf-8"
+        )
         return
     if kind == "resource":
         path.write_text(json.dumps(outputs[0].resource, indent=2, ensure_ascii=False), encoding="utf-8")
         return
     assert bundle is not None
-    out_bundle = {k: v for k, v in bundle.items() if k not in ("entry", "identifier", "id", "meta", "signature")}
+    out_bundle = {
+        k: v for k, v in bundle.items() if k not in ("entry", "identifier", "id", "meta", "signature")
+    }
     out_bundle["entry"] = [
         {**({"fullUrl": o.full_url} if o.full_url else {}), "resource": o.resource} for o in outputs
     ]
@@ -59,9 +63,13 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("input", type=Path)
         parser.add_argument("output", type=Path)
-        parser.add_argument("--config", default="inference", help="shipped name (inference, safe-harbor) or a path")
         parser.add_argument(
-            "--organization", default="offline", help="site slug that scopes patient pseudonyms (default: offline)"
+            "--config", default="inference", help="shipped name (inference, safe-harbor) or a path"
+        )
+        parser.add_argument(
+            "--organization",
+            default="offline",
+            help="site slug that scopes patient pseudonyms (default: offline)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -81,7 +89,9 @@ class Command(BaseCommand):
                     kind, entries, bundle = _read(in_path)
                 except (ValueError, KeyError) as exc:
                     raise CommandError(f"{in_path}: not FHIR JSON/NDJSON ({exc})") from exc
-                result = deidentify_documents(entries, organization=options["organization"], config=options["config"])
+                result = deidentify_documents(
+                    entries, organization=options["organization"], config=options["config"]
+                )
                 _write(out_path, kind, result.outputs, bundle)
                 resources += len(result.outputs)
         except ConfigError as exc:

@@ -12,8 +12,8 @@ import pytest
 
 os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
 
-from clinical_ai.deid.engine.text.patient_terms import patient_identifiers_from_fhir  # noqa: E402
-from clinical_ai.deid.engine.types import PatientContext  # noqa: E402
+from clinical_ai.deid.engine.text.patient_terms import patient_identifiers_from_fhir
+from clinical_ai.deid.engine.types import PatientContext
 
 REPO = Path(__file__).resolve().parents[4]
 KEY = b"text-scrubber-test-key-0123456789abcdef"
@@ -36,12 +36,18 @@ def scrubber(analyzer: Any) -> Any:
 
 @pytest.fixture(scope="session")
 def sample_bundle() -> dict[str, Any]:
-    bundle: dict[str, Any] = json.loads((REPO / "fixtures" / "sample-bundle.json").read_text(encoding="utf-8-sig"))
+    bundle: dict[str, Any] = json.loads(
+        (REPO / "fixtures" / "sample-bundle.json").read_text(encoding="utf-8-sig")
+    )
     return bundle
 
 
 def resources(bundle: dict[str, Any], resource_type: str) -> list[dict[str, Any]]:
-    return [e["resource"] for e in bundle.get("entry", []) if e.get("resource", {}).get("resourceType") == resource_type]
+    return [
+        e["resource"]
+        for e in bundle.get("entry", [])
+        if e.get("resource", {}).get("resourceType") == resource_type
+    ]
 
 
 def notes(bundle: dict[str, Any]) -> list[str]:

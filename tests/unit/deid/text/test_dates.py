@@ -29,6 +29,8 @@ from clinical_ai.deid.engine.text.dates import find_dates, looks_like_date, pars
         ("May 5, 2026", "April 23, 2026"),
         ("14 March", "2 March"),
         ("Jan 5th", "Dec 24th"),
+        ("14 Jan. 2026", "2 Jan. 2026"),
+        ("Feb. 5, 2026", "Jan. 24, 2026"),
         ("March 2026", "March 2026"),
         ("03/2026", "03/2026"),
     ],
@@ -84,7 +86,13 @@ def test_unreadable_dates_are_not_shifted() -> None:
 
 @pytest.mark.parametrize(
     ("text", "date_like"),
-    [("early March", True), ("Christmas Day", True), ("on 3/14", True), ("three days", False), ("2019", False)],
+    [
+        ("early March", True),
+        ("Christmas Day", True),
+        ("on 3/14", True),
+        ("three days", False),
+        ("2019", False),
+    ],
 )
 def test_ner_dates_the_patterns_cannot_read(text: str, date_like: bool) -> None:
     assert looks_like_date(text) is date_like

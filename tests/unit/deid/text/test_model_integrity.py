@@ -24,7 +24,9 @@ def tampered_manifest(**changes: Any) -> dict[str, Any]:
 def test_pinned_manifest_matches_the_installed_model() -> None:
     verify_model(model_dir(), MODEL_MANIFEST)
     assert MODEL_MANIFEST["version"] == "3.8.0"
-    assert {"config.cfg", "meta.json", "ner/model", "tok2vec/model", "vocab/strings.json"} <= set(MODEL_MANIFEST["files"])
+    assert {"config.cfg", "meta.json", "ner/model", "tok2vec/model", "vocab/strings.json"} <= set(
+        MODEL_MANIFEST["files"]
+    )
 
 
 def test_a_changed_hash_in_the_manifest_is_refused() -> None:
@@ -101,7 +103,9 @@ def test_the_pipeline_and_analyzer_load_once_per_process(analyzer: Any) -> None:
         thread.join()
     assert all(pipeline is nlp.get_pipeline() for pipeline in seen)
     assert nlp.get_analyzer() is analyzer
-    assert analyzer.nlp_engine.pipeline is nlp.get_pipeline()
+    engine = analyzer.nlp_engine
+    assert isinstance(engine, nlp.VerifiedSpacyNlpEngine)
+    assert engine.pipeline is nlp.get_pipeline()
 
 
 def test_the_engine_never_loads_or_downloads(monkeypatch: pytest.MonkeyPatch, analyzer: Any) -> None:
