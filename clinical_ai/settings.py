@@ -278,7 +278,12 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # Presidio logs every recognizer it loads at INFO; its warnings still come through.
+        "presidio-analyzer": {"level": "WARNING"},
+        "presidio-anonymizer": {"level": "WARNING"},
+    },
 }
 # A queued message older than this is dropped by the worker; the sweep sends the job again.
 INTAKE_TASK_EXPIRES_SECONDS = env_int("INTAKE_TASK_EXPIRES_SECONDS", 3600)

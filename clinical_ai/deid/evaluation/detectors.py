@@ -96,7 +96,9 @@ class PresidioDetector:
             spans.append(
                 sorted(
                     (
-                        PredictedSpan(item.start, item.end, predicted_label(item.entity_type), item.entity_type)
+                        PredictedSpan(
+                            item.start, item.end, predicted_label(item.entity_type), item.entity_type
+                        )
                         for item in kept.items
                     ),
                     key=lambda span: (span.start, span.end),

@@ -42,7 +42,9 @@ Redact = Callable[[Sequence[str]], list[str]]
 
 def patient_bundles(folder: Path) -> list[Path]:
     return sorted(
-        path for path in folder.glob("*.json") if path.is_file() and not path.name.startswith(NOT_PATIENT_BUNDLES)
+        path
+        for path in folder.glob("*.json")
+        if path.is_file() and not path.name.startswith(NOT_PATIENT_BUNDLES)
     )
 
 
@@ -93,7 +95,11 @@ def known_identifiers(patient: Mapping[str, Any]) -> tuple[str, ...]:
     """What the Patient resource says identifies this patient, as the strings to search for."""
     known: set[str] = set()
     for name in patient.get("name") or []:
-        for part in [*_strings(name.get("given")), *_strings(name.get("family")), *_strings(name.get("text"))]:
+        for part in [
+            *_strings(name.get("given")),
+            *_strings(name.get("family")),
+            *_strings(name.get("text")),
+        ]:
             known |= _name_variants(part)
     for identifier in patient.get("identifier") or []:
         known.update(_strings(identifier.get("value")))
@@ -118,7 +124,9 @@ def known_identifiers(patient: Mapping[str, Any]) -> tuple[str, ...]:
 
 def _text_content(holder: Mapping[str, Any]) -> str | None:
     content_type, data = holder.get("contentType"), holder.get("data")
-    if not (isinstance(content_type, str) and content_type.lower().startswith("text/") and isinstance(data, str)):
+    if not (
+        isinstance(content_type, str) and content_type.lower().startswith("text/") and isinstance(data, str)
+    ):
         return None
     try:
         return base64.b64decode(data).decode("utf-8", errors="replace")
@@ -177,7 +185,8 @@ class PatientLeaks:
     notes: int
     note_characters: int
     known: tuple[str, ...]
-    named_in_notes: Counter[str]  # known identifiers in the original notes
+    named_in_input: Counter[str]  # known identifiers anywhere in the original bundle (a check of the search)
+    named_in_notes: Counter[str]  # ... in its original notes
     survivors: dict[str, Counter[str]] = field(default_factory=dict)  # column -> identifier -> occurrences
 
     def as_dict(self) -> dict[str, Any]:
@@ -187,6 +196,8 @@ class PatientLeaks:
             "notes": self.notes,
             "note_characters": self.note_characters,
             "known_identifiers": len(self.known),
+            "named_in_input": len(self.named_in_input),
+            "mentions_in_input": sum(self.named_in_input.values()),
             "named_in_notes": len(self.named_in_notes),
             "mentions_in_notes": sum(self.named_in_notes.values()),
             "survivors": {
@@ -222,6 +233,7 @@ def patient_leaks(
         notes=len(original_notes),
         note_characters=sum(len(text) for text in original_notes),
         known=known,
+        named_in_input=find_known(output_strings(resources), known),
         named_in_notes=find_known(original_notes, known),
     )
     if deidentify is not None:

@@ -124,7 +124,9 @@ class SpanScores:
     """One detector on one dataset."""
 
     documents: int = 0
-    by_label: dict[str, Counts] = field(default_factory=dict)  # gold side by gold label, predictions by theirs
+    by_label: dict[str, Counts] = field(
+        default_factory=dict
+    )  # gold side by gold label, predictions by theirs
     by_gold_type: dict[str, Counts] = field(default_factory=dict)  # gold side only, by the dataset's type
     terms: int = 0  # clinical vocabulary occurrences in the texts
     terms_redacted: int = 0  # ... overlapped by a prediction

@@ -282,7 +282,9 @@ class ValueFactory:
     def email(self, person: Person) -> str:
         given = re.sub(r"[^a-z]", "", _fold(person.given).lower())
         family = re.sub(r"[^a-z]", "", _fold(person.family).lower())
-        local = self.rng.choice((f"{given}.{family}", f"{given[0]}{family}{self.rng.randint(1, 99)}", f"{family}.{given[0]}"))
+        local = self.rng.choice(
+            (f"{given}.{family}", f"{given[0]}{family}{self.rng.randint(1, 99)}", f"{family}.{given[0]}")
+        )
         return f"{local}@{self.rng.choice(EMAIL_DOMAINS)}"
 
     def url(self) -> str:
@@ -300,7 +302,9 @@ class ValueFactory:
     def ip(self) -> str:
         rng = self.rng
         if rng.random() < 0.15:
-            return f"2001:db8:{rng.randint(1, 0xFFFF):x}::{rng.randint(1, 0xFFFF):x}:{rng.randint(1, 0xFFFF):x}"
+            return (
+                f"2001:db8:{rng.randint(1, 0xFFFF):x}::{rng.randint(1, 0xFFFF):x}:{rng.randint(1, 0xFFFF):x}"
+            )
         first = rng.choice((10, 86, 92, 172, 192, 203))
         return f"{first}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
 
@@ -448,7 +452,9 @@ def render_note(template: Template, rng: random.Random, terms: Sequence[str] = (
     }
 
 
-def generate_notes(template_set: TemplateSet, *, count: int = DEFAULT_COUNT, seed: int = DEFAULT_SEED) -> dict[str, Any]:
+def generate_notes(
+    template_set: TemplateSet, *, count: int = DEFAULT_COUNT, seed: int = DEFAULT_SEED
+) -> dict[str, Any]:
     """The labelled note set as written to ``clinical_notes.json`` (deterministic in its arguments)."""
     templates = template_set.templates
     if not templates:

@@ -31,7 +31,10 @@ def ratio(numerator: float | None, denominator: float | None) -> str:
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, markdown: bool) -> str:
     """Rows under headers; the first column left-aligned, the others right-aligned."""
     if markdown:
-        lines = ["| " + " | ".join(headers) + " |", "|" + "|".join([":---", *["---:"] * (len(headers) - 1)]) + "|"]
+        lines = [
+            "| " + " | ".join(headers) + " |",
+            "|" + "|".join([":---", *["---:"] * (len(headers) - 1)]) + "|",
+        ]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
         return "\n".join(lines)
     widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
@@ -66,11 +69,14 @@ def span_section(evaluation: SpanEvaluation, *, markdown: bool) -> str:
 
     headers = ["label", "gold"]
     for system in systems:
-        headers += [f"{_short(system)} pred", f"{_short(system)} P", f"{_short(system)} R", f"{_short(system)} F2"]
+        headers += [
+            f"{_short(system)} pred",
+            f"{_short(system)} P",
+            f"{_short(system)} R",
+            f"{_short(system)} F2",
+        ]
     present = [
-        label
-        for label in LABELS
-        if any(label in scores.by_label for scores in evaluation.scores.values())
+        label for label in LABELS if any(label in scores.by_label for scores in evaluation.scores.values())
     ]
     rows: list[list[str]] = []
     first = evaluation.scores[systems[0]]
@@ -80,10 +86,16 @@ def span_section(evaluation: SpanEvaluation, *, markdown: bool) -> str:
         for system in systems:
             scores = evaluation.scores[system]
             counts = scores.micro if label == "micro avg" else scores.by_label.get(label, Counts())
-            row += [str(counts.predicted), percent(counts.precision), percent(counts.recall), percent(counts.f2)]
+            row += [
+                str(counts.predicted),
+                percent(counts.precision),
+                percent(counts.recall),
+                percent(counts.f2),
+            ]
         rows.append(row)
     parts.append(
-        "Per label, type-aware overlap (P precision, R recall, F2; %):\n\n" + table(headers, rows, markdown=markdown)
+        "Per label, type-aware overlap (P precision, R recall, F2; %):\n\n"
+        + table(headers, rows, markdown=markdown)
     )
 
     kinds = sorted(first.by_gold_type, key=lambda kind: (-first.by_gold_type[kind].gold, kind))
@@ -116,9 +128,7 @@ def span_section(evaluation: SpanEvaluation, *, markdown: bool) -> str:
     for system in systems:
         scores = evaluation.scores[system]
         micro = scores.micro
-        line = (
-            f"{system}: redaction precision (prediction overlaps any gold span) {percent(micro.redaction_precision)}%"
-        )
+        line = f"{system}: redaction precision (prediction overlaps any gold span) {percent(micro.redaction_precision)}%"
         if scores.terms:
             hit = ", ".join(f"{term} {count}" for term, count in scores.redacted_terms.most_common(8))
             line += (
@@ -143,7 +153,7 @@ def _patient_label(patient: PatientLeaks) -> str:
 
 def leak_section(evaluation: LeakEvaluation, *, markdown: bool) -> str:
     columns = evaluation.columns
-    headers = ["patient bundle", "notes", "known ids", "named in notes", *columns]
+    headers = ["patient bundle", "notes", "known ids", "named in input", "named in notes", *columns]
     rows: list[list[str]] = []
     totals: dict[str, list[int]] = {column: [0, 0] for column in columns}
     for patient in evaluation.patients:
@@ -151,6 +161,7 @@ def leak_section(evaluation: LeakEvaluation, *, markdown: bool) -> str:
             _patient_label(patient),
             str(patient.notes),
             str(len(patient.known)),
+            f"{len(patient.named_in_input)} ({sum(patient.named_in_input.values())})",
             f"{len(patient.named_in_notes)} ({sum(patient.named_in_notes.values())})",
         ]
         for column in columns:
@@ -160,6 +171,8 @@ def leak_section(evaluation: LeakEvaluation, *, markdown: bool) -> str:
                 totals[column][0] += len(found)
                 totals[column][1] += sum(found.values())
         rows.append(row)
+    named_input = sum(len(p.named_in_input) for p in evaluation.patients)
+    mentions_input = sum(sum(p.named_in_input.values()) for p in evaluation.patients)
     named = sum(len(p.named_in_notes) for p in evaluation.patients)
     mentions = sum(sum(p.named_in_notes.values()) for p in evaluation.patients)
     rows.append(
@@ -167,14 +180,19 @@ def leak_section(evaluation: LeakEvaluation, *, markdown: bool) -> str:
             "total",
             str(sum(p.notes for p in evaluation.patients)),
             str(sum(len(p.known) for p in evaluation.patients)),
+            f"{named_input} ({mentions_input})",
             f"{named} ({mentions})",
             *(f"{totals[column][0]} ({totals[column][1]})" for column in columns),
         ]
     )
     parts = [
-        _heading(f"(c) Synthea bundles: known identifiers left, {len(evaluation.patients)} patients", markdown=markdown),
-        "Distinct identifiers of the patient found (occurrences in parentheses). \"named in notes\": in the "
-        "original notes, before de-identification.\n\n" + table(headers, rows, markdown=markdown),
+        _heading(
+            f"(c) Synthea bundles: known identifiers left, {len(evaluation.patients)} patients",
+            markdown=markdown,
+        ),
+        'Distinct identifiers of the patient found (occurrences in parentheses). "named in input" and '
+        '"named in notes": in the original bundle and in its original notes, before de-identification (the '
+        "same search, as a check that it finds them).\n\n" + table(headers, rows, markdown=markdown),
     ]
     notes_columns = [column for column in columns if column.endswith("notes")]
     if mentions:
@@ -185,7 +203,9 @@ def leak_section(evaluation: LeakEvaluation, *, markdown: bool) -> str:
         parts.append(f"In the notes, {shares}.")
     if evaluation.seconds:
         parts.append(
-            "Time: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in evaluation.seconds.items()) + "."
+            "Time: "
+            + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in evaluation.seconds.items())
+            + "."
         )
     return "\n\n".join(parts)
 

@@ -90,7 +90,8 @@ def evaluate_spans(key: str, dataset: Dataset, detectors: Sequence[SpanDetector]
         predicted = detector.detect(texts)
         seconds[detector.name] = round(time.perf_counter() - started, 2)
         scores[detector.name] = score(
-            (item.text, item.gold, spans, item.terms) for item, spans in zip(dataset.texts, predicted, strict=True)
+            (item.text, item.gold, spans, item.terms)
+            for item, spans in zip(dataset.texts, predicted, strict=True)
         )
     return SpanEvaluation(key, dataset, scores, seconds)
 

@@ -37,7 +37,10 @@ class Command(BaseCommand):
         )
         parser.add_argument("--skip-synthea", action="store_true", help="leave out (c), the slowest part")
         parser.add_argument(
-            "--limit", type=int, default=None, help="at most this many texts in (a) and (b) and bundles in (c)"
+            "--limit",
+            type=int,
+            default=None,
+            help="at most this many texts in (a) and (b) and bundles in (c)",
         )
         parser.add_argument(
             "--data-dir",
@@ -65,7 +68,11 @@ class Command(BaseCommand):
         data_dir: Path = options["data_dir"]
         research_path = data_dir / RESEARCH_FILE
         synthea_dir = data_dir / SYNTHEA_DIR
-        for key, path in (("research", research_path), ("clinical", options["notes"]), ("synthea", synthea_dir)):
+        for key, path in (
+            ("research", research_path),
+            ("clinical", options["notes"]),
+            ("synthea", synthea_dir),
+        ):
             if key in selected and not path.exists():
                 raise CommandError(f"{path} does not exist (needed for --only {key})")
 
@@ -85,7 +92,9 @@ class Command(BaseCommand):
         bare = PresidioDetector(bare_presidio_analyzer(get_pipeline()))
         report = EvaluationReport(environment=environment())
         if "research" in selected:
-            report.spans.append(evaluate_spans("research", load_research(research_path, limit=limit), [ours, bare]))
+            report.spans.append(
+                evaluate_spans("research", load_research(research_path, limit=limit), [ours, bare])
+            )
         if "clinical" in selected:
             notes = load_clinical_notes(options["notes"], limit=limit)
             report.spans.append(evaluate_spans("clinical", notes, [ours, bare]))
@@ -105,5 +114,7 @@ class Command(BaseCommand):
         self.stdout.write(render(report))
         for path in options["output"]:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(to_json(report) if path.suffix == ".json" else render(report, markdown=True), encoding="utf-8")
+            path.write_text(
+                to_json(report) if path.suffix == ".json" else render(report, markdown=True), encoding="utf-8"
+            )
             self.stdout.write(f"wrote {path}")
