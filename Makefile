@@ -8,7 +8,7 @@ PYTHON ?= python3
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install demo test test-sqlite lint format bench clean
+.PHONY: install demo test test-sqlite lint format bench deid-eval clean
 
 $(VENV)/.installed: pyproject.toml requirements/models.txt
 	$(PYTHON) -m venv $(VENV)
@@ -42,9 +42,13 @@ lint: install
 	DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py check --fail-level WARNING
 	DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py makemigrations --check --dry-run
 
-# Speed and memory figures (written to docs/benchmarks.md); needs ../shared/data.
+# Speed and memory figures, written to docs/benchmarks.md; needs ../shared/data.
 bench: install
-	DATABASE_URL= CELERY_BROKER_URL= DJANGO_SETTINGS_MODULE=tests.settings $(PY) benchmarks/deid_throughput.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/deid_throughput.py --markdown docs/benchmarks.md
+
+# De-identification accuracy (ours vs bare Presidio) and leak counts; tables under var/.
+deid-eval: install
+	DEBUG=1 $(PY) manage.py deid_eval --output var/deid-eval.md --output var/deid-eval.json
 
 format: install
 	$(VENV)/bin/ruff format .

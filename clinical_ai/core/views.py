@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from django.contrib.auth.decorators import login_required
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from clinical_ai.accounts.models import Membership
+from clinical_ai.accounts.selectors import user_can_audit
 from clinical_ai.celery import app as celery_app
 
 
@@ -42,3 +46,18 @@ def readyz(request: HttpRequest) -> JsonResponse:
         "checks": {k: "ok" if v else "down" for k, v in checks.items()},
     }
     return JsonResponse(body, status=200 if ready else 503)
+
+
+@login_required
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    """Where a signed-in person lands: links to what their roles let them use."""
+    memberships = Membership.objects.filter(user_id=request.user.pk or 0).select_related("organization")
+    return render(
+        request,
+        "core/home.html",
+        {
+            "organizations": sorted({m.organization.name for m in memberships}),
+            "can_audit": user_can_audit(request.user),
+        },
+    )

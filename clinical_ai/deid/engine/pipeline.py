@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -18,6 +19,7 @@ from clinical_ai.deid.engine.types import (
     PatientContext,
     PatientIdentifiers,
     PseudonymSink,
+    TextItem,
     TextScrubber,
 )
 
@@ -146,6 +148,22 @@ def _entry_json(entry: EntryInput) -> dict[str, Any]:
 IdentifierExtractor = Callable[[Mapping[str, Any], Sequence[Mapping[str, Any]]], PatientIdentifiers]
 
 
+class _SinkBoundScrubber:
+    """Passes the patient's sink to a scrubber that can report its text pseudonyms (``[PERSON-3f9a1c]``), so
+    the vault can map them back too; a scrubber without that ability is used as it is."""
+
+    def __init__(self, inner: TextScrubber, sink: PseudonymSink) -> None:
+        self._inner = inner
+        self._sink = sink
+        self._accepts_sink = "sink" in inspect.signature(inner.scrub_texts).parameters
+
+    def scrub_texts(self, items: Sequence[TextItem], *, patient: PatientContext | None) -> list[str]:
+        if self._accepts_sink:
+            result: list[str] = self._inner.scrub_texts(items, patient=patient, sink=self._sink)  # type: ignore[call-arg]
+            return result
+        return self._inner.scrub_texts(items, patient=patient)
+
+
 class _PatientSink:
     """Adds the patient's pseudonym to what the engine reports, for the vault."""
 
@@ -216,7 +234,8 @@ def deidentify_entries(
             "type": "collection",
             "entry": [_entry_json(e) for e in group.entries],
         }
-        result = anonymizer.anonymize(collection, patient=context, scrubber=scrubber, sink=sink)
+        bound = _SinkBoundScrubber(scrubber, sink) if scrubber is not None else None
+        result = anonymizer.anonymize(collection, patient=context, scrubber=bound, sink=sink)
         for entry, out in zip(group.entries, result.get("entry") or [], strict=True):
             outputs.append(EntryOutput(entry.index, out["resource"], pseudonym, out.get("fullUrl")))
     for entry in orphans:

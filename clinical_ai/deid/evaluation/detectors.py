@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")  # before Presidio: no network
 
@@ -24,6 +24,7 @@ from presidio_analyzer import AnalyzerEngine
 from presidio_analyzer.nlp_engine import NerModelConfiguration, NlpEngineProvider
 from presidio_anonymizer import AnonymizerEngine
 from presidio_anonymizer.entities import OperatorConfig
+from presidio_anonymizer.entities import RecognizerResult as AnonymizerInput
 from spacy.language import Language
 
 from clinical_ai.deid.engine.text.nlp import LANGUAGE, VerifiedSpacyNlpEngine
@@ -82,15 +83,23 @@ class PresidioDetector:
         anonymizer: AnonymizerEngine | None = None,
         *,
         name: str = BARE,
+        score_threshold: float | None = None,
     ) -> None:
         self.analyzer = analyzer
-        self.anonymizer = anonymizer or AnonymizerEngine()
+        self.anonymizer = anonymizer or AnonymizerEngine()  # type: ignore[no-untyped-call]
         self.name = name
+        self.score_threshold = score_threshold  # None: Presidio's default (0, every result)
+
+    def _analyze(self, text: str) -> list[AnonymizerInput]:
+        # The anonymizer declares its own result class; Presidio's documented usage passes the analyzer's
+        # results straight in (same fields), as a naive caller does.
+        results = self.analyzer.analyze(text=text, language=LANGUAGE, score_threshold=self.score_threshold)
+        return cast(list[AnonymizerInput], results)
 
     def detect(self, texts: Sequence[str]) -> list[list[PredictedSpan]]:
         spans: list[list[PredictedSpan]] = []
         for text in texts:
-            results = self.analyzer.analyze(text=text, language=LANGUAGE)
+            results = self._analyze(text)
             # "keep" leaves the text as it is, so the items' offsets are offsets into the original.
             kept = self.anonymizer.anonymize(text=text, analyzer_results=results, operators=_KEEP)
             spans.append(
@@ -109,6 +118,6 @@ class PresidioDetector:
     def redact(self, texts: Sequence[str]) -> list[str]:
         redacted: list[str] = []
         for text in texts:
-            results = self.analyzer.analyze(text=text, language=LANGUAGE)
+            results = self._analyze(text)
             redacted.append(self.anonymizer.anonymize(text=text, analyzer_results=results).text)
         return redacted

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from clinical_ai.deid.evaluation.datasets import Dataset
-from clinical_ai.deid.evaluation.leaks import Deidentify, PatientLeaks, Redact, patient_leaks
+from clinical_ai.deid.evaluation.datasets import Dataset, load_clinical_notes, load_research
+from clinical_ai.deid.evaluation.leaks import Deidentify, PatientLeaks, Redact, patient_bundles, patient_leaks
 from clinical_ai.deid.evaluation.metrics import PredictedSpan, SpanScores, score
 
 T = TypeVar("T")
@@ -31,6 +31,12 @@ class SpanDetector(Protocol):
 
     def detect(self, texts: Sequence[str]) -> list[list[PredictedSpan]]:
         """The spans each text would have replaced."""
+        ...
+
+
+class TextDetector(SpanDetector, Protocol):
+    def redact(self, texts: Sequence[str]) -> list[str]:
+        """Each text with those spans replaced."""
         ...
 
 
@@ -141,3 +147,41 @@ def environment() -> dict[str, str]:
         "presidio_anonymizer": version("presidio_anonymizer"),
         "machine": f"{platform.machine()}, {platform.system()}",
     }
+
+
+EVALUATIONS = ("research", "clinical", "synthea")
+
+
+def run_evaluation(
+    *,
+    selected: Iterable[str],
+    detectors: Sequence[TextDetector],
+    research_path: Path,
+    notes_path: Path,
+    synthea_dir: Path,
+    deidentify: Deidentify,
+    limit: int | None = None,
+) -> EvaluationReport:
+    """The selected evaluations, every detector on the same texts: (a) ``research`` and (b) ``clinical`` span
+    scores; (c) ``synthea``, the pipeline's leaks and each detector's leaks in the notes."""
+    chosen = set(selected)
+    started = time.perf_counter()
+    report = EvaluationReport(environment=environment())
+    if "research" in chosen:
+        report.spans.append(evaluate_spans("research", load_research(research_path, limit=limit), detectors))
+    if "clinical" in chosen:
+        report.spans.append(
+            evaluate_spans("clinical", load_clinical_notes(notes_path, limit=limit), detectors)
+        )
+    if "synthea" in chosen:
+        report.leaks = evaluate_leaks(
+            patient_bundles(synthea_dir)[:limit],
+            deidentify=deidentify,
+            redactors={_leak_column(detector.name): detector.redact for detector in detectors},
+        )
+    report.environment["seconds"] = f"{time.perf_counter() - started:.1f}"
+    return report
+
+
+def _leak_column(name: str) -> str:
+    return "ours, text only: notes" if name == "ours" else f"{name}: notes"

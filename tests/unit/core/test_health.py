@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from django.test import Client
@@ -50,3 +51,21 @@ def test_request_id_is_echoed_or_minted(client: Client) -> None:
     assert client.get("/healthz", headers={"X-Request-Id": "abc-123"})["X-Request-Id"] == "abc-123"
     minted = client.get("/healthz", headers={"X-Request-Id": "bad id with spaces\n"})["X-Request-Id"]
     assert minted != "bad id with spaces\n" and len(minted) == 36
+
+
+@pytest.mark.django_db
+def test_home_sends_anonymous_to_login_and_shows_each_role_its_links(
+    client: Client, django_user_model: Any
+) -> None:
+    from clinical_ai.accounts.models import Membership, Organization, Role
+
+    response = client.get("/")
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+    site = Organization.objects.create(slug="st-elsewhere", name="St Elsewhere General")
+    for role in (Role.CLINICIAN, Role.AUDITOR):
+        user = django_user_model.objects.create_user(username=f"u-{role}", password="a-long-password-1")
+        Membership.objects.create(user=user, organization=site, role=role)
+        client.force_login(user)
+        page = client.get("/").content.decode()
+        assert "St Elsewhere General" in page
+        assert ("/audit/" in page) == (role == Role.AUDITOR)

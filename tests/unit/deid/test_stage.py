@@ -218,3 +218,24 @@ def test_system_check_catches_a_vault_key_pair_that_does_not_match() -> None:
         assert [e.id for e in vault_keys_check(None)] == ["deid.E002"]
     with override_settings(VAULT_PUBLIC_KEY="not base64!"):
         assert [e.id for e in vault_keys_check(None)] == ["deid.E001"]
+
+
+def test_text_pseudonyms_reach_the_vault(
+    client: Client, ehr_token: str, organization: Any, django_user_model: Any
+) -> None:
+    import base64
+
+    job = _run(client, ehr_token, sample_bundle())
+    document = next(r for r in _opened(job) if r["resourceType"] == "DocumentReference")
+    note = base64.b64decode(document["content"][0]["attachment"]["data"]).decode()
+    tags = [part.split("]")[0] for part in note.split("[PERSON-")[1:]]
+    assert tags, note
+    pseudonym = DeidentifiedResource.objects.filter(job=job).first().patient_pseudonym  # type: ignore[union-attr]
+    originals = patient_reidentify(
+        user=_clinician(django_user_model, organization, "dr-tags"),
+        organization=organization,
+        patient_pseudonym=pseudonym,
+        purpose="review",
+        request_id="r9",
+    )
+    assert any("Okafor" in value for value in originals.get("person", [])), originals.keys()

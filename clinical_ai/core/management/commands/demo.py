@@ -112,7 +112,8 @@ class Command(BaseCommand):
         self.stdout.write(
             f"""
 clinical-ai demo is running at {base_url}/
-  admin (Django admin, audit log, ingest jobs): {base_url}/admin/
+  audit console (sign in as auditor or admin):  {base_url}/audit/
+  Django admin (ingest jobs, organizations):    {base_url}/admin/
   FHIR base:                                    {base_url}/fhir   (CapabilityStatement: /fhir/metadata)
   demo logins:
 {logins}
