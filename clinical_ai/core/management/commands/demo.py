@@ -24,6 +24,10 @@ from clinical_ai.core.demo import DEMO_PASSWORDS, demo_environment_ensure
 from integrations.fhir.client import ClientError, fetch_access_token, post_fhir
 
 
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 class Command(BaseCommand):
     help = "Run the demo: web server and worker on SQLite and the filesystem broker. Ctrl-C stops both."
 
@@ -34,6 +38,9 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if not settings.DEBUG:
             raise CommandError("the demo runs with DEBUG=1 (development keys under var/); use `make demo`")
+        # Ctrl-C (and a plain `kill`) stop the demo cleanly even where the shell started it with SIGINT ignored.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
         call_command("migrate", interactive=False, verbosity=0)
         demo = demo_environment_ensure()
         base_url = f"http://{options['addr']}"
@@ -59,6 +66,7 @@ class Command(BaseCommand):
             if not options["no_sample"]:
                 self._send_sample(base_url, demo)
             self._banner(base_url, demo)
+            self.stdout.flush()  # shown at once even when the output is piped to a file
             while all(p.poll() is None for p in processes):
                 time.sleep(0.5)
             raise CommandError("a demo process exited; see its output above")
@@ -67,6 +75,7 @@ class Command(BaseCommand):
         finally:
             # Ctrl-C reaches the children too (same process group); a second one must not abandon them.
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
             for process in processes:
                 if process.poll() is None:
                     process.send_signal(signal.SIGTERM)
