@@ -316,8 +316,8 @@ def render(results: dict[str, Any], command: str) -> str:
     bare_note = (
         f" Bare Presidio removes {lost['naive_bare']} identifier(s) that the pipeline leaves ("
         + ", ".join(f"{count} {kind}" for kind, count in sorted(bare_left.items(), key=lambda kv: -kv[1]))
-        + ": record and account numbers behind labels our recognizers do not know, caught by Presidio's "
-        "weak driver's-licence and bank-number patterns at its default threshold of 0), against "
+        + ": numbers our recognizers do not take for identifiers, caught by Presidio's weak patterns at "
+        "its default threshold of 0; the per-label tables in docs/privacy.md show which), against "
         f"{recall['naive_bare']['removed_by_pipeline_not_by_it']} the other way."
         if lost["naive_bare"]
         else ""
@@ -365,8 +365,8 @@ def render(results: dict[str, Any], command: str) -> str:
         "the naive rate with our recognizers: (2) alone. These two figures are estimates (a difference of two "
         "runs); the ratios above are measured.",
         "- Label-aware recall differs from redaction recall where spans merge: the pipeline merges overlapping "
-        "findings into one replaced span named after the strongest (a fax number run on into the date on the "
-        "next line is one `[FAX]`), while Presidio's anonymizer keeps them apart. For privacy the count that "
+        "findings into one replaced span named after the strongest (findings that overlap on one line become "
+        "one replacement), while Presidio's anonymizer keeps them apart. For privacy the count that "
         "matters is what was removed.",
         "- Naive, our recognizers: `AnalyzerEngine.analyze` with our registry and score threshold, then "
         "`AnonymizerEngine.anonymize`, per string; Presidio runs the whole spaCy pipeline on each string. "

@@ -51,7 +51,7 @@ from clinical_ai.deid.engine.methods import (
 from clinical_ai.deid.engine.nodes import Node, add_json_child, build_resource, prune_empty, to_json
 from clinical_ai.deid.engine.scrub import scrub
 from clinical_ai.deid.engine.substitute import substitute
-from clinical_ai.deid.engine.types import PatientContext, PseudonymSink, TextScrubber
+from clinical_ai.deid.engine.types import FreeTextDates, PatientContext, PseudonymSink, TextScrubber
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +79,17 @@ PROCESSORS: dict[Method, Processor] = {
     Method.GENERALIZE: methods.generalize,
     Method.SCRUB: scrub,
 }
+
+
+def _free_text_dates(config: AnonymizerConfig) -> FreeTextDates:
+    """Dates in free text follow the structured ones: only the year where the configuration's first rule
+    for ``dateTime`` values redacts them keeping partial dates (``safe-harbor``), shifted otherwise."""
+    for rule in config.rules:
+        lookup = _TYPE_RULE.match(rule.path)
+        if lookup and lookup.group("key") == "dateTime" and not lookup.group("member"):
+            partial = config.parameters.enable_partial_dates_for_redact
+            return "year" if rule.method is Method.REDACT and partial else "shift"
+    return "shift"
 
 
 class InvalidResourceError(ValueError):
@@ -124,6 +135,7 @@ class StructuredAnonymizer:
         self._config = replace(parsed, parameters=self._with_default_keys(parsed))
         self._today = today
         self._rules = tuple(_compile_rule(rule) for rule in self._config.rules)
+        self._free_text_dates = _free_text_dates(self._config)
         self._rules_by_type: dict[str | None, tuple[_CompiledRule, ...]] = {}
         self._generalize_cases = {
             rule.index: [
@@ -174,7 +186,10 @@ class StructuredAnonymizer:
         run = _Run(context)
         try:
             self._process_tree(root, run)
-            self._flush_scrub_targets(run, scrubber, patient)
+            text_patient = patient
+            if patient is not None and patient.free_text_dates != self._free_text_dates:
+                text_patient = replace(patient, free_text_dates=self._free_text_dates)
+            self._flush_scrub_targets(run, scrubber, text_patient)
         except (ProcessingError, FhirPathEvaluationError) as error:
             if self._config.processing_errors is ProcessingErrors.SKIP:
                 logger.warning("de-identification skipped a %s: %s", root.fhir_type, type(error).__name__)

@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 TextKind = Literal["plain", "xhtml"]
+# What the scrubber does with a date in free text: shift it by ``date_shift_days`` (pseudonymised data that
+# keeps intervals), or keep only its year, as Safe Harbor does (the rules engine sets this when the
+# configuration reduces structured dates to the year).
+FreeTextDates = Literal["shift", "year"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class PatientContext:
     pseudonym: str  # keyed-HMAC pseudonym of the patient, stable across jobs
     date_shift_days: int  # the same offset for every date of this patient, structured and in text
     identifiers: PatientIdentifiers = field(default_factory=PatientIdentifiers)
+    free_text_dates: FreeTextDates = "shift"
 
 
 class TextScrubber(Protocol):

@@ -35,6 +35,35 @@ ABBREVIATIONS = word_set(
     """
 )
 
+# More abbreviations, scores and tests in common use (UK and US), by kind. Written as they are read: "U&E",
+# "CURB-65", "CHA2DS2-VASc" and "NT-proBNP" are matched by their letters and digits run together ("ue",
+# "curb65", "cha2ds2vasc", "ntprobnp": :func:`is_clinical_term`). Words that are also given names or
+# surnames ("Grace", "Wells", "Duke") are not here: they count only before their score's word
+# (:data:`SURNAME_EPONYMS`).
+ABBREVIATIONS = ABBREVIATIONS | word_set(
+    """
+    curb65 crb65 curb qsofa sofa apache apache2 apacheii must mna mnas nihss timi heart perc
+    abcd2 cha2ds2vasc chads2 chadsvasc hasbled orbit phq9 phq gad7 audit auditc moca mmse amts 4at amt
+    ecog nyha ccs killip mews pews news2 frax qrisk qrisk2 qrisk3 ipss hads ess stopbang bbps mrc mrcs
+    das28 basdai pasi scorad eq5d ppi pps akps rass cpot fast befast rosier abcd edss updrs cdai hbi sccai
+    fbc ue ues lft lfts tft tfts crp egfr inr coag coags wcc mch mchc rdw hct ldh ckmb amylase lipase
+    ferritin b12 folate ddimer dimer cea ca125 ca199 ca153 afp hcg bhcg igg iga igm ige ana anca dsdna rf
+    anticcp ccp pth acth cortisol msu csu ua urinalysis uacr acr pcr ogtt gtt fit fobt qfit bnp ntprobnp
+    hscrp procalcitonin fev1 fvc pef pefr dlco kco tlco spirometry abpm hbpm
+    tte tee ctca ctkub kub axr ivu ctc ctap ctcap petct ogd emr esd eus ercp rfa tace tavi tavr savr
+    avr mvr ppci evar lp eua turbt turp tah bso lscs svd ecv ctg efw afi nipt iui dre pr cvp avf avg
+    hd pd crrt cvvh cvvhdf rrt ogt hfnc hfno peep simv cpap ecmo ivc svc smv sma ima cbd ruq luq rif lif
+    rlq llq mca aca pca ica eca dwi swi flair adc stir mrv cta ctp ecg echo holter ett icp evd vp
+    stemi nstemi acs lbbb rbbb avb avnrt wpw hocm dcm lvh lvsd rvsd hfmref pvd pad aaa cva tia mnd gbs
+    cidp sle gca pmr sjs oa ra axspa psa pud ugib lgib hcc nafld masld nash pbc psc aih sbp gdm pcos pid
+    pph aph iugr fgr sga lga pprom srom ild ipf uip nsip ohs cf ptx lrti urti cap hap vap nec rds hie
+    asd bpad eupd sud aud mdd ocd cbt dbt emdr ect cmht crht iapt cpn opat ambu mdt dnacpr dnar dni cpr
+    bls als rosc acp lpa dols imca respect ehr epr emr emis systmone
+    gcsf nsaid nsaids crcl acl pcl mcl amd rem lad lcx rca lmca lms
+    abvd rchop chop folfox folfiri capox xelox ecf bep ac tc fec beacopp ctx rt sabr imrt chemo
+    """
+)
+
 SECTION_AND_CLINICAL_WORDS = word_set(
     """
     patient patients history present illness social family medical surgical past assessment plan plans
@@ -91,6 +120,8 @@ SECTION_AND_CLINICAL_WORDS = word_set(
     transdermal inhaled nasal rectal vaginal ophthalmic otic hydrochloride hcl systolic diastolic tab tabs
     hep influenza seasonal injectable preservative td tdap dtap ipv mmr hib pcv pcv13 ppsv23 hpv
     pneumococcal meningococcal conjugate polysaccharide adult pediatric paediatric
+    registrar consultant specialty specialist physician surgeon anaesthetist anesthetist radiologist
+    pharmacist physiotherapist therapist dietitian dietician midwife paramedic hospitalist intern resident
     male female man woman boy girl child infant newborn adolescent elderly
     married single divorced widowed homeless employed unemployed retired
     asian hispanic latino non caucasian
@@ -243,7 +274,7 @@ EPONYMS = word_set(
     wolff brugada lown ganong takotsubo prinzmetal dressler mcburney rovsing tinel phalen finkelstein
     lachman mcmurray apley spurling lhermitte romberg rinne snellen ishihara hallpike epley caprini
     folstein braden waterlow barthel karnofsky pugh ranson rockall blatchford alvarado centor mcisaac
-    breslow tinetti
+    breslow tinetti hoehn yahr deauville fleischner cockcroft gault kellgren mallampati
     """
 )
 
@@ -282,6 +313,20 @@ SURNAME_EPONYMS: dict[str, frozenset[str]] = {
     "norton": frozenset({"scale", "score"}),
     "hawkins": frozenset({"test", "sign"}),
     "kennedy": frozenset({"disease", "ulcer"}),
+    "grace": frozenset({"score", "risk"}),
+    "harvey": frozenset({"bradshaw"}),
+    "bradshaw": frozenset({"index", "score"}),
+    "lawrence": frozenset({"grade", "classification", "score"}),
+    "duke": frozenset({"criteria"}),
+    "janeway": frozenset({"lesion", "lesions"}),
+    "dawson": frozenset({"fingers"}),
+    "mcdonald": frozenset({"criteria"}),
+    "hartmann": frozenset({"procedure", "pouch", "operation", "solution"}),
+    "rankin": frozenset({"scale", "score"}),
+    "boston": frozenset({"bowel"}),
+    "richmond": frozenset({"agitation"}),
+    "bristol": frozenset({"stool"}),
+    "epworth": frozenset({"sleepiness"}),
 }
 
 # Eponyms that name a disease even as a bare possessive ("a history of Alzheimer's").
@@ -300,7 +345,8 @@ EPONYM_FOLLOWERS = word_set(
     stage staging position ataxia dystrophy anomaly node nodes method technique repair fundoplication pouch
     diverticulum disorder deformity contracture angina arthritis lesion lesions bodies body coma index
     rule rules sclerosis point tear lymphadenopathy mononucleosis virus pattern wave waves respiration
-    breathing herpes hernia pneumonia stool chart type
+    breathing herpes hernia pneumonia stool chart type grade grades guideline guidelines fingers
+    surveillance equation formula class
     """
 )
 
@@ -309,6 +355,8 @@ TITLES = word_set("mr mrs ms miss mx dr prof professor doctor sir dame lady lord
 NAME_SUFFIXES = word_set("jr sr ii iii iv phd md esq")
 
 _WORD = re.compile(r"[a-z0-9]+")
+# One token of letters and digits joined by "&", "-", "/" or "+" ("U&E", "CURB-65"), not initials ("R.A.").
+_JOINED_ABBREVIATION = re.compile(r"[A-Za-z0-9]+(?:[&/+\-][A-Za-z0-9]+)+")
 
 
 def words(text: str) -> list[str]:
@@ -335,6 +383,17 @@ def is_clinical_word(word: str) -> bool:
     )
 
 
+def is_clinical_term(text: str) -> bool:
+    """Whether ``text`` as a whole is clinical vocabulary: every word clinical, or an abbreviation written
+    with punctuation inside ("U&E", "CURB-65", "NT-proBNP": their letters and digits run together)."""
+    parts = words(text)
+    if not parts:
+        return False
+    if all(is_clinical_word(part) for part in parts):
+        return True
+    return _JOINED_ABBREVIATION.fullmatch(text.strip()) is not None and "".join(parts) in ABBREVIATIONS
+
+
 def is_eponym_use(text: str, start: int, end: int, *, allow_bare: bool) -> bool:
     """Whether ``text[start:end]`` names a disease, sign or score after a person ("Parkinson's disease",
     "Glasgow Coma Scale", "Wells score"), not a person. ``allow_bare`` also accepts "Alzheimer's" alone."""
@@ -347,6 +406,14 @@ def is_eponym_use(text: str, start: int, end: int, *, allow_bare: bool) -> bool:
         chain.append(sequence[index])
         index += 1
         while index < len(sequence) and sequence[index] == "s":
+            index += 1
+        # Two eponyms joined by "and" name one scale ("Hoehn and Yahr"): the chain goes on past the "and".
+        if (
+            index + 1 < len(sequence)
+            and sequence[index] == "and"
+            and sequence[index + 1] in EPONYMS
+            and chain[-1] in EPONYMS
+        ):
             index += 1
     if not chain:
         return False

@@ -344,6 +344,15 @@ def parse_date_text(text: str, *, day_first: bool = False) -> dt.date | None:
     return None
 
 
+def date_text_year(text: str, *, day_first: bool = False) -> int | None:
+    """The year written in ``text`` (one whole date); None when it has none ("14 March") or is unreadable."""
+    for kind, match in _full_match(text):
+        parsed = _parse(match, kind, day_first=day_first)
+        if parsed is not None:
+            return parsed.date.year if parsed.has_year else None
+    return None
+
+
 def shift_date_text(text: str, days: int, *, day_first: bool = False) -> str | None:
     """``text`` (one whole date as found by :func:`find_dates`) moved by ``days``, written the same way;
     None when it cannot be read as a date (the caller then writes ``[DATE]``)."""

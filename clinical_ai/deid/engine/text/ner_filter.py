@@ -18,6 +18,7 @@ from spacy.lang.en.stop_words import STOP_WORDS
 from clinical_ai.deid.engine.text.clinical_terms import (
     PAYERS,
     TITLES,
+    is_clinical_term,
     is_clinical_word,
     is_eponym_use,
     word_set,
@@ -55,6 +56,8 @@ def refine_ner_span(text: str, start: int, end: int) -> list[tuple[int, int]]:
     pieces.append((cursor, end))
     kept: list[tuple[int, int]] = []
     for piece_start, piece_end in pieces:
+        if is_clinical_term(text[piece_start:piece_end]):
+            continue
         tokens = list(NAME_TOKEN.finditer(text, piece_start, piece_end))
         while tokens and is_filler(tokens[0].group()):
             tokens.pop(0)

@@ -19,11 +19,13 @@ from presidio_analyzer import (
     AnalysisExplanation,
     EntityRecognizer,
     LocalRecognizer,
+    Pattern,
     RecognizerRegistry,
     RecognizerResult,
 )
 from presidio_analyzer.nlp_engine import NlpArtifacts, NlpEngine
 from presidio_analyzer.predefined_recognizers import (
+    NhsRecognizer,
     PhoneRecognizer,
     UsHealthInsuranceMemberIdRecognizer,
     UsMbiRecognizer,
@@ -127,6 +129,8 @@ def _cased(words_: Iterable[str]) -> str:
 
 _NO = r"(?:number|numb|num|no\.?|nr\.?|#|id|identifier)"
 _LINK = r"(?:\s*[:#=.]\s*|\s+(?:is|was|of)\s+|\s*)#?\s*"
+# What may stand between a label and its value: "MRN on file:", "MRN (sending)", "Hospital number (local)".
+_QUALIFIER = r"(?:\s+on\s+(?:file|record)|[ \t]*\((?:[A-Za-z][A-Za-z .'/-]{0,23})\))?"
 _ID_VALUE = (
     r"(?P<value>\d{3}[ ]\d{2,3}[ ]\d{4}(?!\w)"  # NHS 943 476 5919, SSN 123 45 6789
     r"|(?=[A-Z0-9/.\-]*\d)[A-Z0-9]+(?:[-/.][A-Z0-9]+)*(?<![.]))"
@@ -134,12 +138,13 @@ _ID_VALUE = (
 
 
 def _labelled(labels: str) -> re.Pattern[str]:
-    return re.compile(rf"(?<![\w])(?:{labels})(?![\w]){_LINK}{_ID_VALUE}", re.IGNORECASE)
+    return re.compile(rf"(?<![\w])(?:{labels})(?![\w]){_QUALIFIER}{_LINK}{_ID_VALUE}", re.IGNORECASE)
 
 
 MRN_LABELS = (
     rf"MRN|M\.R\.N\.?|MR\s*{_NO}|medical\s+record(?:\s+{_NO})?|med\.?\s*rec(?:ord)?\.?\s*{_NO}|"
-    rf"hospital\s+{_NO}|patient\s+{_NO}|unit\s+{_NO}|chart\s+{_NO}|record\s+{_NO}|case\s+{_NO}|"
+    rf"hosp(?:ital)?\.?\s*{_NO}|patient\s+{_NO}|(?-i:ED|A&E|ER)\s*{_NO}|emergency\s+{_NO}|UR\s*{_NO}|URN|"
+    rf"PAS\s*{_NO}|unit\s+{_NO}|chart\s+{_NO}|record\s+{_NO}|case\s+{_NO}|"
     rf"NHS(?:\s+{_NO})?|CHI(?:\s+{_NO})?|HCN|health\s+care\s+{_NO}|E?MPI"
 )
 ACCOUNT_LABELS = rf"account(?:\s+{_NO})?|acct\.?(?:\s+{_NO})?|a/c|billing\s+(?:account|{_NO})|invoice(?:\s+{_NO})?|claim\s+{_NO}|HAR|FIN"
@@ -154,11 +159,13 @@ DEVICE_LABELS = (
 OTHER_ID_LABELS = (
     rf"SSN|social\s+security(?:\s+{_NO})?|passport(?:\s+{_NO})?|driver'?s?\s+licen[cs]e(?:\s+{_NO})?|"
     rf"DL\s*{_NO}|licen[cs]e\s+{_NO}|national\s+insurance(?:\s+{_NO})?|NI\s+{_NO}|NINO|ID|identifier|"
-    rf"(?:encounter|visit|episode|admission|certificate|registration|accession|specimen)\s+{_NO}|"
+    rf"(?:encounter|visit|episode|admission|certificate|registration|specimen|sample|request|order|report|"
+    rf"referral|booking|lab|laboratory|pathology|path|radiology|imaging|study|exam)\s+{_NO}|accession(?:\s+{_NO})?|"
+    rf"ref(?:erence)?\.?\s+{_NO}|"
     rf"VIN|vehicle\s+identification\s+{_NO}|licen[cs]e\s+plate|tax\s+{_NO}|TIN|EIN"
 )
 
-_PHONE_VALUE = r"(?P<value>\+?\(?\d[\d\s().\-]{5,}\d)"
+_PHONE_VALUE = r"(?P<value>\+?\(?\d[\d \t().\-]{5,}\d)"
 FAX_PATTERN = re.compile(
     rf"(?<![\w])(?:fax|facsimile|telefax)(?:\s+{_NO})?(?![\w]){_LINK}{_PHONE_VALUE}", re.IGNORECASE
 )
@@ -168,9 +175,9 @@ FAX_PATTERN = re.compile(
 _EXTENSION = r"(?:\s*(?:x|ext\.?|extension)\s*\d{1,6})?"
 PHONE_PATTERN = re.compile(
     r"(?<![\w+])(?:"
-    r"(?:(?:\+|00)1[\s.-]?|1[\s.-])?\(?\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}"  # NANP: 555-657-5098, (555) 657 5098
-    r"|(?:\+44\s?(?:\(0\)\s?)?|0)\d{2,4}[\s-]?\d{3,4}[\s-]?\d{3,4}"  # UK: 023 9261 4408, +44 7700 900123
-    r"|(?:(?:\+|00)\d{1,3}[\s.-]?|\(0)\d{1,4}\)?(?:[\s.-]\d{2,4}){2,4}"  # international, (07) 5331 0577
+    r"(?:(?:\+|00)1[ \t.-]?|1[ \t.-])?\(?\d{3}\)?[ \t.-]\d{3}[ \t.-]\d{4}"  # NANP: 555-657-5098, (555) 657 5098
+    r"|(?:\+44[ \t]?(?:\(0\)[ \t]?)?|0)\d{2,4}[ \t-]?\d{3,4}[ \t-]?\d{3,4}"  # UK: 023 9261 4408, +44 7700 900123
+    r"|(?:(?:\+|00)\d{1,3}[ \t.-]?|\(0)\d{1,4}\)?(?:[ \t.-]\d{2,4}){2,4}"  # international, (07) 5331 0577
     rf"){_EXTENSION}(?![\w])",
     re.IGNORECASE,
 )
@@ -196,6 +203,49 @@ class ScreenedPhoneRecognizer(PhoneRecognizer):
         # The parent only hands the artifacts on to its results' explanation; None is fine there.
         results: list[RecognizerResult] = super().analyze(text, entities, cast(NlpArtifacts, nlp_artifacts))
         return results
+
+
+# --- NHS numbers ---------------------------------------------------------------------------------------------
+
+NHS_PATTERN = r"(?<![\w+])(?:\d{3}([- ])\d{3}\1\d{4}|\d{10})(?![\w])"
+# A country code or another digit group before it, or a digit group after it: part of a longer (phone) number.
+_LONGER_NUMBER_BEFORE = re.compile(r"(?:(?:\+|00)\d{1,3}[ .\-]?\(?|\d[ .\-]?|\(\d{1,4}\)[ .\-]?)$")
+_LONGER_NUMBER_AFTER = re.compile(r"^[ .\-]?\d")
+_PHONE_WORDS = re.compile(
+    r"(?<![\w])(?:tel|telephone|phone|mobile|mob|cell|fax|facsimile|pager|bleep|call|contact|ring|ph)(?![\w])",
+    re.IGNORECASE,
+)
+_NHS_WORDS = re.compile(r"(?<![\w])(?:NHS|CHI|national\s+health)(?![\w])", re.IGNORECASE)
+
+
+class ShapedNhsRecognizer(NhsRecognizer):
+    """Presidio's NHS number (checksum) held to the number's shape: exactly ten digits, 3-3-4 with one kind
+    of separator or none, not part of a longer number ("+1 206 342 9952" is a phone whose last ten digits
+    happen to pass the checksum: one in eleven does). On a line that speaks of a phone and not of the NHS,
+    a ten-digit number is left to the phone recognizers."""
+
+    def __init__(self) -> None:
+        super().__init__(patterns=[Pattern("NHS (shaped)", NHS_PATTERN, 0.5)])
+
+    def analyze(
+        self,
+        text: str,
+        entities: list[str],
+        nlp_artifacts: NlpArtifacts | None = None,
+        regex_flags: int | None = None,
+    ) -> list[RecognizerResult]:
+        results: list[RecognizerResult] = super().analyze(text, entities, nlp_artifacts, regex_flags)
+        return [result for result in results if self._is_nhs_number(text, result.start, result.end)]
+
+    @staticmethod
+    def _is_nhs_number(text: str, start: int, end: int) -> bool:
+        if _LONGER_NUMBER_BEFORE.search(text[max(0, start - 8) : start]):
+            return False
+        if _LONGER_NUMBER_AFTER.match(text[end : end + 2]):
+            return False
+        line_start = text.rfind("\n", 0, start) + 1
+        before = text[max(line_start, start - 40) : start]
+        return not (_PHONE_WORDS.search(before) and not _NHS_WORDS.search(before))
 
 
 # --- ages over 89 ------------------------------------------------------------------------------------------
@@ -236,23 +286,24 @@ _DIRECTION = _cased(
     word_set("N S E W NE NW SE SW North South East West Northeast Northwest Southeast Southwest")
 )
 _STREET_WORD = r"(?:[A-Z][A-Za-z'\u2019.\-]*|\d{1,4}(?:st|nd|rd|th|ST|ND|RD|TH))"
+# A unit may stand on the next line ("230 Wit Rd\n Suite 246"); the scrubber replaces each line's part.
 _UNIT = (
-    r"(?:,?\s+(?:(?:Apt|APT|Apartment|Unit|UNIT|Suite|SUITE|Ste|STE|Flat|FLAT|Floor|Fl|Room|Rm|Bldg|Building)"
-    r"\.?\s*#?\s*|#\s*)[A-Za-z0-9\-]+)?"
+    r"(?:,?(?:[ \t]+|[ \t]*\r?\n[ \t]*)(?:(?:Apt|APT|Apartment|Unit|UNIT|Suite|SUITE|Ste|STE|Flat|FLAT|Floor|Fl|Room|Rm|Bldg|Building)"
+    r"\.?[ \t]*#?[ \t]*|#[ \t]*)[A-Za-z0-9\-]+)?"
 )
 STREET_PATTERN = re.compile(
-    r"(?<![\w.,/-])(?:(?:Flat|Apt|Unit)\s+\w+,?\s+)?\d{1,6}[A-Za-z]?(?:[-/]\d{1,5}[A-Za-z]?)?(?:\s+|-)"
-    rf"(?:{_DIRECTION}\.?\s+)?(?:{_STREET_WORD}\s+){{0,3}}{_STREET_WORD}\s+{_cased(STREET_SUFFIXES)}\.?"
-    rf"(?:\s+{_DIRECTION}(?![\w]))?{_UNIT}(?![\w])"
+    r"(?<![\w.,/-])(?:(?:Flat|Apt|Unit)[ \t]+\w+,?[ \t]+)?\d{1,6}[A-Za-z]?(?:[-/]\d{1,5}[A-Za-z]?)?(?:[ \t]+|-)"
+    rf"(?:{_DIRECTION}\.?[ \t]+)?(?:{_STREET_WORD}[ \t]+){{0,3}}{_STREET_WORD}[ \t]+{_cased(STREET_SUFFIXES)}\.?"
+    rf"(?:[ \t]+{_DIRECTION}(?![\w]))?{_UNIT}(?![\w])"
 )
 STREET_PATTERN_LOWER = re.compile(
-    r"(?<![\w.,/-])\d{1,6}\s+(?:[a-z]+\s+){1,3}(?:road|street|avenue|lane|drive|boulevard|terrace|crescent|"
-    r"highway|parkway)(?:\s+(?:apt|apartment|unit|suite|flat)\.?\s*#?\s*\w+)?(?![\w])"
+    r"(?<![\w.,/-])\d{1,6}[ \t]+(?:[a-z]+[ \t]+){1,3}(?:road|street|avenue|lane|drive|boulevard|terrace|crescent|"
+    r"highway|parkway)(?:[ \t]+(?:apt|apartment|unit|suite|flat)\.?[ \t]*#?[ \t]*\w+)?(?![\w])"
 )
 PO_BOX_PATTERN = re.compile(
-    r"(?<![\w])(?:P\.?\s?O\.?\s*Box|Post\s+Office\s+Box)\s+\d+(?![\w])", re.IGNORECASE
+    r"(?<![\w])(?:P\.?[ \t]?O\.?[ \t]*Box|Post[ \t]+Office[ \t]+Box)[ \t]+\d+(?![\w])", re.IGNORECASE
 )
-UK_POSTCODE_PATTERN = re.compile(r"(?<![\w])(?:[A-Z]{1,2}\d[A-Z\d]?|GIR)\s?\d[A-Z]{2}(?![\w])")
+UK_POSTCODE_PATTERN = re.compile(r"(?<![\w])(?:[A-Z]{1,2}\d[A-Z\d]?|GIR)[ \t]?\d[A-Z]{2}(?![\w])")
 _US_STATES = sorted(
     word_set(
         "AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ NM NY NC ND "
@@ -260,8 +311,8 @@ _US_STATES = sorted(
     )
 )
 US_ZIP_PATTERN = re.compile(
-    rf"(?<![\w])(?:{'|'.join(_US_STATES)}),?\s+(?P<value>\d{{5}}(?:-\d{{4}})?)(?![\w-])"
-    r"|(?<![\w])(?i:zip(?:\s*code)?|postal\s+code|post\s*code)\s*[:#]?\s*(?P<value2>\d{5}(?:-\d{4})?)(?![\w-])"
+    rf"(?<![\w])(?:{'|'.join(_US_STATES)}),?[ \t]+(?P<value>\d{{5}}(?:-\d{{4}})?)(?![\w-])"
+    r"|(?<![\w])(?i:zip(?:[ \t]*code)?|postal[ \t]+code|post[ \t]*code)[ \t]*[:#]?[ \t]*(?P<value2>\d{5}(?:-\d{4})?)(?![\w-])"
     r"|(?<![\w-])(?P<value3>\d{5}-\d{4})(?![\w-])"
 )
 
@@ -312,9 +363,9 @@ FACILITY_KEYWORDS = [
 ]
 _FACILITY_WORD = r"(?:St\.?|Mt\.?|[A-Z][A-Za-z'\u2019&.\-]*[A-Za-z'\u2019]|[A-Z])"
 FACILITY_PATTERN = re.compile(
-    rf"(?<![\w])(?:{_FACILITY_WORD}(?:\s+(?:and|&|of|on|upon|de|la)\s+|\s+|-)){{1,6}}"
+    rf"(?<![\w])(?:{_FACILITY_WORD}(?:[ \t]+(?:and|&|of|on|upon|de|la)[ \t]+|[ \t]+|-)){{1,6}}"
     rf"{_cased(FACILITY_KEYWORDS)}(?![\w])"
-    rf"(?:\s+(?:of|for|at)\s+(?:the\s+)?{_FACILITY_WORD}(?:\s+(?:of\s+)?{_FACILITY_WORD}){{0,3}})?"
+    rf"(?:[ \t]+(?:of|for|at)[ \t]+(?:the[ \t]+)?{_FACILITY_WORD}(?:[ \t]+(?:of[ \t]+)?{_FACILITY_WORD}){{0,3}})?"
 )
 GENERIC_FACILITY_WORDS = word_set(
     """
@@ -362,7 +413,7 @@ class FacilityRecognizer(GroupRegexRecognizer):
 
 _TITLE = r"(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Professor|Doctor|Sister|Nurse|Rev|Sir|Dame)"
 TITLED_NAME_PATTERN = re.compile(
-    rf"(?<![\w])(?i:{_TITLE})\.?\s+(?P<value>[A-Z][A-Za-z'\u2019\-]+(?:\s+[A-Z][A-Za-z'\u2019\-]+){{0,2}})"
+    rf"(?<![\w])(?i:{_TITLE})\.?[ \t]+(?P<value>[A-Z][A-Za-z'\u2019\-]+(?:[ \t]+[A-Z][A-Za-z'\u2019\-]+){{0,2}})"
 )
 
 
@@ -473,8 +524,9 @@ def clinical_recognizers() -> list[EntityRecognizer]:
     ]
 
 
-# Presidio's built-ins replaced here: dates (ours shift), spaCy (ours filters), phones (ours is screened).
-_REPLACED_BUILT_INS = ("DateRecognizer", "SpacyRecognizer", "PhoneRecognizer")
+# Presidio's built-ins replaced here: dates (ours shift), spaCy (ours filters), phones (ours is screened), NHS
+# numbers (ours keeps to their shape).
+_REPLACED_BUILT_INS = ("DateRecognizer", "SpacyRecognizer", "PhoneRecognizer", "NhsRecognizer")
 PHONE_REGIONS = ("US", "GB")
 
 
@@ -487,6 +539,7 @@ def build_registry(nlp_engine: NlpEngine) -> RecognizerRegistry:
         registry.remove_recognizer(name)
     registry.add_recognizer(ClinicalSpacyRecognizer())
     registry.add_recognizer(ScreenedPhoneRecognizer(supported_regions=PHONE_REGIONS))
+    registry.add_recognizer(ShapedNhsRecognizer())
     registry.add_recognizer(UsMbiRecognizer())
     registry.add_recognizer(UsHealthInsuranceMemberIdRecognizer())
     for recognizer in clinical_recognizers():

@@ -12,7 +12,8 @@ no part of an identifier is left behind. Replacements:
 - other kinds a plain placeholder: ``[PHONE]``, ``[FAX]``, ``[EMAIL]``, ``[URL]``, ``[IP]``,
   ``[ADDRESS]``, ``[LOCATION]``, ``[FACILITY]``, ``[ORG]``, ``[AGE>89]``;
 - dates shifted by the patient's offset in their own format, ``[DATE]`` where that is impossible (no
-  patient, or a date NER found that the patterns cannot read). Years alone, durations and relative dates
+  patient, or a date NER found that the patterns cannot read); only the year where the patient's context
+  asks for Safe Harbor's form (``free_text_dates="year"``). Years alone, durations and relative dates
   are not identifiers and stay.
 """
 
@@ -24,11 +25,12 @@ import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import date
 
 from presidio_analyzer import AnalyzerEngine, RecognizerResult
 
 from clinical_ai.deid.engine.text.clinical_terms import TITLES
-from clinical_ai.deid.engine.text.dates import parse_date_text, shift_date_text
+from clinical_ai.deid.engine.text.dates import date_text_year, parse_date_text, shift_date_text
 from clinical_ai.deid.engine.text.nlp import LANGUAGE, VerifiedSpacyNlpEngine, get_analyzer
 from clinical_ai.deid.engine.text.patient_terms import PatientTermMatcher, fold
 from clinical_ai.deid.engine.text.recognizers import MIN_SCORE
@@ -136,6 +138,23 @@ def resolve_overlaps(findings: Sequence[Finding]) -> list[Finding]:
     return resolved
 
 
+_LINE_BREAKS = re.compile(r"[ \t]*[\r\n][\s]*")
+
+
+def split_at_line_breaks(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """The parts of a recognizer's span on each line (those with a letter or digit): no identifier written
+    here runs across a line break, so a span that does has taken in its neighbour (a fax number and the date
+    on the next line, a date and the name under it) and would merge them under one wrong placeholder. The
+    patient's own identifiers, matched from the record, are not split."""
+    pieces: list[tuple[int, int]] = []
+    cursor = start
+    for line_break in _LINE_BREAKS.finditer(text, start, end):
+        pieces.append((cursor, line_break.start()))
+        cursor = line_break.end()
+    pieces.append((cursor, end))
+    return [(a, b) for a, b in pieces if b > a and any(char.isalnum() for char in text[a:b])]
+
+
 _POSSESSIVE = re.compile(r"['\u2019]s$|['\u2019]$")
 _NOT_ALNUM = re.compile(r"[^0-9A-Za-z]+")
 
@@ -218,7 +237,11 @@ class PresidioTextScrubber:
     def find(
         self, text: str, results: Sequence[RecognizerResult], matcher: PatientTermMatcher | None
     ) -> list[Finding]:
-        findings = [Finding(r.start, r.end, r.entity_type, r.score) for r in results if r.end > r.start]
+        findings = [
+            Finding(start, end, r.entity_type, r.score)
+            for r in results
+            for start, end in split_at_line_breaks(text, r.start, r.end)
+        ]
         if matcher is not None:
             findings += [
                 Finding(
@@ -249,6 +272,8 @@ class PresidioTextScrubber:
                 if parsed is not None and parsed.isoformat() == finding.birth_date_iso:
                     day_first = candidate
                     break
+        if patient.free_text_dates == "year":
+            return _year_only(original, day_first=day_first)
         shifted = shift_date_text(original, patient.date_shift_days, day_first=day_first)
         return shifted if shifted is not None else "[DATE]"
 
@@ -318,6 +343,19 @@ class PresidioTextScrubber:
             output.append(document.rebuild(text_edits, values))
             cursor += 1 + len(document.values)
         return output
+
+
+# Safe Harbor removes a year too where it may show an age over 89 (a birth date 90 or more years ago).
+OLDEST_YEAR_KEPT_BACK = 89
+
+
+def _year_only(original: str, *, day_first: bool) -> str:
+    """Safe Harbor's form of a date in text: its year alone; ``[DATE]`` for a date without a year ("14
+    March") or a year that could put someone over 89."""
+    year = date_text_year(original, day_first=day_first)
+    if year is None or year < date.today().year - OLDEST_YEAR_KEPT_BACK:
+        return "[DATE]"
+    return str(year)
 
 
 def _chunks(text: str, size: int) -> list[tuple[int, str]]:

@@ -110,7 +110,13 @@ def test_recognizer_leaves(detect: Any, entity: str, text: str) -> None:
 
 def test_presidio_built_ins_stay_on(analyzer: Any) -> None:
     names = {recognizer.name for recognizer in analyzer.registry.recognizers}
-    assert {"UrlRecognizer", "IpRecognizer", "EmailRecognizer", "UsSsnRecognizer", "NhsRecognizer"} <= names
+    assert {
+        "UrlRecognizer",
+        "IpRecognizer",
+        "EmailRecognizer",
+        "UsSsnRecognizer",
+        "ShapedNhsRecognizer",
+    } <= names
     assert {"ClinicalSpacyRecognizer", "ScreenedPhoneRecognizer", "ClinicalDateRecognizer"} <= names
     assert "DateRecognizer" not in names and "SpacyRecognizer" not in names
     assert MIN_SCORE > 0.3  # Presidio's weak patterns need context
