@@ -17,6 +17,8 @@ from django.core.exceptions import PermissionDenied
 from clinical_ai.accounts.models import Membership, Organization, Role
 from clinical_ai.audit.services import Actor, audit_record
 from clinical_ai.core.sealing import seal_json
+from clinical_ai.deid.engine.fhirpath_values import FhirPathEvaluationError
+from clinical_ai.deid.engine.methods import ProcessingError
 from clinical_ai.deid.engine.pipeline import EntryInput, PipelineResult, deidentify_entries
 from clinical_ai.deid.engine.text.patient_terms import patient_identifiers_from_fhir
 from clinical_ai.deid.models import DeidentifiedResource, PseudonymVaultEntry
@@ -48,7 +50,7 @@ def ingest_job_deidentify(job: IngestJob, entries: list[OpenedEntry], actor: Act
     inputs = [EntryInput(e.raw.entry_index, e.document.get("fullUrl"), e.resource) for e in entries]
     try:
         result = deidentify_documents(inputs, organization=organization.slug, config=config)
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, ProcessingError, FhirPathEvaluationError) as exc:
         # The engine's own errors on content it cannot process: retrying will not help.
         raise PermanentJobError(
             f"de-identification failed: {type(exc).__name__}", {"error": type(exc).__name__}

@@ -239,3 +239,33 @@ def test_text_pseudonyms_reach_the_vault(
         request_id="r9",
     )
     assert any("Okafor" in value for value in originals.get("person", [])), originals.keys()
+
+
+def test_content_the_engine_cannot_process_fails_the_job_for_good(
+    client: Client, ehr_token: str, tmp_path: Any
+) -> None:
+    config = tmp_path / "strict.json"
+    config.write_text(
+        json.dumps(
+            {
+                "fhirVersion": "R4",
+                "processingErrors": "raise",
+                # generalize applies to primitives only: on a HumanName it is a processing error
+                "fhirPathRules": [
+                    {
+                        "path": "Patient.name",
+                        "method": "generalize",
+                        "cases": {"$this": "'x'"},
+                        "otherValues": "redact",
+                    }
+                ],
+            }
+        )
+    )
+    with override_settings(DEID_CONFIG=str(config)):
+        job = _run(client, ehr_token, sample_bundle())
+    assert job.status == IngestJob.Status.FAILED
+    assert job.error == "de-identification failed: ProcessingError", job.error
+    assert not DeidentifiedResource.objects.filter(job=job).exists()
+    failure = AuditEvent.objects.get(action="intake.job.process")
+    assert failure.outcome == "failure" and failure.actor_type == "worker"
