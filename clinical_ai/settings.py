@@ -7,6 +7,7 @@ no default secret key and no default encryption key: start-up refuses (fail clos
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import dj_database_url
@@ -170,7 +171,8 @@ USE_TZ = True
 STATIC_URL = "static/"
 # `manage.py collectstatic` fills it for production (served by WhiteNoise); DEBUG serves from the apps.
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
-STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+with contextlib.suppress(OSError):  # a read-only image: collectstatic (or the operator) made it already
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
 # Security headers and cookies: strict outside DEBUG. TLS is terminated by the reverse proxy, which sets
 # X-Forwarded-Proto.
