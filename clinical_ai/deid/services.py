@@ -56,40 +56,42 @@ def ingest_job_deidentify(job: IngestJob, entries: list[OpenedEntry], actor: Act
             f"de-identification failed: {type(exc).__name__}", {"error": type(exc).__name__}
         ) from exc
     by_index = {e.raw.entry_index: e.raw for e in entries}
+    # Seal everything here, before the finishing transaction: it then only inserts, and holds its locks
+    # (the audit chain head among them) for as short a time as possible.
+    rows = []
+    for output in result.outputs:
+        raw = by_index[output.index]
+        row = DeidentifiedResource(
+            job=job,
+            raw_resource=raw,
+            organization=organization,
+            resource_type=raw.resource_type,
+            patient_pseudonym=output.patient_pseudonym,
+            config_name=config,
+        )
+        sealed = seal_json(output.resource, associated_data=row.associated_data)
+        row.key_id, row.nonce, row.ciphertext = sealed.key_id, sealed.nonce, sealed.ciphertext
+        rows.append(row)
     vault_key = public_key_from_text(settings.VAULT_PUBLIC_KEY)
+    # One entry per (patient, kind, pseudonym): the engine reports a hash each time it makes it.
+    originals = {
+        (patient, kind[:64], pseudonym[:128]): original
+        for patient, kind, pseudonym, original in result.vault_records
+    }
+    vault_rows = []
+    for (patient, kind, pseudonym), original in originals.items():
+        entry = PseudonymVaultEntry(
+            organization=organization, patient_pseudonym=patient, kind=kind, pseudonym=pseudonym
+        )
+        entry.sealed_original = seal_to(
+            vault_key, original.encode("utf-8"), associated_data=entry.associated_data
+        )
+        vault_rows.append(entry)
+    per_patient = Counter(o.patient_pseudonym for o in result.outputs)
 
     def writes() -> None:
-        rows = []
-        for output in result.outputs:
-            raw = by_index[output.index]
-            row = DeidentifiedResource(
-                job=job,
-                raw_resource=raw,
-                organization=organization,
-                resource_type=raw.resource_type,
-                patient_pseudonym=output.patient_pseudonym,
-                config_name=config,
-            )
-            sealed = seal_json(output.resource, associated_data=row.associated_data)
-            row.key_id, row.nonce, row.ciphertext = sealed.key_id, sealed.nonce, sealed.ciphertext
-            rows.append(row)
         DeidentifiedResource.objects.bulk_create(rows, batch_size=500)
-        vault_rows = {}
-        for patient, kind, pseudonym, original in result.vault_records:
-            entry = PseudonymVaultEntry(
-                organization=organization,
-                patient_pseudonym=patient,
-                kind=kind[:64],
-                pseudonym=pseudonym[:128],
-            )
-            entry.sealed_original = seal_to(
-                vault_key, original.encode("utf-8"), associated_data=entry.associated_data
-            )
-            vault_rows[(patient, entry.kind, entry.pseudonym)] = entry
-        PseudonymVaultEntry.objects.bulk_create(
-            list(vault_rows.values()), batch_size=500, ignore_conflicts=True
-        )
-        per_patient = Counter(o.patient_pseudonym for o in result.outputs)
+        PseudonymVaultEntry.objects.bulk_create(vault_rows, batch_size=500, ignore_conflicts=True)
         for patient, count in sorted(per_patient.items()):
             audit_record(
                 actor=actor,

@@ -9,7 +9,7 @@ from functools import cache
 from typing import Any
 
 from integrations.fhir.resource_types import R4B_SUPPORTED_RESOURCE_TYPES, model_class
-from integrations.fhir.validation_walk import _element_class
+from integrations.fhir.validation_walk import element_class
 
 _SEGMENT = re.compile(r"^(?P<name>[^\[\]]+)(?P<index>(\[\d+\])*)$")
 
@@ -30,7 +30,7 @@ def known_element_names() -> frozenset[str]:
                 if candidate:
                     names.add(candidate)
                     names.add(f"_{candidate}")
-            element = _element_class(info.annotation)
+            element = element_class(info.annotation)
             if element is not None:
                 pending.append(element)
     return frozenset(names)

@@ -115,7 +115,7 @@ def _repeats(annotation: Any) -> bool:
     return False
 
 
-def _element_class(annotation: Any) -> type[Any] | None:
+def element_class(annotation: Any) -> type[Any] | None:
     """The model class inside a field annotation such as ``Optional[List[abc.CodingType]]``."""
     pending = [annotation]
     while pending:
@@ -160,7 +160,7 @@ def _compute_class_rules(model: type[Any]) -> _ClassRules:
         if codes is None:
             codes = _complete_enum(model_field.json_schema_extra)
         coding = next((REQUIRED_CODINGS[(k, alias)] for k in lineage if (k, alias) in REQUIRED_CODINGS), None)
-        child = _element_class(model_field.annotation)
+        child = element_class(model_field.annotation)
         json_kind = None if child is not None else _primitive_kind(model_field.annotation)
         resource_slot = child is not None and child.__name__ in _RESOURCE_BASES
         if alias == "fhir_comments":

@@ -446,35 +446,17 @@ class ClinicalDateRecognizer(GroupRegexRecognizer):
 
 def clinical_recognizers() -> list[EntityRecognizer]:
     """The recognizers this package adds (each with its positive and negative tests)."""
+    labelled_ids = [
+        GroupRegexRecognizer(entity=entity, pattern=_labelled(labels), score=0.95, name=name, min_length=3)
+        for entity, labels, name in (
+            (MEDICAL_RECORD_NUMBER, MRN_LABELS, "MedicalRecordNumberRecognizer"),
+            (ACCOUNT_NUMBER, ACCOUNT_LABELS, "AccountNumberRecognizer"),
+            (HEALTH_PLAN_ID, HEALTH_PLAN_LABELS, "HealthPlanIdRecognizer"),
+            (DEVICE_ID, DEVICE_LABELS, "DeviceIdRecognizer"),
+        )
+    ]
     return [
-        GroupRegexRecognizer(
-            entity=MEDICAL_RECORD_NUMBER,
-            pattern=_labelled(MRN_LABELS),
-            score=0.95,
-            name="MedicalRecordNumberRecognizer",
-            min_length=3,
-        ),
-        GroupRegexRecognizer(
-            entity=ACCOUNT_NUMBER,
-            pattern=_labelled(ACCOUNT_LABELS),
-            score=0.95,
-            name="AccountNumberRecognizer",
-            min_length=3,
-        ),
-        GroupRegexRecognizer(
-            entity=HEALTH_PLAN_ID,
-            pattern=_labelled(HEALTH_PLAN_LABELS),
-            score=0.95,
-            name="HealthPlanIdRecognizer",
-            min_length=3,
-        ),
-        GroupRegexRecognizer(
-            entity=DEVICE_ID,
-            pattern=_labelled(DEVICE_LABELS),
-            score=0.95,
-            name="DeviceIdRecognizer",
-            min_length=3,
-        ),
+        *labelled_ids,
         GroupRegexRecognizer(
             entity=DEVICE_ID,
             pattern=re.compile(r"\(01\)\d{14}(?:\(\d{2}\)[A-Za-z0-9\-]+)*"),
