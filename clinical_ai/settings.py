@@ -99,11 +99,17 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django_htmx",
+    "js_lib_htmx",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "clinical_ai.core",
     "clinical_ai.accounts",
     "clinical_ai.audit",
     "clinical_ai.intake",
     "clinical_ai.deid",
+    "clinical_ai.inference",
+    "clinical_ai.review",
     "integrations.smart",
     "integrations.fhir",
 ]
@@ -116,6 +122,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -289,3 +297,37 @@ LOGGING = {
 }
 # A queued message older than this is dropped by the worker; the sweep sends the job again.
 INTAKE_TASK_EXPIRES_SECONDS = env_int("INTAKE_TASK_EXPIRES_SECONDS", 3600)
+
+# Users with one of these roles must enrol a TOTP second factor (default: optional for everyone).
+OTP_REQUIRED_ROLES = tuple(env_list("CLINICAL_AI_OTP_REQUIRED_ROLES"))
+OTP_TOTP_ISSUER = "clinical-ai"
+
+# Inference. Model manifests are read from the shipped fixtures/models and from each folder named in
+# CLINICAL_AI_MODEL_DIRS (separated by ":"); see docs/models.md.
+INFERENCE_MODEL_DIRS = [BASE_DIR / "fixtures" / "models"] + [
+    Path(p) for p in env_str("CLINICAL_AI_MODEL_DIRS", "").split(":") if p.strip()
+]
+# A worker runs the runs of one job and model as one batch; the embedding batch size is the model's own.
+INFERENCE_DEVICE = env_str("CLINICAL_AI_INFERENCE_DEVICE", "")  # "" picks cuda when present, else cpu
+INFERENCE_MAX_INPUT_RESOURCES = env_int("CLINICAL_AI_INFERENCE_MAX_INPUT_RESOURCES", 5000)
+INFERENCE_CLAIM_LEASE_SECONDS = env_int("INFERENCE_CLAIM_LEASE_SECONDS", CELERY_TASK_TIME_LIMIT + 30)
+INFERENCE_REDISPATCH_AFTER_SECONDS = env_int("INFERENCE_REDISPATCH_AFTER_SECONDS", 120)
+INFERENCE_MAX_ATTEMPTS = env_int("INFERENCE_MAX_ATTEMPTS", 5)
+INFERENCE_TASK_EXPIRES_SECONDS = env_int("INFERENCE_TASK_EXPIRES_SECONDS", 3600)
+CELERY_BEAT_SCHEDULE["inference-sweep"] = {
+    "task": "clinical_ai.inference.sweep",
+    "schedule": float(INTAKE_SWEEP_INTERVAL_SECONDS),
+    "options": {"expires": float(INTAKE_SWEEP_INTERVAL_SECONDS)},
+}
+
+# Results pushed back to an EHR's FHIR server when a decision is signed (per EHR client: push_fhir_base_url).
+FHIR_PUSH_PRIVATE_KEY = env_secret("CLINICAL_AI_FHIR_PUSH_PRIVATE_KEY")
+FHIR_PUSH_KEY_ID = env_str("CLINICAL_AI_FHIR_PUSH_KEY_ID")
+FHIR_PUSH_BEARER_TOKEN = env_secret("CLINICAL_AI_FHIR_PUSH_BEARER_TOKEN")
+FHIR_PUSH_MAX_ATTEMPTS = env_int("CLINICAL_AI_FHIR_PUSH_MAX_ATTEMPTS", 8)
+CELERY_BEAT_SCHEDULE["fhir-push-sweep"] = {
+    "task": "integrations.fhir.push_sweep",
+    "schedule": float(INTAKE_SWEEP_INTERVAL_SECONDS),
+    "options": {"expires": float(INTAKE_SWEEP_INTERVAL_SECONDS)},
+}
+

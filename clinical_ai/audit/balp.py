@@ -86,6 +86,7 @@ LOGOUT = Coding(DCM, "110123", "Logout")
 SECURITY_CONFIGURATION = Coding(DCM, "110129", "Security Configuration")
 SOFTWARE_CONFIGURATION = Coding(DCM, "110131", "Software Configuration")
 USE_OF_RESTRICTED_FUNCTION = Coding(DCM, "110132", "Use of Restricted Function")
+USER_SECURITY_ATTRIBUTES_CHANGED = Coding(DCM, "110137", "User security Attributes Changed")
 GET_ACCESS_TOKEN = Coding(IHE_EVENT_TYPE, "ITI-71", "Get Access Token")
 
 
@@ -112,12 +113,33 @@ EVENT_CODES: dict[str, EventCodes] = {
     "auth.login": EventCodes(USER_AUTHENTICATION, (LOGIN,), "E"),
     "auth.login_failed": EventCodes(USER_AUTHENTICATION, (LOGIN,), "E"),
     "auth.logout": EventCodes(USER_AUTHENTICATION, (LOGOUT,), "E"),
+    # The TOTP second factor: a code checked (at sign-in or to step a session up), a device added or removed.
+    "auth.otp.verify": EventCodes(USER_AUTHENTICATION, (LOGIN,), "E"),
+    "auth.otp.verify_failed": EventCodes(USER_AUTHENTICATION, (LOGIN,), "E"),
+    "auth.otp.enroll": EventCodes(SECURITY_ALERT, (USER_SECURITY_ATTRIBUTES_CHANGED,), "C"),
+    "auth.otp.remove": EventCodes(SECURITY_ALERT, (USER_SECURITY_ATTRIBUTES_CHANGED,), "D"),
     # The audit log itself.
     "audit.console.view": EventCodes(AUDIT_LOG_USED, (), "R"),
     "audit.export": EventCodes(AUDIT_LOG_USED, (), "R"),
     "audit.verify": EventCodes(AUDIT_LOG_USED, (), "E", OUTCOME_SERIOUS_FAILURE),
     PURGE_ACTION: EventCodes(AUDIT_LOG_USED, (), "D"),
     "fhir.auditevent.search": EventCodes(REST, (_rest("search-type"),), "E"),
+    # The resources produced here, read and searched by the EHR (references mapped back to its ids), and
+    # pushed to its FHIR server after sign-off (queued in the web app, which maps them; sent by a worker).
+    "fhir.output.read": EventCodes(REST, (_rest("read"),), "R"),
+    "fhir.output.search": EventCodes(REST, (_rest("search-type"),), "E"),
+    "fhir.push.queue": EventCodes(Coding(DCM, "110106", "Export"), (PATIENT_RECORD,), "R"),
+    "fhir.push.send": EventCodes(REST, (_rest("transaction"),), "E", OUTCOME_SERIOUS_FAILURE),
+    # Model runs (a worker reads a de-identified record and creates suggestions) and the models' switches.
+    "inference.run": EventCodes(APPLICATION_ACTIVITY, (PATIENT_RECORD,), "E", OUTCOME_SERIOUS_FAILURE),
+    "inference.model.configure": EventCodes(SECURITY_ALERT, (SOFTWARE_CONFIGURATION,), "U"),
+    "inference.model.view": EventCodes(APPLICATION_ACTIVITY, (), "R"),
+    # Clinician review: the queue and a suggestion seen, and a decision signed (refusals: failure outcome).
+    "review.queue.view": EventCodes(APPLICATION_ACTIVITY, (PATIENT_RECORD,), "R"),
+    "review.suggestion.view": EventCodes(PATIENT_RECORD, (), "R"),
+    "review.decision.sign": EventCodes(PATIENT_RECORD, (), "U"),
+    # CDS Hooks: discovery and hook calls by a registered EHR (JWT refusals: failure outcome), feedback
+    # recorded as a decision, and an EHR registered as a CDS Client.
 }
 DEFAULT_CODES = EventCodes(APPLICATION_ACTIVITY, (), "E")
 
@@ -128,6 +150,8 @@ _OBJECT_ROLES: dict[str, Coding] = {
     "smart.ehr_client": Coding(OBJECT_ROLE, "13", "Security Resource"),
     "User": Coding(OBJECT_ROLE, "6", "User"),
     "Patient": Coding(OBJECT_ROLE, "1", "Patient"),
+    "InferenceRun": Coding(OBJECT_ROLE, "20", "Job"),
+    "Model": Coding(OBJECT_ROLE, "4", "Domain Resource"),
 }
 _DOMAIN_RESOURCE = Coding(OBJECT_ROLE, "4", "Domain Resource")
 _PERSON = Coding(AUDIT_ENTITY_TYPE, "1", "Person")

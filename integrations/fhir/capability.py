@@ -4,11 +4,39 @@ from __future__ import annotations
 
 from typing import Any
 
+from integrations.fhir.outputs import OUTPUT_TYPES, search_parameters
 from integrations.fhir.validation import supported_resource_types
 
 SOFTWARE_NAME = "clinical-ai"
 SOFTWARE_VERSION = "0.1.0"
 RELEASE_DATE = "2026-11-25"
+
+
+# The FHIR search parameter types of the output searches (CapabilityStatement.rest.resource.searchParam).
+_PARAMETER_TYPES = {
+    "_id": "token",
+    "_lastUpdated": "date",
+    "patient": "reference",
+    "subject": "reference",
+    "status": "token",
+}
+
+
+def _offer_outputs(resource: dict[str, Any]) -> None:
+    """A type this gateway produces: read and search-type besides create (integrations.fhir.outputs)."""
+    names = [n for n in search_parameters(str(resource["type"])) if n in _PARAMETER_TYPES]
+    resource["interaction"] = [{"code": "create"}, {"code": "read"}, {"code": "search-type"}]
+    resource["versioning"] = "versioned"
+    resource["readHistory"] = False
+    resource["searchParam"] = [{"name": name, "type": _PARAMETER_TYPES[name]} for name in names]
+    resource["documentation"] = (
+        "read and search-type: the resources this gateway produced for the caller's organization (model "
+        "results, proposals, sign-off Provenance), with the patient and cited records referenced by the "
+        "EHR's own ids again. Scope system/[type].read (v1) or .rs (v2). Search: patient or subject "
+        "(Patient/<id>, <id>; :identifier with system|value of the MRN), _id, _lastUpdated, status, _count "
+        "(max 200), paging by the next link; other parameters are refused (400) unless "
+        "Prefer: handling=lenient. create: accepted for de-identification like any other type."
+    )
 
 
 def capability_statement(*, base_url: str, token_url: str) -> dict[str, Any]:
@@ -45,6 +73,9 @@ def capability_statement(*, base_url: str, token_url: str) -> dict[str, Any]:
             ("outcome", "token"),
         )
     ]
+    for resource in resources:
+        if resource["type"] in OUTPUT_TYPES:
+            _offer_outputs(resource)
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -53,7 +84,7 @@ def capability_statement(*, base_url: str, token_url: str) -> dict[str, Any]:
         "kind": "instance",
         "software": {"name": SOFTWARE_NAME, "version": SOFTWARE_VERSION},
         "implementation": {
-            "description": "clinical-ai decision-support gateway, FHIR R4 intake",
+            "description": "clinical-ai decision-support gateway: FHIR R4 intake, read and search of its results",
             "url": base_url,
         },
         "fhirVersion": "4.0.1",
@@ -80,7 +111,8 @@ def capability_statement(*, base_url: str, token_url: str) -> dict[str, Any]:
                     ],
                     "description": (
                         "SMART Backend Services: client_credentials grant with a private_key_jwt client "
-                        "assertion signed RS384 or ES384; scopes system/[type].write (v1) or system/[type].c (v2)."
+                        "assertion signed RS384 or ES384; scopes system/[type].write (v1) or system/[type].c (v2) "
+                        "to submit, system/[type].read (v1) or system/[type].rs (v2) to read and search."
                     ),
                     "extension": [
                         {

@@ -27,6 +27,13 @@ class EhrClient(models.Model):
     jwks_url = models.URLField(max_length=500, blank=True)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Optional: where signed results are pushed back (integrations.fhir.push). The EHR's FHIR base URL; with
+    # a token URL this gateway authenticates there with SMART Backend Services as ``push_client_id``, signing
+    # with settings.FHIR_PUSH_PRIVATE_KEY; without one it sends settings.FHIR_PUSH_BEARER_TOKEN, if any.
+    push_fhir_base_url = models.URLField(max_length=500, blank=True)
+    push_token_url = models.URLField(max_length=500, blank=True)
+    push_client_id = models.CharField(max_length=128, blank=True)
+    push_scope = models.CharField(max_length=500, blank=True, default="system/*.write")
 
     class Meta:
         constraints = [

@@ -1,4 +1,5 @@
-"""A real Celery worker whose intake stage pauses on a job's first attempt, so a test can kill it mid-task.
+"""A real Celery worker whose intake stage (or, with ``SLOW_WORKER_STAGE=inference``, inference stage) pauses
+on the first attempt, so a test can kill it mid-task or switch a model off while it runs.
 
 Run as ``python -m tests.integration.slow_worker worker ...``. The pause is patched in here, in the test
 tree; production code has no test hooks.
@@ -19,6 +20,8 @@ django.setup()
 
 from clinical_ai.celery import app  # noqa: E402
 from clinical_ai.deid import tasks  # noqa: E402
+from clinical_ai.inference import tasks as inference_tasks  # noqa: E402
+from clinical_ai.inference.services import inference_runs_execute as _original_inference  # noqa: E402
 from clinical_ai.intake.services import ingest_job_run as _original  # noqa: E402
 
 _marker_dir = Path(os.environ["SLOW_WORKER_MARKER_DIR"])
@@ -33,7 +36,19 @@ def _slow_first_attempt(*, job: Any, actor: Any, stage: Any) -> bool:
     return _original(job=job, actor=actor, stage=stage)
 
 
-setattr(tasks, "ingest_job_run", _slow_first_attempt)  # noqa: B010 (the task looks the name up there)
+def _slow_first_inference(*, run_ids: Any, task_id: str, worker: str, actor: Any) -> Any:
+    marker = _marker_dir / "inference.started"  # only the first inference task of the test pauses
+    if not marker.exists():
+        marker.write_text(str(os.getpid()))
+        time.sleep(_pause)
+    return _original_inference(run_ids=run_ids, task_id=task_id, worker=worker, actor=actor)
+
+
+# The tasks look the names up in their own modules.
+if os.environ.get("SLOW_WORKER_STAGE") == "inference":
+    setattr(inference_tasks, "inference_runs_execute", _slow_first_inference)  # noqa: B010
+else:
+    setattr(tasks, "ingest_job_run", _slow_first_attempt)  # noqa: B010
 
 if __name__ == "__main__":
     app.worker_main(sys.argv[1:])

@@ -1,6 +1,7 @@
 """The privacy boundary, end to end through a real worker: planted identifiers go in through the FHIR API
-and must not appear in the worker's log, the broker's messages, the audit rows, the job rows or the
-de-identified copy. Only the sealed raw store and the sealed vault hold them."""
+and must not appear in the worker's log, the broker's messages (deid and inference), the audit rows, the job
+rows, the de-identified copy, what the models were given, the runs, the suggestions or the FHIR outputs.
+Only the sealed raw store and the sealed vault hold them."""
 
 from __future__ import annotations
 
@@ -13,7 +14,12 @@ from django.test import Client
 from clinical_ai.audit.models import AuditEvent
 from clinical_ai.core.sealing import open_json
 from clinical_ai.deid.models import DeidentifiedResource, PseudonymVaultEntry
+from clinical_ai.inference.models import InferenceRun
+from clinical_ai.inference.registry import catalogue
+from clinical_ai.inference.services import patient_context_load
 from clinical_ai.intake.models import IngestJob
+from clinical_ai.review.models import OutputResource, Suggestion
+from clinical_ai.review.services import output_resource_body, suggestion_payload
 from tests.factories import make_ehr_client, make_organization, obtain_token, post_fhir, sample_bundle
 from tests.integration.conftest import WorkerFactory, redis_client, wait_for
 
@@ -62,8 +68,8 @@ class _BrokerTap:
     def __init__(self) -> None:
         self.messages: list[bytes] = []
 
-    def drain_copy(self) -> None:
-        self.messages.extend(redis_client().lrange("deid", 0, -1))
+    def drain_copy(self, queue: str = "deid") -> None:
+        self.messages.extend(redis_client().lrange(queue, 0, -1))
 
 
 def test_planted_identifiers_stay_inside_the_sealed_stores(client: Client, workers: WorkerFactory) -> None:
@@ -113,3 +119,34 @@ def test_planted_identifiers_stay_inside_the_sealed_stores(client: Client, worke
     for entry in PseudonymVaultEntry.objects.all():
         for needle in CANARIES.values():
             assert needle.encode() not in bytes(entry.sealed_original)
+
+    # The inference stage: the runs' messages, what each model was given, the runs and their outputs.
+    def runs_finished() -> bool:
+        runs = InferenceRun.objects.filter(ingest_job=job)
+        return runs.exists() and not runs.filter(status__in=["queued", "running"]).exists()
+
+    wait_for(runs_finished, timeout=180, what="the inference runs")
+    for run in InferenceRun.objects.filter(ingest_job=job):
+        assert run.status == InferenceRun.Status.SUCCEEDED, run.error
+        manifest = catalogue().manifest(run.model_id, run.model_version)
+        assert manifest is not None
+        context = patient_context_load(run, manifest)
+        model_input = json.dumps([r.resource for r in context.resources])
+        for source in context.resources:
+            for attachment in source.resource.get("content", []):
+                data = attachment.get("attachment", {}).get("data")
+                if data:
+                    model_input += base64.b64decode(data).decode("utf-8", "replace")
+        _assert_clean(model_input, f"the input of {run.model_id}")
+        _assert_clean(
+            json.dumps([run.features, run.messages, run.guidance_response, run.error]), f"run {run.pk}"
+        )
+    suggestions = Suggestion.objects.filter(run__ingest_job=job)
+    assert suggestions.exists()
+    for suggestion in suggestions:
+        _assert_clean(json.dumps(suggestion_payload(suggestion)), f"suggestion {suggestion.finding_key}")
+    for output in OutputResource.objects.filter(organization=job.organization):
+        _assert_clean(json.dumps(output_resource_body(output)), f"output {output.resource_type}")
+    _assert_clean(worker.log(), "the worker's log after inference")
+    for event in AuditEvent.objects.filter(action="inference.run"):
+        _assert_clean(json.dumps([event.object_id, event.detail]), f"audit event {event.seq}")

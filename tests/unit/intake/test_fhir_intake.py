@@ -12,6 +12,7 @@ from django.test import Client, override_settings
 from clinical_ai.audit.models import AuditEvent
 from clinical_ai.audit.selectors import audit_chain_verify
 from clinical_ai.intake.models import IngestJob, RawResource
+from integrations.fhir.outputs import OUTPUT_TYPES
 from tests.factories import make_ehr_client, obtain_token, post_fhir, sample_bundle
 
 pytestmark = pytest.mark.django_db
@@ -37,7 +38,8 @@ def test_capability_statement_is_public_and_truthful(client: Client) -> None:
     by_type = {r["type"]: r for r in rest["resource"]}
     assert "Patient" in by_type and "Observation" in by_type
     assert "MedicinalProduct" not in by_type
-    assert all(r["interaction"] == [{"code": "create"}] for t, r in by_type.items() if t != "AuditEvent")
+    served = ("AuditEvent", *OUTPUT_TYPES)  # also read and searched: what this gateway produced
+    assert all(r["interaction"] == [{"code": "create"}] for t, r in by_type.items() if t not in served)
     assert {"code": "search-type"} in by_type["AuditEvent"]["interaction"]
     token_uri = rest["security"]["extension"][0]["extension"][0]["valueUri"]
     assert token_uri == "http://testserver/auth/token"

@@ -121,6 +121,8 @@ class Command(BaseCommand):
         self.stdout.write(
             f"""
 clinical-ai demo is running at {base_url}/
+  review queue (sign in as clinician):          {base_url}/review/
+  models, switches and monitoring (admin):      {base_url}/models/
   audit console (sign in as auditor or admin):  {base_url}/audit/
   Django admin (ingest jobs, organizations):    {base_url}/admin/
   FHIR base:                                    {base_url}/fhir   (CapabilityStatement: /fhir/metadata)

@@ -15,26 +15,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from clinical_ai.deid.engine.config import ConfigError
-from clinical_ai.deid.engine.pipeline import EntryInput
+from clinical_ai.deid.files import fhir_files, read_fhir_file
 from clinical_ai.deid.services import deidentify_documents
-
-SUFFIXES = (".json", ".ndjson")
-
-
-def _read(path: Path) -> tuple[str, list[EntryInput], dict[str, Any] | None]:
-    text = path.read_text(encoding="utf-8-sig")
-    if path.suffix == ".ndjson":
-        lines = [line for line in text.splitlines() if line.strip()]
-        return "ndjson", [EntryInput(i, None, json.loads(line)) for i, line in enumerate(lines)], None
-    document = json.loads(text)
-    if document.get("resourceType") == "Bundle":
-        entries = [
-            EntryInput(i, entry.get("fullUrl"), entry["resource"])
-            for i, entry in enumerate(document.get("entry") or [])
-            if isinstance(entry.get("resource"), dict)
-        ]
-        return "bundle", entries, document
-    return "resource", [EntryInput(0, None, document)], None
 
 
 def _write(path: Path, kind: str, outputs: list[Any], bundle: dict[str, Any] | None) -> None:
@@ -76,7 +58,7 @@ class Command(BaseCommand):
         source: Path = options["input"]
         target: Path = options["output"]
         if source.is_dir():
-            files = sorted(p for p in source.rglob("*") if p.suffix in SUFFIXES and p.is_file())
+            files = fhir_files(source)
             pairs = [(p, target / p.relative_to(source)) for p in files]
         elif source.is_file():
             pairs = [(source, target)]
@@ -86,7 +68,7 @@ class Command(BaseCommand):
         try:
             for in_path, out_path in tqdm(pairs, unit="file", disable=len(pairs) < 2):
                 try:
-                    kind, entries, bundle = _read(in_path)
+                    kind, entries, bundle = read_fhir_file(in_path)
                 except (ValueError, KeyError) as exc:
                     raise CommandError(f"{in_path}: not FHIR JSON/NDJSON ({exc})") from exc
                 result = deidentify_documents(

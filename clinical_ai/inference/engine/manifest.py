@@ -1,0 +1,228 @@
+"""Model manifests: what a model is, what it needs, and the files it is made of (verified by sha256).
+
+A manifest is a JSON file. Built-in ones live under ``fixtures/models/``; a hospital adds its own by dropping
+a manifest and its weights into a folder named in ``CLINICAL_AI_MODEL_DIRS``. See docs/models.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+from clinical_ai.inference.engine.types import ClinicalModel
+
+KINDS = ("rules", "transformers", "torchscript")
+_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_ENTRYPOINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+PACKAGE_PREFIX = "package:"
+
+
+class ManifestError(ValueError):
+    """The manifest is malformed or names something that does not exist."""
+
+
+class ArtifactMismatch(ManifestError):
+    """An artifact's sha256 differs from the manifest's: the model refuses to load."""
+
+
+@dataclass(frozen=True)
+class Artifact:
+    name: str
+    path: str  # relative to the manifest's folder, or "package:<module>/<path inside the package>"
+    sha256: str
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    name: str
+    resource_type: str
+    codes: tuple[str, ...]  # "system|code"
+    required: bool
+    description: str
+
+
+@dataclass(frozen=True)
+class ModelManifest:
+    id: str
+    version: str
+    name: str
+    kind: str
+    entrypoint: str
+    artifacts: tuple[Artifact, ...]
+    inputs: tuple[ModelInput, ...]
+    outputs: Mapping[str, Any]
+    thresholds: Mapping[str, Any]
+    parameters: Mapping[str, Any]
+    card: Mapping[str, Any]
+    default_enabled: bool
+    source: Path  # the manifest file
+    sha256: str  # of the manifest file itself: a run records exactly what it ran
+
+    @property
+    def version_key(self) -> tuple[int, int, int]:
+        major, minor, patch = (int(p) for p in self.version.split("."))
+        return (major, minor, patch)
+
+    def artifact_path(self, name: str) -> Path:
+        for artifact in self.artifacts:
+            if artifact.name == name:
+                return resolve_artifact_path(artifact, base=self.source.parent)
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a manifest's entrypoint receives: the manifest, its verified artifact paths, the torch device,
+    and what the runner loaded for the model's kind (a sentence encoder, a TorchScript module)."""
+
+    manifest: ModelManifest
+    artifacts: Mapping[str, Path]
+    device: str = "cpu"
+    encoder: Any = None  # runners.transformers.SentenceEncoder for kind "transformers"
+    module: Any = None  # torch.jit.ScriptModule for kind "torchscript"
+    extras: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _require(data: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
+    value = data.get(key)
+    if not isinstance(value, kind):
+        raise ManifestError(f"{where}: '{key}' must be a {kind.__name__}")
+    return value
+
+
+def _codes(values: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(values, list) or not all(isinstance(v, str) and "|" in v for v in values):
+        raise ManifestError(f"{where}: 'codes' must be a list of 'system|code' strings")
+    return tuple(values)
+
+
+def manifest_parse(data: Any, *, source: Path, sha256: str = "") -> ModelManifest:
+    """Validate a manifest document (already parsed from JSON)."""
+    if not isinstance(data, dict):
+        raise ManifestError(f"{source}: a manifest is a JSON object")
+    where = str(source)
+    model_id = _require(data, "id", str, where)
+    if not _ID.match(model_id):
+        raise ManifestError(f"{where}: 'id' must be lower-case letters, digits and '-'")
+    version = _require(data, "version", str, where)
+    if not _VERSION.match(version):
+        raise ManifestError(f"{where}: 'version' must be MAJOR.MINOR.PATCH")
+    kind = _require(data, "kind", str, where)
+    if kind not in KINDS:
+        raise ManifestError(f"{where}: 'kind' must be one of {', '.join(KINDS)}")
+    entrypoint = _require(data, "entrypoint", str, where)
+    if not _ENTRYPOINT.match(entrypoint):
+        raise ManifestError(f"{where}: 'entrypoint' must be 'package.module:callable'")
+    artifacts = []
+    for i, item in enumerate(_require(data, "artifacts", list, where)):
+        at = f"{where}: artifacts[{i}]"
+        if not isinstance(item, dict):
+            raise ManifestError(f"{at} must be an object")
+        digest = _require(item, "sha256", str, at).lower()
+        if not _SHA256.match(digest):
+            raise ManifestError(f"{at}: 'sha256' must be 64 hex digits")
+        artifacts.append(Artifact(_require(item, "name", str, at), _require(item, "path", str, at), digest))
+    if len({a.name for a in artifacts}) != len(artifacts):
+        raise ManifestError(f"{where}: artifact names must be unique")
+    inputs = []
+    for i, item in enumerate(_require(data, "inputs", list, where)):
+        at = f"{where}: inputs[{i}]"
+        if not isinstance(item, dict):
+            raise ManifestError(f"{at} must be an object")
+        inputs.append(
+            ModelInput(
+                name=_require(item, "name", str, at),
+                resource_type=_require(item, "resourceType", str, at),
+                codes=_codes(item.get("codes", []), at),
+                required=bool(item.get("required", False)),
+                description=str(item.get("description", "")),
+            )
+        )
+    card = _require(data, "card", dict, where)
+    for section in ("intended_use", "intended_users", "development", "validation", "limitations"):
+        if section not in card:
+            raise ManifestError(f"{where}: the model card lacks '{section}'")
+    return ModelManifest(
+        id=model_id,
+        version=version,
+        name=_require(data, "name", str, where),
+        kind=kind,
+        entrypoint=entrypoint,
+        artifacts=tuple(artifacts),
+        inputs=tuple(inputs),
+        outputs=dict(data.get("outputs") or {}),
+        thresholds=dict(data.get("thresholds") or {}),
+        parameters=dict(data.get("parameters") or {}),
+        card=card,
+        default_enabled=bool(data.get("default_enabled", False)),
+        source=source,
+        sha256=sha256,
+    )
+
+
+def manifest_load(path: Path) -> ModelManifest:
+    raw = path.read_bytes()
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"{path}: not valid JSON ({exc})") from exc
+    return manifest_parse(data, source=path, sha256=hashlib.sha256(raw).hexdigest())
+
+
+def resolve_artifact_path(artifact: Artifact, *, base: Path) -> Path:
+    if artifact.path.startswith(PACKAGE_PREFIX):
+        module, _, inner = artifact.path[len(PACKAGE_PREFIX) :].partition("/")
+        spec = importlib.util.find_spec(module)
+        if spec is None or not spec.submodule_search_locations:
+            raise ManifestError(f"artifact {artifact.name}: package {module!r} is not installed")
+        return Path(next(iter(spec.submodule_search_locations))) / inner
+    path = Path(artifact.path)
+    return path if path.is_absolute() else (base / path)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def artifacts_verify(manifest: ModelManifest) -> dict[str, Path]:
+    """Resolve and hash every artifact; any missing file or differing digest refuses the model."""
+    verified: dict[str, Path] = {}
+    for artifact in manifest.artifacts:
+        path = resolve_artifact_path(artifact, base=manifest.source.parent)
+        if not path.is_file():
+            raise ManifestError(
+                f"{manifest.id} {manifest.version}: artifact {artifact.name} not found at {path}"
+            )
+        actual = file_sha256(path)
+        if actual != artifact.sha256:
+            raise ArtifactMismatch(
+                f"{manifest.id} {manifest.version}: artifact {artifact.name} has sha256 {actual[:12]}…, "
+                f"the manifest says {artifact.sha256[:12]}…; refusing to load"
+            )
+        verified[artifact.name] = path
+    return verified
+
+
+def entrypoint_resolve(manifest: ModelManifest) -> Callable[[ModelSpec], ClinicalModel]:
+    module_name, _, attribute = manifest.entrypoint.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ManifestError(f"{manifest.id}: entrypoint module {module_name!r} cannot be imported") from exc
+    factory = getattr(module, attribute, None)
+    if not callable(factory):
+        raise ManifestError(f"{manifest.id}: entrypoint {manifest.entrypoint!r} is not callable")
+    return cast(Callable[[ModelSpec], ClinicalModel], factory)

@@ -1,0 +1,81 @@
+"""Plain types shared by the model registry, the runners and the clinical models. No Django here.
+
+A model sees only ``PatientContext``: the de-identified resources of one patient, each with the id of the
+row it came from (so evidence can cite it). It answers with a ``ModelResult``: findings, each of which
+becomes one Suggestion for a clinician to review.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+# CDS Hooks card indicators, also the review queue's urgency order.
+Urgency = Literal["info", "warning", "critical"]
+URGENCY_ORDER: dict[str, int] = {"critical": 0, "warning": 1, "info": 2}
+FindingKind = Literal["risk", "problem"]
+
+
+@dataclass(frozen=True)
+class SourceResource:
+    """One de-identified resource and the id of the row that holds it (``DeidentifiedResource.external_id``
+    in the service; any stable string offline)."""
+
+    ref: str
+    resource: Mapping[str, Any]
+
+    @property
+    def resource_type(self) -> str:
+        return str(self.resource.get("resourceType", ""))
+
+
+@dataclass(frozen=True)
+class PatientContext:
+    """Everything a model may read about one patient: de-identified copies only."""
+
+    patient_pseudonym: str
+    resources: tuple[SourceResource, ...]
+
+    def of_type(self, resource_type: str) -> list[SourceResource]:
+        return [r for r in self.resources if r.resource_type == resource_type]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing a model says about a patient; it becomes one Suggestion (pending review).
+
+    ``key`` is stable for the same finding in the same run ("news2", "condition:<snomed code>") so a
+    redelivered task never writes it twice. ``evidence`` is JSON: the inputs used (with values, units, times
+    and the ``ref`` of their source), the inputs missing or stale, note excerpts with highlight offsets, the
+    score and the thresholds it was compared with. ``proposal`` is a FHIR resource the clinician may accept
+    (e.g. a provisional Condition); ``risk`` carries RiskAssessment details (``band``, ``score``,
+    ``qualitative_risk``, ``outcome``) for risk findings.
+    """
+
+    key: str
+    kind: FindingKind
+    urgency: Urgency
+    summary: str  # under 140 characters: it is a CDS Hooks card summary too
+    evidence: Mapping[str, Any]
+    score: float | None = None
+    proposal: Mapping[str, Any] | None = None
+    risk: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ModelResult:
+    """A model's answer for one patient. ``features`` are the input values it used, keyed by input name
+    (numbers, booleans for "present", None for missing): what drift monitoring compares over time."""
+
+    patient_pseudonym: str
+    findings: tuple[Finding, ...]
+    features: Mapping[str, Any] = field(default_factory=dict)
+    messages: tuple[str, ...] = ()  # e.g. "no vital signs recorded": shown with the run, never PHI
+
+
+class ClinicalModel(Protocol):
+    """What a manifest's entrypoint builds. ``predict`` takes a batch of patients and returns one result per
+    patient, in order. It must be pure: no database, no network, no logging of its inputs."""
+
+    def predict(self, contexts: Sequence[PatientContext]) -> list[ModelResult]: ...

@@ -1,0 +1,515 @@
+"""The inference stage: create runs with the de-identified copy, dispatch them by id, run them in batches.
+
+Runs are rows. ``inference_runs_create`` is called inside the transaction that stores a job's de-identified
+copy and dispatches on commit; ``inference_runs_execute`` (the Celery task's one call) claims each run with
+a conditional update, loads the model once per process, predicts for the whole batch, and finishes each
+run in its own transaction with its suggestions and its audit row. Workers read de-identified rows only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerOperationalError
+
+from clinical_ai.audit.models import Outcome
+from clinical_ai.audit.services import Actor, audit_record
+from clinical_ai.core.crypto import DecryptionError
+from clinical_ai.core.sealing import canonical_json, open_json
+from clinical_ai.deid.models import DeidentifiedResource
+from clinical_ai.inference.engine.fhir_output import (
+    FhirOutputError,
+    RunContext,
+    run_output_issues,
+    run_resources,
+)
+from clinical_ai.inference.engine.manifest import ManifestError, ModelManifest
+from clinical_ai.inference.engine.types import ModelResult, PatientContext, SourceResource
+from clinical_ai.inference.models import InferenceRun, ModelDeployment
+from clinical_ai.inference.registry import deployment_state, enabled_models, model_loaded
+from clinical_ai.intake.models import IngestJob
+from clinical_ai.review.services import output_resources_put, suggestions_create, suggestions_plan
+
+logger = logging.getLogger(__name__)
+
+RUN_ACTION = "inference.run"
+
+
+# --- creating and dispatching -------------------------------------------------------------------------
+
+
+def inference_runs_create(*, job: IngestJob, patient_pseudonyms: Iterable[str]) -> dict[str, list[str]]:
+    """Create one queued run per enabled model and patient of the job; dispatch them on commit.
+
+    Must be called inside the transaction that stores the job's de-identified copy, so the runs exist
+    exactly when their inputs do. Idempotent per (job, model, patient). Returns run ids by model id.
+    """
+    patients = sorted({p for p in patient_pseudonyms if p})
+    models = enabled_models()
+    if not patients or not models:
+        return {}
+    rows = [
+        InferenceRun(
+            organization_id=job.organization_id,
+            ingest_job=job,
+            patient_pseudonym=patient,
+            model_id=state.model_id,
+        )
+        for state in models
+        for patient in patients
+    ]
+    InferenceRun.objects.bulk_create(rows, batch_size=500, ignore_conflicts=True)
+    created: dict[str, list[str]] = {}
+    for model_id, external_id in (
+        InferenceRun.objects.filter(ingest_job=job, status=InferenceRun.Status.QUEUED)
+        .order_by("model_id", "patient_pseudonym")
+        .values_list("model_id", "external_id")
+    ):
+        created.setdefault(model_id, []).append(str(external_id))
+    for run_ids in created.values():
+        transaction.on_commit(partial(inference_runs_dispatch, run_ids=run_ids))
+    return created
+
+
+def inference_runs_dispatch(*, run_ids: Sequence[str]) -> bool:
+    """Publish one task for a batch of runs (the same model) to the ``inference`` queue. A broker outage
+    leaves the rows queued without ``dispatched_at``; the sweep sends them later."""
+    from clinical_ai.inference.tasks import run_models
+
+    try:
+        run_models.apply_async(args=(list(run_ids),), expires=settings.INFERENCE_TASK_EXPIRES_SECONDS)
+    except (BrokerOperationalError, OSError) as exc:
+        logger.warning(
+            "broker unavailable, %d inference run(s) left for the sweep (%s)",
+            len(run_ids),
+            type(exc).__name__,
+        )
+        return False
+    InferenceRun.objects.filter(external_id__in=list(run_ids)).update(dispatched_at=timezone.now())
+    return True
+
+
+def inference_runs_sweep(*, now: datetime | None = None, limit: int = 500) -> int:
+    """Send again the runs never dispatched, queued too long, or whose claim lease ran out."""
+    now = now or timezone.now()
+    redispatch_before = now - timedelta(seconds=settings.INFERENCE_REDISPATCH_AFTER_SECONDS)
+    fresh_before = now - timedelta(seconds=5)
+    stale = (
+        InferenceRun.objects.filter(
+            Q(status=InferenceRun.Status.QUEUED, dispatched_at__isnull=True, created_at__lt=fresh_before)
+            | Q(status=InferenceRun.Status.QUEUED, dispatched_at__lt=redispatch_before)
+            | Q(status=InferenceRun.Status.RUNNING, lease_expires_at__lt=now)
+        )
+        .order_by("created_at")
+        .values_list("model_id", "external_id")[:limit]
+    )
+    batches: dict[str, list[str]] = {}
+    for model_id, external_id in stale:
+        batches.setdefault(model_id, []).append(str(external_id))
+    sent = 0
+    for run_ids in batches.values():
+        if not inference_runs_dispatch(run_ids=run_ids):
+            break
+        sent += len(run_ids)
+    if sent:
+        logger.info("inference sweep re-dispatched %d run(s)", sent)
+    return sent
+
+
+# --- claiming ------------------------------------------------------------------------------------------
+
+
+def inference_run_claim(*, run_id: str, task_id: str, worker: str) -> InferenceRun | None:
+    """Take the run with one conditional UPDATE; None when another worker holds it or it is finished."""
+    now = timezone.now()
+    claimable = Q(status=InferenceRun.Status.QUEUED) | Q(
+        status=InferenceRun.Status.RUNNING, lease_expires_at__lt=now
+    )
+    if task_id:  # the same message redelivered after its worker died may take the run back at once
+        claimable |= Q(status=InferenceRun.Status.RUNNING, claimed_task_id=task_id)
+    updated = (
+        InferenceRun.objects.filter(external_id=run_id)
+        .filter(claimable)
+        .update(
+            status=InferenceRun.Status.RUNNING,
+            claim_token=secrets.token_hex(16),
+            claimed_task_id=task_id[:64],
+            claimed_by=worker[:200],
+            started_at=now,
+            lease_expires_at=now + timedelta(seconds=settings.INFERENCE_CLAIM_LEASE_SECONDS),
+            attempts=F("attempts") + 1,
+        )
+    )
+    if updated != 1:
+        return None
+    return InferenceRun.objects.select_related("organization").get(external_id=run_id)
+
+
+# --- inputs --------------------------------------------------------------------------------------------
+
+
+def patient_context_load(run: InferenceRun, manifest: ModelManifest) -> PatientContext:
+    """The patient's de-identified resources of the types the model declares (plus Patient), newest first,
+    identical copies (the same data posted twice) kept once."""
+    types = {item.resource_type for item in manifest.inputs} | {"Patient"}
+    rows = (
+        DeidentifiedResource.objects.filter(
+            organization_id=run.organization_id,
+            patient_pseudonym=run.patient_pseudonym,
+            resource_type__in=sorted(types),
+        )
+        .order_by("-created_at", "-pk")
+        .only("external_id", "key_id", "nonce", "ciphertext")[: settings.INFERENCE_MAX_INPUT_RESOURCES]
+    )
+    seen: set[str] = set()
+    resources: list[SourceResource] = []
+    for row in rows.iterator(chunk_size=200):
+        try:
+            resource = open_json(row.sealed, associated_data=row.associated_data)
+        except (DecryptionError, ValueError):
+            logger.error(
+                "de-identified resource %s does not open; left out of run %s",
+                row.external_id,
+                run.external_id,
+            )
+            continue
+        digest = hashlib.sha256(canonical_json(resource)).hexdigest()
+        if digest in seen:
+            continue
+        seen.add(digest)
+        resources.append(SourceResource(ref=str(row.external_id), resource=resource))
+    return PatientContext(patient_pseudonym=run.patient_pseudonym, resources=tuple(resources))
+
+
+def context_sha256(context: PatientContext) -> str:
+    """A hash of the de-identified input, independent of row ids and order: the same data hashes the same."""
+    digests = sorted(hashlib.sha256(canonical_json(r.resource)).hexdigest() for r in context.resources)
+    return hashlib.sha256("\n".join(digests).encode()).hexdigest()
+
+
+# --- running -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    claimed: int
+    succeeded: int
+    failed: int
+    skipped: int
+
+
+def inference_runs_execute(*, run_ids: Sequence[str], task_id: str, worker: str, actor: Actor) -> BatchReport:
+    """Claim and run a batch of runs. Each run finishes in its own transaction; a run someone else holds is
+    left alone; database faults propagate (the task retries and re-claims its own runs)."""
+    runs = [
+        run
+        for run_id in run_ids
+        if (run := inference_run_claim(run_id=run_id, task_id=task_id, worker=worker))
+    ]
+    counts = {"succeeded": 0, "failed": 0, "skipped": 0}
+    by_model: dict[str, list[InferenceRun]] = {}
+    for run in runs:
+        by_model.setdefault(run.model_id, []).append(run)
+    for model_id, model_runs in by_model.items():
+        for status in _execute_model_batch(model_id, model_runs, actor=actor):
+            counts[status] = counts.get(status, 0) + 1
+    return BatchReport(claimed=len(runs), **counts)
+
+
+def _execute_model_batch(model_id: str, runs: list[InferenceRun], *, actor: Actor) -> list[str]:
+    outcomes: list[str] = []
+    live: list[InferenceRun] = []
+    for run in runs:
+        if run.attempts > settings.INFERENCE_MAX_ATTEMPTS:
+            outcomes.append(
+                _finish_failed(run, actor=actor, error=f"gave up after {run.attempts - 1} attempts")
+            )
+        else:
+            live.append(run)
+    if not live:
+        return outcomes
+    state = deployment_state(model_id)
+    if not state.enabled or state.manifest is None:
+        return outcomes + [_finish_skipped(run, actor=actor, reason="model switched off") for run in live]
+    manifest = state.manifest
+    try:
+        model, load_seconds = model_loaded(manifest)
+    except ManifestError as exc:
+        logger.error("model %s %s refused to load: %s", manifest.id, manifest.version, exc)
+        return outcomes + [
+            _finish_failed(run, actor=actor, error=str(exc), manifest=manifest) for run in live
+        ]
+    read_started = time.perf_counter()
+    contexts = [patient_context_load(run, manifest) for run in live]
+    read_ms = (time.perf_counter() - read_started) * 1000 / len(live)
+    input_hashes = [context_sha256(context) for context in contexts]
+    to_predict: list[int] = []
+    for index, run in enumerate(live):
+        earlier = _earlier_identical_run(run, manifest, input_hashes[index])
+        if earlier is not None:
+            outcomes.append(
+                _finish_unchanged(
+                    run, actor=actor, manifest=manifest, input_sha256=input_hashes[index], earlier=earlier
+                )
+            )
+        else:
+            to_predict.append(index)
+    if not to_predict:
+        return outcomes
+    predict_started = time.perf_counter()
+    try:
+        results = model.predict([contexts[i] for i in to_predict])
+    except Exception as exc:  # the model's own code failed on this input: recorded, not retried
+        logger.error("model %s %s failed: %s", manifest.id, manifest.version, type(exc).__name__)
+        return outcomes + [
+            _finish_failed(
+                live[i], actor=actor, error=f"model error: {type(exc).__name__}", manifest=manifest
+            )
+            for i in to_predict
+        ]
+    predict_ms = (time.perf_counter() - predict_started) * 1000
+    if len(results) != len(to_predict):
+        return outcomes + [
+            _finish_failed(
+                live[i], actor=actor, error="model returned a result per patient mismatch", manifest=manifest
+            )
+            for i in to_predict
+        ]
+    timings = {
+        "read_ms": round(read_ms, 2),
+        "predict_ms_batch": round(predict_ms, 2),
+        "predict_ms": round(predict_ms / len(to_predict), 2),
+        "load_ms": round(load_seconds * 1000, 2),
+        "batch_size": len(to_predict),
+    }
+    for i, result in zip(to_predict, results, strict=True):
+        outcomes.append(
+            _finish_succeeded(
+                live[i],
+                actor=actor,
+                manifest=manifest,
+                result=result,
+                input_sha256=input_hashes[i],
+                input_count=len(contexts[i].resources),
+                timings=timings,
+            )
+        )
+    return outcomes
+
+
+def _earlier_identical_run(
+    run: InferenceRun, manifest: ModelManifest, input_sha256: str
+) -> InferenceRun | None:
+    return (
+        InferenceRun.objects.filter(
+            organization_id=run.organization_id,
+            patient_pseudonym=run.patient_pseudonym,
+            model_id=manifest.id,
+            model_version=manifest.version,
+            input_sha256=input_sha256,
+            status=InferenceRun.Status.SUCCEEDED,
+        )
+        .exclude(pk=run.pk)
+        .order_by("created_at")
+        .first()
+    )
+
+
+class _LostClaim(Exception):
+    pass
+
+
+class _InvalidOutput(Exception):
+    """The model's output does not make valid FHIR: nothing of it is stored, the run fails."""
+
+
+def _finish(
+    run: InferenceRun,
+    *,
+    actor: Actor,
+    status: str,
+    detail: dict[str, Any],
+    fields: dict[str, Any],
+    manifest: ModelManifest | None = None,
+    result: ModelResult | None = None,
+) -> str:
+    """Finish the run if this worker still holds it: the row, its suggestions and its audit row together.
+    The model's switch is read again here, under lock, so a model switched off mid-run stores nothing."""
+    try:
+        with transaction.atomic():
+            if status == InferenceRun.Status.SUCCEEDED and manifest is not None:
+                switch = ModelDeployment.objects.select_for_update().filter(model_id=manifest.id).first()
+                state = deployment_state(manifest.id, row=switch, lookup=False)
+                if not state.enabled or state.manifest is None or state.manifest.version != manifest.version:
+                    status, result = InferenceRun.Status.SKIPPED, None
+                    detail = {**detail, "skipped": "model switched off or re-pinned during the run"}
+            now = timezone.now()
+            updated = InferenceRun.objects.filter(
+                pk=run.pk, status=InferenceRun.Status.RUNNING, claim_token=run.claim_token
+            ).update(status=status, finished_at=now, lease_expires_at=None, **fields)
+            if updated != 1:
+                raise _LostClaim
+            suggestion_ids: list[str] = []
+            if result is not None and manifest is not None:
+                run.refresh_from_db()
+                suggestion_ids = _store_outputs(run, manifest=manifest, result=result, occurred=now)
+            audit_record(
+                actor=actor,
+                action=RUN_ACTION,
+                outcome=Outcome.FAILURE if status == InferenceRun.Status.FAILED else Outcome.SUCCESS,
+                object_type="InferenceRun",
+                object_id=str(run.external_id),
+                organization=run.organization.slug,
+                patient_pseudonym=run.patient_pseudonym,
+                request_id=run.ingest_job.request_id if run.ingest_job_id and run.ingest_job else "",
+                detail={
+                    "model": run.model_id,
+                    "version": manifest.version if manifest else "",
+                    "status": status,
+                    "suggestions": suggestion_ids,
+                    **detail,
+                },
+            )
+    except _LostClaim:
+        logger.warning("inference run %s was taken over by another worker; this result is dropped", run.pk)
+        return "lost"
+    except _InvalidOutput as exc:
+        return _finish_failed(run, actor=actor, error=f"invalid model output: {exc}", manifest=manifest)
+    return str(status)
+
+
+def _store_outputs(
+    run: InferenceRun, *, manifest: ModelManifest, result: ModelResult, occurred: datetime
+) -> list[str]:
+    plan = suggestions_plan(run=run, manifest=manifest, result=result)
+    context = RunContext(
+        run_id=str(run.external_id),
+        model=manifest,
+        patient_pseudonym=run.patient_pseudonym,
+        occurred=occurred,
+        input_sha256=run.input_sha256,
+    )
+    try:
+        output = run_resources(context, plan.result, plan.ids_by_key)
+    except FhirOutputError as exc:
+        raise _InvalidOutput(str(exc)[:200]) from exc
+    issues = run_output_issues(output)
+    if issues:
+        where = ", ".join(issues[0].expression) or "?"
+        raise _InvalidOutput(f"{len(issues)} FHIR validation issue(s), the first at {where}")
+    created = suggestions_create(
+        run=run,
+        manifest=manifest,
+        plan=plan,
+        resources_by_key={key: found.resources for key, found in output.per_finding.items()},
+    )
+    InferenceRun.objects.filter(pk=run.pk).update(guidance_response=output.guidance_response)
+    output_resources_put(
+        organization_id=run.organization_id,
+        patient_pseudonym="",
+        resources=[output.device],
+        replace_existing=False,
+    )
+    output_resources_put(
+        organization_id=run.organization_id,
+        patient_pseudonym=run.patient_pseudonym,
+        resources=[output.guidance_response],
+        run=run,
+    )
+    return [str(s.external_id) for s in created]
+
+
+def _finish_succeeded(
+    run: InferenceRun,
+    *,
+    actor: Actor,
+    manifest: ModelManifest,
+    result: ModelResult,
+    input_sha256: str,
+    input_count: int,
+    timings: dict[str, Any],
+) -> str:
+    return _finish(
+        run,
+        actor=actor,
+        status=InferenceRun.Status.SUCCEEDED,
+        manifest=manifest,
+        result=result,
+        detail={"input_sha256": input_sha256, "findings": len(result.findings)},
+        fields={
+            "model_version": manifest.version,
+            "manifest_sha256": manifest.sha256,
+            "input_sha256": input_sha256,
+            "input_resource_count": input_count,
+            "timings": timings,
+            "features": _json_safe_features(result.features),
+            "messages": list(result.messages)[:20],
+            "error": "",
+        },
+    )
+
+
+def _finish_unchanged(
+    run: InferenceRun, *, actor: Actor, manifest: ModelManifest, input_sha256: str, earlier: InferenceRun
+) -> str:
+    message = f"input unchanged since run {earlier.external_id}; its suggestions stand"
+    return _finish(
+        run,
+        actor=actor,
+        status=InferenceRun.Status.SUCCEEDED,
+        detail={"input_sha256": input_sha256, "unchanged_since": str(earlier.external_id)},
+        fields={
+            "model_version": manifest.version,
+            "manifest_sha256": manifest.sha256,
+            "input_sha256": input_sha256,
+            "features": earlier.features,
+            "messages": [message],
+            "guidance_response": earlier.guidance_response,
+        },
+    )
+
+
+def _finish_failed(
+    run: InferenceRun, *, actor: Actor, error: str, manifest: ModelManifest | None = None
+) -> str:
+    return _finish(
+        run,
+        actor=actor,
+        status=InferenceRun.Status.FAILED,
+        detail={"error": error[:200]},
+        fields={
+            "error": error[:500],
+            "model_version": manifest.version if manifest else run.model_version,
+            "manifest_sha256": manifest.sha256 if manifest else run.manifest_sha256,
+        },
+    )
+
+
+def _finish_skipped(run: InferenceRun, *, actor: Actor, reason: str) -> str:
+    return _finish(
+        run,
+        actor=actor,
+        status=InferenceRun.Status.SKIPPED,
+        detail={"reason": reason},
+        fields={"error": reason},
+    )
+
+
+def _json_safe_features(features: Any) -> dict[str, Any]:
+    safe: dict[str, Any] = {}
+    for key, value in dict(features or {}).items():
+        if value is None or isinstance(value, bool | int | float | str):
+            safe[str(key)[:64]] = value if not isinstance(value, str) else value[:64]
+    return safe
