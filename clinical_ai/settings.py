@@ -112,6 +112,7 @@ INSTALLED_APPS = [
     "clinical_ai.review",
     "integrations.smart",
     "integrations.fhir",
+    "integrations.cds_hooks",
 ]
 
 MIDDLEWARE = [
@@ -331,3 +332,17 @@ CELERY_BEAT_SCHEDULE["fhir-push-sweep"] = {
     "options": {"expires": float(INTAKE_SWEEP_INTERVAL_SECONDS)},
 }
 
+# CDS Hooks 2.0 (integrations.cds_hooks; docs/cds-hooks.md). The EHR's JWT must name as ``aud`` the endpoint it
+# calls under CDS_HOOKS_BASE_URL (default: PUBLIC_BASE_URL + "/cds-services", else derived from the request).
+CDS_HOOKS_BASE_URL = env_str("CDS_HOOKS_BASE_URL").rstrip("/")
+# How long a service call waits for models to run on new data before answering with what is ready.
+CDS_HOOKS_MODEL_BUDGET_MS = env_int("CDS_HOOKS_MODEL_BUDGET_MS", 400)
+CDS_HOOKS_JWT_MAX_LIFETIME_SECONDS = env_int("CDS_HOOKS_JWT_MAX_LIFETIME_SECONDS", 300)
+CDS_HOOKS_CLOCK_SKEW_SECONDS = env_int("CDS_HOOKS_CLOCK_SKEW_SECONDS", 60)
+CDS_HOOKS_JWKS_CACHE_SECONDS = env_int("CDS_HOOKS_JWKS_CACHE_SECONDS", 300)
+CDS_HOOKS_JWKS_FETCH_TIMEOUT_SECONDS = env_int("CDS_HOOKS_JWKS_FETCH_TIMEOUT_SECONDS", 2)
+CDS_HOOKS_FHIR_FETCH_TIMEOUT_SECONDS = env_int("CDS_HOOKS_FHIR_FETCH_TIMEOUT_SECONDS", 2)
+CDS_HOOKS_MAX_BODY_BYTES = env_int("CDS_HOOKS_MAX_BODY_BYTES", 5 * 1024 * 1024)
+CDS_HOOKS_MAX_CARDS = env_int("CDS_HOOKS_MAX_CARDS", 10)
+# Origins allowed to call from a browser (CORS); "*" for any: calls carry a JWT, never cookies.
+CDS_HOOKS_CORS_ALLOWED_ORIGINS = env_list("CDS_HOOKS_CORS_ALLOWED_ORIGINS", ["*"])

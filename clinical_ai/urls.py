@@ -17,5 +17,6 @@ urlpatterns = [
     path("", include("integrations.fhir.audit_urls")),
     # Read and search of the resources produced here, before the generic fhir/<type> intake pattern.
     path("", include("integrations.fhir.output_urls")),
+    path("", include("integrations.cds_hooks.urls")),
     path("", include("integrations.fhir.urls")),
 ]

@@ -140,6 +140,11 @@ EVENT_CODES: dict[str, EventCodes] = {
     "review.decision.sign": EventCodes(PATIENT_RECORD, (), "U"),
     # CDS Hooks: discovery and hook calls by a registered EHR (JWT refusals: failure outcome), feedback
     # recorded as a decision, and an EHR registered as a CDS Client.
+    "cds.discovery": EventCodes(REST, (_rest("capabilities"),), "E"),
+    "cds.service.call": EventCodes(PATIENT_RECORD, (_rest("operation"),), "E"),
+    "cds.feedback": EventCodes(PATIENT_RECORD, (), "U"),
+    "cds.auth.refuse": EventCodes(USER_AUTHENTICATION, (LOGIN,), "E"),
+    "cds.issuer.register": EventCodes(SECURITY_ALERT, (SECURITY_CONFIGURATION,), "C"),
 }
 DEFAULT_CODES = EventCodes(APPLICATION_ACTIVITY, (), "E")
 
@@ -152,6 +157,8 @@ _OBJECT_ROLES: dict[str, Coding] = {
     "Patient": Coding(OBJECT_ROLE, "1", "Patient"),
     "InferenceRun": Coding(OBJECT_ROLE, "20", "Job"),
     "Model": Coding(OBJECT_ROLE, "4", "Domain Resource"),
+    "cds.issuer": Coding(OBJECT_ROLE, "13", "Security Resource"),
+    "cds.service": Coding(OBJECT_ROLE, "4", "Domain Resource"),
 }
 _DOMAIN_RESOURCE = Coding(OBJECT_ROLE, "4", "Domain Resource")
 _PERSON = Coding(AUDIT_ENTITY_TYPE, "1", "Person")

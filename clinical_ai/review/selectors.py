@@ -652,4 +652,3 @@ _UNIT_DISPLAY = {"Cel": "°C", "[degF]": "°F", "mm[Hg]": "mmHg", "/min": "/min"
 
 def _display_unit(unit: str) -> str:
     return _UNIT_DISPLAY.get(unit, unit)
-

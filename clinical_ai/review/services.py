@@ -523,6 +523,14 @@ def _decision_write(*, suggestion: Suggestion, user: Any, sign_off: SignOff, req
     return decision
 
 
+def decision_record(*, suggestion: Suggestion, user: Any, sign_off: SignOff, request_id: str) -> Decision:
+    """Write a decision for a channel that authenticated the person itself (CDS Hooks feedback, attested by
+    the EHR's signed JWT rather than a password here). The caller holds ``suggestion`` locked, checked it is
+    pending, and is inside the transaction: the same Decision, resources, Provenance and audit row as a
+    sign-off in the review UI."""
+    return _decision_write(suggestion=suggestion, user=user, sign_off=sign_off, request_id=request_id)
+
+
 def suggestion_sign_off(
     *, suggestion: Suggestion, user: Any, password: str, sign_off: SignOff, request_id: str
 ) -> Decision:

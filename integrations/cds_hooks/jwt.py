@@ -1,0 +1,189 @@
+"""Verifying the JWT a CDS Client sends with every call (CDS Hooks 2.0 "Trusting CDS Clients"), as plain
+Python.
+
+Header: ``alg`` RS384 or ES384 only (``none``, HMAC and everything else are refused before any key is
+looked at), ``kid`` naming the key, optionally ``jku`` (the caller checks it against the issuer's
+allowlist before fetching keys from it). Claims: ``iss`` (the issuer the keys belong to), ``sub`` (the
+CDS Client's id), ``aud`` (the endpoint called), ``exp`` and ``iat`` (a short lifetime), ``jti`` (unique;
+the caller refuses a replay). The key rules are SMART's: integrations.smart.jwk.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import jwt
+
+from integrations.smart.jwk import SIGNING_ALGORITHMS, JwkError, jwk_fits, jwk_load, jwks_keys
+
+MAX_TOKEN_LENGTH = 16 * 1024
+MAX_JTI_LENGTH = 255
+MAX_ISS_LENGTH = 255
+
+
+class JwtRejected(Exception):
+    """The JWT does not authenticate the caller. The message is for the audit row, never the answer."""
+
+
+class UnknownKeyId(JwtRejected):
+    """No key of the set fits the JWT's kid and algorithm; keys fetched from a URL may have rotated since
+    they were cached, so the caller may refetch once and verify again."""
+
+
+@dataclass(frozen=True)
+class UnverifiedJwt:
+    """What the token says before verification: only for finding the issuer and its keys."""
+
+    header: Mapping[str, Any]
+    iss: str
+    jku: str | None
+
+
+@dataclass(frozen=True)
+class VerifiedJwt:
+    iss: str
+    sub: str
+    jti: str
+    expires_at: int  # exp, seconds since the epoch
+    algorithm: str
+    key_id: str | None
+    tenant: str | None
+
+
+def jwt_unverified(token: str) -> UnverifiedJwt:
+    """Header and ``iss`` of a compact JWS, unverified; ``JwtRejected`` when it is not one."""
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        raise JwtRejected("no token, or a token longer than the limit")
+    try:
+        header = jwt.get_unverified_header(token)
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        raise JwtRejected("not a signed JWT (JWS compact serialization)") from None
+    issuer = claims.get("iss")
+    if not isinstance(issuer, str) or not issuer or len(issuer) > MAX_ISS_LENGTH:
+        raise JwtRejected("no usable iss claim")
+    jku = header.get("jku")
+    if jku is not None and not isinstance(jku, str):
+        raise JwtRejected("the jku header is not a string")
+    return UnverifiedJwt(header=header, iss=issuer, jku=jku)
+
+
+def _number(claims: Mapping[str, Any], name: str) -> float | None:
+    value = claims.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise JwtRejected(f"the {name} claim is not a NumericDate")
+    return float(value)
+
+
+def _select_key(header: Mapping[str, Any], jwks: Mapping[str, Any], algorithm: str) -> Mapping[str, Any]:
+    try:
+        candidates = [jwk for jwk in jwks_keys(jwks) if jwk_fits(jwk, algorithm)]
+    except JwkError as exc:
+        raise JwtRejected(f"the issuer's key set is unusable: {exc}") from None
+    kid = header.get("kid")
+    if kid is not None:
+        matching = [jwk for jwk in candidates if jwk.get("kid") == kid]
+        if not matching:
+            raise UnknownKeyId(f"no {algorithm} key has kid {str(kid)[:64]!r}")
+        return matching[0]
+    if len(candidates) != 1:
+        raise UnknownKeyId("the header names no kid and the key set does not have exactly one fitting key")
+    return candidates[0]
+
+
+def cds_jwt_verify(
+    *,
+    token: str,
+    jwks: Mapping[str, Any],
+    issuer: str,
+    audiences: Collection[str],
+    now: datetime,
+    max_lifetime_seconds: int,
+    clock_skew_seconds: int,
+) -> VerifiedJwt:
+    """Verify the signature with ``jwks`` and every claim; raise ``JwtRejected`` on the first failure.
+    ``audiences``: the URLs that count as this endpoint; ``now`` must be timezone-aware."""
+    unverified = jwt_unverified(token)
+    header = unverified.header
+    algorithm = header.get("alg")
+    if algorithm not in SIGNING_ALGORITHMS:
+        raise JwtRejected(f"alg {str(algorithm)[:16]!r} is not accepted (RS384 or ES384 only)")
+    typ = header.get("typ")
+    if typ is not None and (not isinstance(typ, str) or typ.upper() != "JWT"):
+        raise JwtRejected("the typ header, when present, must be JWT")
+    if "crit" in header:
+        raise JwtRejected("critical header extensions are not supported")
+    try:
+        key = jwk_load(_select_key(header, jwks, algorithm), algorithm)
+    except JwkError as exc:
+        raise JwtRejected(f"the issuer's key cannot be used: {exc}") from None
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key=key.key,
+            algorithms=[algorithm],
+            # The claims are checked below, against our clock and rules.
+            options={
+                "verify_signature": True,
+                "verify_exp": False,
+                "verify_nbf": False,
+                "verify_iat": False,
+                "verify_aud": False,
+                "verify_iss": False,
+                "verify_sub": False,
+                "verify_jti": False,
+            },
+        )
+    except jwt.InvalidSignatureError:
+        raise JwtRejected("the signature does not verify") from None
+    except jwt.PyJWTError:
+        raise JwtRejected("the token cannot be decoded") from None
+
+    if claims.get("iss") != issuer:
+        raise JwtRejected("the iss claim is not the issuer whose keys verified it")
+    subject = claims.get("sub")
+    if not isinstance(subject, str) or not subject:
+        raise JwtRejected("the sub claim (the CDS Client's id) is required")
+    aud = claims.get("aud")
+    named = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+    if not any(isinstance(a, str) and a in audiences for a in named):
+        raise JwtRejected("the aud claim is not the URL of the endpoint called")
+
+    timestamp = now.timestamp()
+    expires = _number(claims, "exp")
+    issued_at = _number(claims, "iat")
+    if expires is None or issued_at is None:
+        raise JwtRejected("the exp and iat claims are required")
+    if expires + clock_skew_seconds <= timestamp:
+        raise JwtRejected("the token has expired")
+    if issued_at - clock_skew_seconds > timestamp:
+        raise JwtRejected("the token was issued in the future (iat)")
+    if (
+        expires - issued_at > max_lifetime_seconds
+        or expires - timestamp > max_lifetime_seconds + clock_skew_seconds
+    ):
+        raise JwtRejected(f"the token lives longer than {max_lifetime_seconds} seconds")
+    not_before = _number(claims, "nbf")
+    if not_before is not None and not_before - clock_skew_seconds > timestamp:
+        raise JwtRejected("the token is not valid yet (nbf)")
+
+    jti = claims.get("jti")
+    if not isinstance(jti, str) or not jti or len(jti) > MAX_JTI_LENGTH:
+        raise JwtRejected("the jti claim is required (at most 255 characters)")
+    tenant = claims.get("tenant")
+    kid = header.get("kid")
+    return VerifiedJwt(
+        iss=issuer,
+        sub=subject[:255],
+        jti=jti,
+        expires_at=math.ceil(expires),
+        algorithm=algorithm,
+        key_id=kid if isinstance(kid, str) else None,
+        tenant=tenant[:255] if isinstance(tenant, str) else None,
+    )
