@@ -42,9 +42,11 @@ lint: install
 	DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py check --fail-level WARNING
 	DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py makemigrations --check --dry-run
 
-# Speed and memory figures, written to docs/benchmarks.md; needs ../shared/data.
+# Speed and memory figures, written to docs/benchmarks.md; needs ../shared/data. The inference benchmark also
+# needs PostgreSQL and Redis: it recreates the database clinical_ai_bench and flushes Redis database 14.
 bench: install
 	OMP_NUM_THREADS=1 $(PY) benchmarks/deid_throughput.py --markdown docs/benchmarks.md
+	OMP_NUM_THREADS=1 $(PY) benchmarks/inference_pipeline.py --markdown docs/benchmarks.md
 
 # De-identification accuracy (ours vs bare Presidio) and leak counts; tables under var/.
 deid-eval: install

@@ -110,6 +110,7 @@ INSTALLED_APPS = [
     "clinical_ai.deid",
     "clinical_ai.inference",
     "clinical_ai.review",
+    "clinical_ai.monitoring",
     "integrations.smart",
     "integrations.fhir",
     "integrations.cds_hooks",
@@ -346,3 +347,21 @@ CDS_HOOKS_MAX_BODY_BYTES = env_int("CDS_HOOKS_MAX_BODY_BYTES", 5 * 1024 * 1024)
 CDS_HOOKS_MAX_CARDS = env_int("CDS_HOOKS_MAX_CARDS", 10)
 # Origins allowed to call from a browser (CORS); "*" for any: calls carry a JWT, never cookies.
 CDS_HOOKS_CORS_ALLOWED_ORIGINS = env_list("CDS_HOOKS_CORS_ALLOWED_ORIGINS", ["*"])
+
+# Post-market monitoring (clinical_ai.monitoring; docs/monitoring.md): input drift against a reference window
+# fixed at enablement, and clinicians' decisions per version and subgroup, computed by a periodic job.
+MONITORING_COMPUTE_INTERVAL_SECONDS = env_int("MONITORING_COMPUTE_INTERVAL_SECONDS", 3600)
+MONITORING_REFERENCE_DAYS = env_int("MONITORING_REFERENCE_DAYS", 14)
+MONITORING_WINDOW_DAYS = env_int("MONITORING_WINDOW_DAYS", 14)
+MONITORING_MIN_RUNS = env_int("MONITORING_MIN_RUNS", 30)
+MONITORING_PSI_WARNING = float(env_str("MONITORING_PSI_WARNING", "0.1"))
+MONITORING_PSI_ALERT = float(env_str("MONITORING_PSI_ALERT", "0.25"))
+MONITORING_OUTCOME_WINDOW_DAYS = env_int("MONITORING_OUTCOME_WINDOW_DAYS", 90)
+MONITORING_OUTCOME_WEEKS = env_int("MONITORING_OUTCOME_WEEKS", 26)
+MONITORING_SUBGROUP_MIN_DECIDED = env_int("MONITORING_SUBGROUP_MIN_DECIDED", 20)
+MONITORING_SUBGROUP_ALPHA = float(env_str("MONITORING_SUBGROUP_ALPHA", "0.05"))
+CELERY_BEAT_SCHEDULE["monitoring-compute"] = {
+    "task": "clinical_ai.monitoring.compute",
+    "schedule": float(MONITORING_COMPUTE_INTERVAL_SECONDS),
+    "options": {"expires": float(MONITORING_COMPUTE_INTERVAL_SECONDS)},
+}

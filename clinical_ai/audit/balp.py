@@ -134,6 +134,11 @@ EVENT_CODES: dict[str, EventCodes] = {
     "inference.run": EventCodes(APPLICATION_ACTIVITY, (PATIENT_RECORD,), "E", OUTCOME_SERIOUS_FAILURE),
     "inference.model.configure": EventCodes(SECURITY_ALERT, (SOFTWARE_CONFIGURATION,), "U"),
     "inference.model.view": EventCodes(APPLICATION_ACTIVITY, (), "R"),
+    # Shadow versions: a shadow run (results only, no suggestions), and setting, promoting, rolling back.
+    "inference.shadow.run": EventCodes(APPLICATION_ACTIVITY, (PATIENT_RECORD,), "E", OUTCOME_SERIOUS_FAILURE),
+    "inference.model.shadow": EventCodes(SECURITY_ALERT, (SOFTWARE_CONFIGURATION,), "U"),
+    "inference.model.promote": EventCodes(SECURITY_ALERT, (SOFTWARE_CONFIGURATION,), "U"),
+    "inference.model.rollback": EventCodes(SECURITY_ALERT, (SOFTWARE_CONFIGURATION,), "U"),
     # Clinician review: the queue and a suggestion seen, and a decision signed (refusals: failure outcome).
     "review.queue.view": EventCodes(APPLICATION_ACTIVITY, (PATIENT_RECORD,), "R"),
     "review.suggestion.view": EventCodes(PATIENT_RECORD, (), "R"),
@@ -145,6 +150,12 @@ EVENT_CODES: dict[str, EventCodes] = {
     "cds.feedback": EventCodes(PATIENT_RECORD, (), "U"),
     "cds.auth.refuse": EventCodes(USER_AUTHENTICATION, (LOGIN,), "E"),
     "cds.issuer.register": EventCodes(SECURITY_ALERT, (SECURITY_CONFIGURATION,), "C"),
+    # Post-market monitoring: the periodic computation, a drift alert or subgroup flag it opens, a report.
+    "monitoring.compute": EventCodes(APPLICATION_ACTIVITY, (), "E", OUTCOME_SERIOUS_FAILURE),
+    "monitoring.drift.alert": EventCodes(SECURITY_ALERT, (), "E"),
+    "monitoring.subgroup.flag": EventCodes(SECURITY_ALERT, (), "E"),
+    "monitoring.drift.reset": EventCodes(APPLICATION_ACTIVITY, (SOFTWARE_CONFIGURATION,), "D"),
+    "monitoring.report": EventCodes(Coding(DCM, "110106", "Export"), (), "R"),
 }
 DEFAULT_CODES = EventCodes(APPLICATION_ACTIVITY, (), "E")
 

@@ -12,11 +12,17 @@ class ModelDeployment(models.Model):
     A model without a row follows its manifest's ``default_enabled`` and runs its newest version. Workers
     read this row before running and again inside the transaction that stores a run's suggestions, so
     switching a model off takes effect at once, in-flight runs included.
+
+    ``shadow_version`` runs beside the running version on the same inputs and stores only its results
+    (``ShadowRun``), never suggestions. ``previous_version`` is the version a promotion replaced: what a
+    rollback pins back.
     """
 
     model_id = models.CharField(max_length=64, unique=True)
     enabled = models.BooleanField()
     pinned_version = models.CharField(max_length=32, blank=True)
+    shadow_version = models.CharField(max_length=32, blank=True)
+    previous_version = models.CharField(max_length=32, blank=True)
     reason = models.CharField(max_length=500, blank=True)
     updated_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
@@ -86,3 +92,45 @@ class InferenceRun(models.Model):
 
     def __str__(self) -> str:
         return f"InferenceRun {self.external_id} {self.model_id} {self.model_version} ({self.status})"
+
+
+class ShadowRun(models.Model):
+    """A shadow version's run beside one active run, on the same de-identified inputs in the same batch.
+
+    It keeps a summary of its result (finding keys, urgencies, bands, scores, features) and the same summary
+    of the active run's result, for the agreement report; it never makes suggestions or FHIR outputs.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"
+
+    external_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    active_run = models.ForeignKey(InferenceRun, on_delete=models.CASCADE, related_name="shadow_runs")
+    model_id = models.CharField(max_length=64)
+    model_version = models.CharField(max_length=32)
+    manifest_sha256 = models.CharField(max_length=64, blank=True)
+    input_sha256 = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    # {"findings": [{"key", "kind", "urgency", "band", "score"}], "features": {...}}: no identifiers.
+    result = models.JSONField(default=dict, blank=True)
+    active_result = models.JSONField(default=dict, blank=True)
+    timings = models.JSONField(default=dict, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["active_run", "model_version"], name="unique_shadow_run_per_active_run_version"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["model_id", "model_version", "status"], name="shadowrun_model_version"),
+        ]
+
+    def __str__(self) -> str:
+        return f"ShadowRun {self.external_id} {self.model_id} {self.model_version} ({self.status})"

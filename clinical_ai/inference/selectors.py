@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from clinical_ai.accounts.models import Membership
 from clinical_ai.inference.engine.manifest import ModelManifest
-from clinical_ai.inference.models import InferenceRun, ModelDeployment
+from clinical_ai.inference.models import InferenceRun, ModelDeployment, ShadowRun
 from clinical_ai.inference.registry import DeploymentState, catalogue, deployment_state
 from clinical_ai.review.models import Suggestion
 
@@ -420,4 +420,150 @@ def model_monitoring(*, model_id: str, running_version: str = "", now: datetime 
         totals.reasons.update(one.reasons)
     return Monitoring(
         versions=ordered, totals=totals, buckets=buckets, unit=unit, reasons_recorded=reasons is not None
+    )
+
+
+# Shadow versions ---------------------------------------------------------------------------------------
+
+# The agreement report lists at most this many disagreeing pairs (ids only); the counts cover them all.
+SHADOW_DISAGREEMENTS_SHOWN = 50
+_NO_FINDING = ("none", "")
+
+
+def _top_level(summary: Mapping[str, Any]) -> tuple[str, str]:
+    """The most urgent finding's urgency and band; ("none", "") when the result has no finding."""
+    findings = list(summary.get("findings") or [])
+    if not findings:
+        return _NO_FINDING
+    order = {"critical": 0, "warning": 1, "info": 2}
+    top = min(findings, key=lambda f: (order.get(str(f.get("urgency")), 3), str(f.get("key"))))
+    return str(top.get("urgency", "")), str(top.get("band", ""))
+
+
+def _keys(summary: Mapping[str, Any]) -> set[str]:
+    return {str(f.get("key")) for f in summary.get("findings") or []}
+
+
+def _jaccard(a: set[str], b: set[str]) -> float:
+    return 1.0 if not a and not b else len(a & b) / len(a | b)
+
+
+def _score_differences(shadow: Mapping[str, Any], active: Mapping[str, Any]) -> list[float]:
+    scores = {f.get("key"): f.get("score") for f in active.get("findings") or []}
+    return [
+        abs(float(f["score"]) - float(scores[f.get("key")]))
+        for f in shadow.get("findings") or []
+        if f.get("score") is not None and scores.get(f.get("key")) is not None
+    ]
+
+
+@dataclass(frozen=True)
+class ShadowDisagreement:
+    shadow_run: str  # external ids only: the report shows no patient
+    active_run: str
+    active_top: str
+    shadow_top: str
+    jaccard: float
+
+
+@dataclass
+class ShadowAgreement:
+    """How a shadow version's results compare with the running version's on the same inputs."""
+
+    model_id: str
+    version: str
+    pairs: int = 0
+    same_top: int = 0
+    same_keys: int = 0
+    jaccard_sum: float = 0.0
+    score_diff_sum: float = 0.0
+    score_diff_count: int = 0
+    failed: int = 0
+    skipped: int = 0
+    queued: int = 0
+    disagreements: list[ShadowDisagreement] = field(default_factory=list)
+
+    @property
+    def same_top_rate(self) -> float | None:
+        return self.same_top / self.pairs if self.pairs else None
+
+    @property
+    def same_keys_rate(self) -> float | None:
+        return self.same_keys / self.pairs if self.pairs else None
+
+    @property
+    def jaccard_mean(self) -> float | None:
+        return self.jaccard_sum / self.pairs if self.pairs else None
+
+    @property
+    def mean_abs_score_difference(self) -> float | None:
+        return self.score_diff_sum / self.score_diff_count if self.score_diff_count else None
+
+
+def shadow_agreement(model_id: str, version: str) -> ShadowAgreement:
+    """The agreement report of a shadow version: each succeeded shadow run paired with its active run (the
+    same ingest job and patient, the same de-identified input), compared on the most urgent finding's
+    urgency and band, the set of finding keys (Jaccard), and the scores of the findings both made.
+    Two queries, whatever the number of runs."""
+    report = ShadowAgreement(model_id=model_id, version=version)
+    by_status = dict(
+        ShadowRun.objects.filter(model_id=model_id, model_version=version)
+        .values_list("status")
+        .annotate(n=Count("pk"))
+        .values_list("status", "n")
+    )
+    report.failed = by_status.get(ShadowRun.Status.FAILED, 0)
+    report.skipped = by_status.get(ShadowRun.Status.SKIPPED, 0)
+    report.queued = by_status.get(ShadowRun.Status.QUEUED, 0)
+    pairs = (
+        ShadowRun.objects.filter(
+            model_id=model_id,
+            model_version=version,
+            status=ShadowRun.Status.SUCCEEDED,
+            active_run__status=InferenceRun.Status.SUCCEEDED,
+        )
+        .order_by("pk")
+        .values_list("external_id", "active_run__external_id", "result", "active_result")
+    )
+    for shadow_id, active_id, result, active_result in pairs.iterator(chunk_size=500):
+        report.pairs += 1
+        shadow_top, active_top = _top_level(result), _top_level(active_result)
+        jaccard = _jaccard(_keys(result), _keys(active_result))
+        report.same_top += shadow_top == active_top
+        report.same_keys += jaccard == 1.0
+        report.jaccard_sum += jaccard
+        differences = _score_differences(result, active_result)
+        report.score_diff_sum += sum(differences)
+        report.score_diff_count += len(differences)
+        if (shadow_top != active_top or jaccard < 1.0) and len(
+            report.disagreements
+        ) < SHADOW_DISAGREEMENTS_SHOWN:
+            report.disagreements.append(
+                ShadowDisagreement(
+                    shadow_run=str(shadow_id),
+                    active_run=str(active_id),
+                    active_top=" ".join(filter(None, active_top)),
+                    shadow_top=" ".join(filter(None, shadow_top)),
+                    jaccard=round(jaccard, 3),
+                )
+            )
+    return report
+
+
+@dataclass(frozen=True)
+class ShadowState:
+    """The shadow section of a model's page: the shadow version and its report, the rollback target."""
+
+    shadow_version: str
+    previous_version: str
+    report: ShadowAgreement | None
+
+
+def model_shadow_state(*, model_id: str) -> ShadowState:
+    row = ModelDeployment.objects.filter(model_id=model_id).first()
+    shadow = row.shadow_version if row else ""
+    return ShadowState(
+        shadow_version=shadow,
+        previous_version=row.previous_version if row else "",
+        report=shadow_agreement(model_id, shadow) if shadow else None,
     )

@@ -4,6 +4,10 @@ Runs are rows. ``inference_runs_create`` is called inside the transaction that s
 copy and dispatches on commit; ``inference_runs_execute`` (the Celery task's one call) claims each run with
 a conditional update, loads the model once per process, predicts for the whole batch, and finishes each
 run in its own transaction with its suggestions and its audit row. Workers read de-identified rows only.
+
+A model with a shadow version gets a ``ShadowRun`` beside each active run. The batch runs the shadow
+version on the same patient contexts after the active runs are finished (so it never delays them), and
+stores only a summary of its result with the active one's: no suggestions, no FHIR outputs.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerOperationalError
@@ -37,14 +41,15 @@ from clinical_ai.inference.engine.fhir_output import (
 )
 from clinical_ai.inference.engine.manifest import ManifestError, ModelManifest
 from clinical_ai.inference.engine.types import ModelResult, PatientContext, SourceResource
-from clinical_ai.inference.models import InferenceRun, ModelDeployment
-from clinical_ai.inference.registry import deployment_state, enabled_models, model_loaded
+from clinical_ai.inference.models import InferenceRun, ModelDeployment, ShadowRun
+from clinical_ai.inference.registry import catalogue, deployment_state, enabled_models, model_loaded
 from clinical_ai.intake.models import IngestJob
 from clinical_ai.review.services import output_resources_put, suggestions_create, suggestions_plan
 
 logger = logging.getLogger(__name__)
 
 RUN_ACTION = "inference.run"
+SHADOW_RUN_ACTION = "inference.shadow.run"
 
 
 # --- creating and dispatching -------------------------------------------------------------------------
@@ -71,6 +76,7 @@ def inference_runs_create(*, job: IngestJob, patient_pseudonyms: Iterable[str]) 
         for patient in patients
     ]
     InferenceRun.objects.bulk_create(rows, batch_size=500, ignore_conflicts=True)
+    _shadow_runs_create(job=job, models=[state for state in models if state.manifest is not None])
     created: dict[str, list[str]] = {}
     for model_id, external_id in (
         InferenceRun.objects.filter(ingest_job=job, status=InferenceRun.Status.QUEUED)
@@ -81,6 +87,30 @@ def inference_runs_create(*, job: IngestJob, patient_pseudonyms: Iterable[str]) 
     for run_ids in created.values():
         transaction.on_commit(partial(inference_runs_dispatch, run_ids=run_ids))
     return created
+
+
+def _shadow_runs_create(*, job: IngestJob, models: Sequence[Any]) -> None:
+    """A queued shadow run beside each queued run of a model with a shadow version (one query when none)."""
+    running = {state.model_id: state.manifest.version for state in models}
+    shadowed = {
+        model_id: version
+        for model_id, version in ModelDeployment.objects.filter(model_id__in=sorted(running))
+        .exclude(shadow_version="")
+        .values_list("model_id", "shadow_version")
+        if version != running[model_id] and catalogue().manifest(model_id, version) is not None
+    }
+    if not shadowed:
+        return
+    ShadowRun.objects.bulk_create(
+        [
+            ShadowRun(active_run_id=pk, model_id=model_id, model_version=shadowed[model_id])
+            for pk, model_id in InferenceRun.objects.filter(
+                ingest_job=job, model_id__in=sorted(shadowed), status=InferenceRun.Status.QUEUED
+            ).values_list("pk", "model_id")
+        ],
+        batch_size=500,
+        ignore_conflicts=True,
+    )
 
 
 def inference_runs_dispatch(*, run_ids: Sequence[str]) -> bool:
@@ -228,7 +258,28 @@ def inference_runs_execute(*, run_ids: Sequence[str], task_id: str, worker: str,
     return BatchReport(claimed=len(runs), **counts)
 
 
+@dataclass(frozen=True)
+class _Predicted:
+    """An active run's input and result, kept for its shadow run to compare with."""
+
+    context: PatientContext
+    input_sha256: str
+    result: ModelResult
+
+
 def _execute_model_batch(model_id: str, runs: list[InferenceRun], *, actor: Actor) -> list[str]:
+    predicted: dict[int, _Predicted] = {}
+    outcomes = _execute_active_batch(model_id, runs, actor=actor, predicted=predicted)
+    try:
+        _execute_shadow_batch(model_id, runs, actor=actor, predicted=predicted)
+    except DatabaseError:  # the active runs are stored already; their shadows stay queued, unanswered
+        logger.exception("shadow runs of %s not finished", model_id)
+    return outcomes
+
+
+def _execute_active_batch(
+    model_id: str, runs: list[InferenceRun], *, actor: Actor, predicted: dict[int, _Predicted]
+) -> list[str]:
     outcomes: list[str] = []
     live: list[InferenceRun] = []
     for run in runs:
@@ -295,18 +346,163 @@ def _execute_model_batch(model_id: str, runs: list[InferenceRun], *, actor: Acto
         "batch_size": len(to_predict),
     }
     for i, result in zip(to_predict, results, strict=True):
-        outcomes.append(
-            _finish_succeeded(
-                live[i],
-                actor=actor,
-                manifest=manifest,
-                result=result,
-                input_sha256=input_hashes[i],
-                input_count=len(contexts[i].resources),
-                timings=timings,
-            )
+        outcome = _finish_succeeded(
+            live[i],
+            actor=actor,
+            manifest=manifest,
+            result=result,
+            input_sha256=input_hashes[i],
+            input_count=len(contexts[i].resources),
+            timings=timings,
         )
+        outcomes.append(outcome)
+        if outcome == InferenceRun.Status.SUCCEEDED:
+            predicted[live[i].pk] = _Predicted(contexts[i], input_hashes[i], result)
     return outcomes
+
+
+# --- shadow runs ---------------------------------------------------------------------------------------
+
+
+def result_summary(result: ModelResult) -> dict[str, Any]:
+    """What the agreement report compares: each finding's key, kind, urgency, band and score, and the
+    features used. No free text (summaries and evidence may quote the record)."""
+    findings = []
+    for finding in sorted(result.findings, key=lambda f: f.key):
+        risk = dict(finding.risk or {})
+        findings.append(
+            {
+                "key": finding.key[:128],
+                "kind": finding.kind,
+                "urgency": finding.urgency,
+                "band": str(risk.get("band", ""))[:32],
+                "score": round(float(finding.score), 6) if finding.score is not None else None,
+            }
+        )
+    return {"findings": findings, "features": _json_safe_features(result.features)}
+
+
+def _execute_shadow_batch(
+    model_id: str, runs: list[InferenceRun], *, actor: Actor, predicted: dict[int, _Predicted]
+) -> None:
+    """Run the shadow version on the contexts the active runs just used. Every fault here ends in the
+    shadow rows alone: the active runs are finished before this starts."""
+    shadows = list(
+        ShadowRun.objects.filter(
+            active_run_id__in=[run.pk for run in runs], status=ShadowRun.Status.QUEUED
+        ).order_by("pk")
+    )
+    if not shadows:
+        return
+    active_by_pk = {run.pk: run for run in runs}
+    switch = ModelDeployment.objects.filter(model_id=model_id).first()
+    state = deployment_state(model_id, row=switch, lookup=False)
+    shadow_version = switch.shadow_version if switch and state.enabled else ""
+    to_run: list[ShadowRun] = []
+    for shadow in shadows:
+        active = active_by_pk[shadow.active_run_id]
+        if shadow.model_version != shadow_version:
+            _finish_shadow(
+                shadow, active, actor=actor, status=ShadowRun.Status.SKIPPED, error="shadow stopped"
+            )
+        elif shadow.active_run_id not in predicted:
+            reason = "the active run made no new prediction (input unchanged, failed or skipped)"
+            _finish_shadow(shadow, active, actor=actor, status=ShadowRun.Status.SKIPPED, error=reason)
+        else:
+            to_run.append(shadow)
+    if not to_run:
+        return
+    manifest = catalogue().manifest(model_id, shadow_version)
+
+    def fail_all(error: str) -> None:
+        for shadow in to_run:
+            _finish_shadow(
+                shadow,
+                active_by_pk[shadow.active_run_id],
+                actor=actor,
+                status=ShadowRun.Status.FAILED,
+                error=error,
+                manifest=manifest,
+            )
+
+    if manifest is None:
+        return fail_all(f"version {shadow_version} is not in the catalogue")
+    try:
+        model, load_seconds = model_loaded(manifest)
+    except ManifestError as exc:
+        logger.error("shadow model %s %s refused to load: %s", manifest.id, manifest.version, exc)
+        return fail_all(str(exc))
+    inputs = [predicted[shadow.active_run_id] for shadow in to_run]
+    started = time.perf_counter()
+    try:
+        results = model.predict([item.context for item in inputs])
+    except Exception as exc:  # the shadow model's own code failed: recorded on its rows, nothing else
+        logger.error("shadow model %s %s failed: %s", manifest.id, manifest.version, type(exc).__name__)
+        return fail_all(f"model error: {type(exc).__name__}")
+    predict_ms = (time.perf_counter() - started) * 1000
+    if len(results) != len(to_run):
+        return fail_all("model returned a result per patient mismatch")
+    timings = {
+        "predict_ms_batch": round(predict_ms, 2),
+        "predict_ms": round(predict_ms / len(to_run), 2),
+        "load_ms": round(load_seconds * 1000, 2),
+        "batch_size": len(to_run),
+    }
+    for shadow, item, result in zip(to_run, inputs, results, strict=True):
+        _finish_shadow(
+            shadow,
+            active_by_pk[shadow.active_run_id],
+            actor=actor,
+            status=ShadowRun.Status.SUCCEEDED,
+            manifest=manifest,
+            fields={
+                "input_sha256": item.input_sha256,
+                "result": result_summary(result),
+                "active_result": result_summary(item.result),
+                "timings": timings,
+            },
+        )
+
+
+def _finish_shadow(
+    shadow: ShadowRun,
+    active: InferenceRun,
+    *,
+    actor: Actor,
+    status: str,
+    error: str = "",
+    manifest: ModelManifest | None = None,
+    fields: dict[str, Any] | None = None,
+) -> None:
+    """Store the shadow run's outcome and its audit row together; a row finished already is left alone."""
+    with transaction.atomic():
+        updated = ShadowRun.objects.filter(pk=shadow.pk, status=ShadowRun.Status.QUEUED).update(
+            status=status,
+            finished_at=timezone.now(),
+            error=error[:500],
+            manifest_sha256=manifest.sha256 if manifest else "",
+            **(fields or {}),
+        )
+        if updated != 1:
+            return
+        audit_record(
+            actor=actor,
+            action=SHADOW_RUN_ACTION,
+            outcome=Outcome.FAILURE if status == ShadowRun.Status.FAILED else Outcome.SUCCESS,
+            object_type="ShadowRun",
+            object_id=str(shadow.external_id),
+            organization=active.organization.slug,
+            patient_pseudonym=active.patient_pseudonym,
+            request_id=active.ingest_job.request_id if active.ingest_job_id and active.ingest_job else "",
+            detail={
+                "model": shadow.model_id,
+                "version": shadow.model_version,
+                "status": status,
+                "active_run": str(active.external_id),
+                "findings": len((fields or {}).get("result", {}).get("findings", [])),
+                **({"error": error[:200]} if error else {}),
+            },
+        )
 
 
 def _earlier_identical_run(

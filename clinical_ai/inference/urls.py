@@ -23,4 +23,7 @@ urlpatterns = [
     path("", views.model_list_view, name="model_list"),
     path("<model_id:model_id>/", views.model_detail_view, name="model_detail"),
     path("<model_id:model_id>/configure", views.model_configure_view, name="model_configure"),
+    path("<model_id:model_id>/shadow", views.model_shadow_view, name="model_shadow"),
+    path("<model_id:model_id>/promote", views.model_promote_view, name="model_promote"),
+    path("<model_id:model_id>/rollback", views.model_rollback_view, name="model_rollback"),
 ]

@@ -2,7 +2,8 @@
 
 Anyone with a role at a site reads the catalogue and the model cards (clinicians see the basis of what they
 sign off). Admins also see the manifests that failed to load, each model's monitoring, and the switch: on,
-off (the stop switch, effective at once) and a pinned version, changed through ``model_configure``.
+off (the stop switch, effective at once) and a pinned version, changed through ``model_configure``; and
+the shadow section: a version run beside the running one, its agreement report, promotion and rollback.
 Nobody signed in is sent to the login page; a signed-in user without a role, or a non-admin posting a
 change, gets a 403 that is itself on record. Every page shown is an audit event.
 """
@@ -27,7 +28,7 @@ from clinical_ai.audit.models import Outcome
 from clinical_ai.audit.services import Actor, audit_record
 from clinical_ai.core.middleware import request_id_of
 from clinical_ai.inference import charts
-from clinical_ai.inference.forms import ModelSwitchForm
+from clinical_ai.inference.forms import ModelSwitchForm, ShadowSetForm, VersionActionForm
 from clinical_ai.inference.selectors import (
     ModelDetail,
     Monitoring,
@@ -35,12 +36,24 @@ from clinical_ai.inference.selectors import (
     model_detail,
     model_list,
     model_monitoring,
+    model_shadow_state,
     user_may_view_models,
 )
-from clinical_ai.inference.switches import SwitchChange, SwitchRefused, model_configure
+from clinical_ai.inference.switches import (
+    SwitchChange,
+    SwitchRefused,
+    VersionChange,
+    model_configure,
+    model_promote,
+    model_rollback,
+    model_shadow_set,
+)
 
 MODEL_VIEW_ACTION = "inference.model.view"
 MODEL_CONFIGURE_ACTION = "inference.model.configure"
+MODEL_SHADOW_ACTION = "inference.model.shadow"
+MODEL_PROMOTE_ACTION = "inference.model.promote"
+MODEL_ROLLBACK_ACTION = "inference.model.rollback"
 
 _View = Callable[..., HttpResponseBase]
 
@@ -129,6 +142,8 @@ def _render_detail(
     is_admin: bool,
     form: ModelSwitchForm | None,
     status: int = 200,
+    shadow_form: ShadowSetForm | None = None,
+    action_form: VersionActionForm | None = None,
 ) -> HttpResponse:
     context: dict[str, Any] = {
         "detail": detail,
@@ -140,8 +155,20 @@ def _render_detail(
         monitoring = model_monitoring(
             model_id=detail.summary.model_id, running_version=detail.summary.running_version
         )
+        shadow = model_shadow_state(model_id=detail.summary.model_id)
         context.update(
-            form=form or _switch_form(detail), monitoring=monitoring, charts=_monitoring_charts(monitoring)
+            form=form or _switch_form(detail),
+            monitoring=monitoring,
+            charts=_monitoring_charts(monitoring),
+            shadow=shadow,
+            shadow_form=shadow_form or _shadow_form(detail, shadow.shadow_version),
+            shadow_errors=[
+                message
+                for refused in (shadow_form, action_form)
+                if refused is not None
+                for messages_ in refused.errors.values()
+                for message in messages_
+            ],
         )
     return render(request, "inference/model_detail.html", context, status=status)
 
@@ -187,6 +214,110 @@ def model_configure_view(request: HttpRequest, model_id: str) -> HttpResponse:
         detail={"page": "configure", "status": 400, "invalid": sorted(form.errors)},
     )
     return _render_detail(request, detail, is_admin=True, form=form, status=400)
+
+
+def _shadow_form(detail: ModelDetail, current: str, data: Any = None) -> ShadowSetForm:
+    running = detail.summary.running_version
+    return ShadowSetForm(
+        data, versions=[v for v in detail.version_names if v != running], initial={"version": current}
+    )
+
+
+def _version_change_view(
+    request: HttpRequest,
+    model_id: str,
+    *,
+    action: str,
+    page: str,
+    apply: Callable[..., VersionChange],
+    message: Callable[[str, VersionChange], str],
+    shadow: bool = False,
+) -> HttpResponse:
+    """Shadow, promote or rollback: admins only; one service call; a refusal changes nothing and is on
+    record without the reason typed."""
+    if not user_is_admin(request.user):
+        return _forbidden(request, action=action, page=page, model_id=model_id)
+    detail = _detail_or_404(model_id)
+    form: ShadowSetForm | VersionActionForm = (
+        _shadow_form(detail, "", request.POST) if shadow else VersionActionForm(request.POST)
+    )
+    if form.is_valid():
+        extra = {"version": form.cleaned_data["version"]} if shadow else {}
+        try:
+            change = apply(
+                actor=Actor.user(str(request.user.pk)),
+                model_id=model_id,
+                reason=form.cleaned_data["reason"],
+                user_pk=request.user.pk,
+                request_id=request_id_of(request),
+                **extra,
+            )
+        except SwitchRefused as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, message(detail.summary.name, change))
+            return redirect("inference:model_detail", model_id=model_id)
+    _record(
+        request,
+        action=action,
+        outcome=Outcome.FAILURE,
+        model_id=model_id,
+        detail={"page": page, "status": 400, "invalid": sorted(form.errors)},
+    )
+    forms_shown: dict[str, Any] = (
+        {"shadow_form": form} if isinstance(form, ShadowSetForm) else {"action_form": form}
+    )
+    return _render_detail(request, detail, is_admin=True, form=None, status=400, **forms_shown)
+
+
+@members_page("shadow", action=MODEL_SHADOW_ACTION)
+@require_POST
+def model_shadow_view(request: HttpRequest, model_id: str) -> HttpResponse:
+    def message(name: str, change: VersionChange) -> str:
+        if not change.shadow_version:
+            return f"{name}: no version runs in shadow."
+        return f"{name}: version {change.shadow_version} runs in shadow beside {change.running_version}."
+
+    return _version_change_view(
+        request,
+        model_id,
+        action=MODEL_SHADOW_ACTION,
+        page="shadow",
+        apply=model_shadow_set,
+        message=message,
+        shadow=True,
+    )
+
+
+@members_page("promote", action=MODEL_PROMOTE_ACTION)
+@require_POST
+def model_promote_view(request: HttpRequest, model_id: str) -> HttpResponse:
+    return _version_change_view(
+        request,
+        model_id,
+        action=MODEL_PROMOTE_ACTION,
+        page="promote",
+        apply=model_promote,
+        message=lambda name, change: (
+            f"{name} now runs version {change.running_version} (was {change.previous_running_version})."
+        ),
+    )
+
+
+@members_page("rollback", action=MODEL_ROLLBACK_ACTION)
+@require_POST
+def model_rollback_view(request: HttpRequest, model_id: str) -> HttpResponse:
+    return _version_change_view(
+        request,
+        model_id,
+        action=MODEL_ROLLBACK_ACTION,
+        page="rollback",
+        apply=model_rollback,
+        message=lambda name, change: (
+            f"{name} rolled back to version {change.running_version} "
+            f"(from {change.previous_running_version})."
+        ),
+    )
 
 
 def _change_message(name: str, change: SwitchChange) -> str:
