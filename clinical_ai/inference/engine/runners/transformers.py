@@ -31,7 +31,8 @@ class SentenceEncoder:
         self.batch_size = max(1, batch_size)
         self.max_length = max_length
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
-        self.model = AutoModel.from_pretrained(str(model_dir), local_files_only=True)
+        # float32 whatever the checkpoint's dtype: the same numbers on every device, the thresholds as tuned.
+        self.model = AutoModel.from_pretrained(str(model_dir), local_files_only=True, dtype=torch.float32)
         self.model.to(device)
         self.model.eval()
 
