@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -134,3 +135,62 @@ def public_jwk_from_pem(pem: bytes) -> dict[str, Any]:
     jwk["use"] = "sig"
     jwk["kid"] = jwk_thumbprint(jwk)
     return jwk
+
+
+# --- verifying a compact JWS: shared by SMART client assertions and CDS Hooks JWTs ---------------------
+# Each caller passes the exception it answers with, so its own refusals (an OAuth invalid_client, a bare
+# 401) come out of one implementation of the rules.
+
+
+def jws_algorithm(header: Mapping[str, Any], rejected: type[Exception]) -> str:
+    """The header's ``alg`` when it is one we accept (RS384, ES384: never ``none`` or HMAC), after the
+    ``typ`` and ``crit`` checks."""
+    algorithm = header.get("alg")
+    if algorithm not in SIGNING_ALGORITHMS:
+        raise rejected(
+            f"alg {str(algorithm)[:16]!r} is not accepted; sign with one of {', '.join(SIGNING_ALGORITHMS)}"
+        )
+    typ = header.get("typ")
+    if typ is not None and (not isinstance(typ, str) or typ.upper() != "JWT"):
+        raise rejected("the typ header, when present, must be JWT")
+    if "crit" in header:
+        raise rejected("critical header extensions are not supported")
+    return str(algorithm)
+
+
+def jws_claims(
+    token: str, key: Any, algorithm: str, *, rejected: type[Exception], what: str
+) -> dict[str, Any]:
+    """The payload once the signature verifies; every claim is left for the caller to check against its
+    own clock and rules. ``what`` names the token in the refusal ("the client assertion")."""
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key=key,
+            algorithms=[algorithm],
+            options={
+                "verify_signature": True,
+                "verify_exp": False,
+                "verify_nbf": False,
+                "verify_iat": False,
+                "verify_aud": False,
+                "verify_iss": False,
+                "verify_sub": False,
+                "verify_jti": False,
+            },
+        )
+    except jwt.InvalidSignatureError:
+        raise rejected(f"{what} signature does not verify") from None
+    except jwt.PyJWTError:
+        raise rejected(f"{what} cannot be decoded") from None
+    return claims
+
+
+def numeric_date(claims: Mapping[str, Any], name: str, rejected: type[Exception]) -> float | None:
+    """A NumericDate claim as a float, None when absent; anything else is refused."""
+    value = claims.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise rejected(f"the {name} claim is not a NumericDate")
+    return float(value)
