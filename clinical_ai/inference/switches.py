@@ -43,9 +43,7 @@ def model_configure(
     request_id: str = "",
 ) -> SwitchChange:
     """Set a model's switch. The caller has checked that the actor is an admin."""
-    versions = [m.version for m in catalogue().versions(model_id)]
-    if not versions:
-        raise SwitchRefused(f"no model {model_id!r}")
+    versions = _known_versions(model_id)
     if pinned_version and pinned_version not in versions:
         raise SwitchRefused(f"{model_id} has no version {pinned_version!r} (known: {', '.join(versions)})")
     with transaction.atomic():
