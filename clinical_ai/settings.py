@@ -118,6 +118,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "clinical_ai.core.middleware.ContentSecurityPolicyMiddleware",
     "clinical_ai.core.middleware.RequestIdMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -192,6 +193,15 @@ CSRF_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# A signed-in session lasts one shift at most (default 8 hours), not Django's two weeks.
+SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600)
+# Sent on HTML responses by clinical_ai.core.middleware.ContentSecurityPolicyMiddleware ("" sends none).
+# Scripts only from our static files (htmx); the templates' styles are inline <style> blocks.
+CONTENT_SECURITY_POLICY = env_str(
+    "CONTENT_SECURITY_POLICY",
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
+)
 if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
     CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
@@ -215,6 +225,19 @@ if AUDIT_RETENTION_DAYS < 183:
     )
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "/"
+
+# Lockout after repeated wrong passwords (clinical_ai.accounts.lockout; counted in the database, so shared by
+# every process). After LOGIN_MAX_FAILURES wrong sign-ins for one username within LOGIN_FAILURE_WINDOW_SECONDS,
+# sign-in with that username is refused for LOGIN_LOCKOUT_SECONDS, even with the right password. The same per
+# client address with LOGIN_IP_MAX_FAILURES (0: off; behind a reverse proxy REMOTE_ADDR is the proxy, so keep
+# it off there). Wrong e-signature passwords at sign-off lock that user's signing the same way.
+LOGIN_MAX_FAILURES = env_int("LOGIN_MAX_FAILURES", 5)
+LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 900)
+LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 900)
+LOGIN_IP_MAX_FAILURES = env_int("LOGIN_IP_MAX_FAILURES", 0)
+SIGNATURE_MAX_FAILURES = env_int("SIGNATURE_MAX_FAILURES", 5)
+SIGNATURE_FAILURE_WINDOW_SECONDS = env_int("SIGNATURE_FAILURE_WINDOW_SECONDS", 900)
+SIGNATURE_LOCKOUT_SECONDS = env_int("SIGNATURE_LOCKOUT_SECONDS", 900)
 
 # --- De-identification -----------------------------------------------------------------------------------
 # The configuration the pipeline applies before models see anything: a shipped name or a path.

@@ -39,3 +39,35 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id}@{self.organization_id}:{self.role}"
+
+
+class LoginThrottle(models.Model):
+    """Consecutive failed attempts at one secret, counted in the database so that every web process (and
+    every machine) sees the same count: a per-process cache would give an attacker N tries per process.
+
+    ``scope`` says what is counted: sign-in attempts per username (``login-user``, keyed by a keyed hash of
+    the name typed, so unknown names are counted too and never stored), per client address (``login-ip``)
+    or wrong e-signature passwords per user (``signature``, keyed by the user's id). ``user`` is set when
+    the key names an account, for the admin's list; it says nothing to the person signing in.
+    """
+
+    class Scope(models.TextChoices):
+        LOGIN_USER = "login-user", "Sign-in (username)"
+        LOGIN_IP = "login-ip", "Sign-in (client address)"
+        SIGNATURE = "signature", "E-signature password"
+
+    scope = models.CharField(max_length=16, choices=Scope.choices)
+    key = models.CharField(max_length=128)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    failures = models.PositiveIntegerField(default=0)
+    window_started_at = models.DateTimeField(null=True, blank=True)
+    last_failure_at = models.DateTimeField(null=True, blank=True)
+    locked_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["scope", "key"], name="unique_login_throttle_key")]
+
+    def __str__(self) -> str:
+        return f"{self.scope}:{self.key[:12]}"

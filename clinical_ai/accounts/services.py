@@ -17,6 +17,7 @@ import enum
 import secrets
 import time
 from binascii import unhexlify
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -29,6 +30,14 @@ from django_otp import login as otp_login
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from clinical_ai.accounts.lockout import (
+    Scope,
+    client_address,
+    lockout_failure_record,
+    lockout_reset,
+    lockout_until,
+    username_key,
+)
 from clinical_ai.accounts.selectors import (
     OTP_PENDING_SESSION_KEY,
     otp_pending_user,
@@ -48,6 +57,7 @@ TOTP_DEVICE_NAME = "Authenticator app"
 
 class LoginStep(enum.Enum):
     REFUSED = "refused"  # wrong username or password, or a disabled account
+    LOCKED = "locked"  # too many wrong passwords: refused without checking this one (accounts.lockout)
     SIGNED_IN = "signed_in"
     SECOND_FACTOR = "second_factor"  # the password was right; the session waits for the TOTP code
 
@@ -65,23 +75,39 @@ def username_hmac(username: str) -> str:
     return salted_hmac(_USERNAME_HMAC_SALT, username, algorithm="sha256").hexdigest()[:32]
 
 
-def user_log_in(*, request: HttpRequest, username: str, password: str, request_id: str) -> LoginStep:
+def user_log_in(
+    *, request: HttpRequest, username: str, password: str, request_id: str, now: datetime | None = None
+) -> LoginStep:
     """Authenticate and start a session, or refuse, or (for a user with a confirmed TOTP device) wait for
     the code. One audit row when the attempt ends here, in the same transaction; none while it waits.
 
     Success: ``auth.login`` with the user as actor. Failure: ``auth.login_failed``, actor anonymous (the
     caller proved nothing); when the username names an account, the account is the event's object (its id),
-    otherwise the detail holds only a keyed hash of what was typed.
+    otherwise the detail holds only a keyed hash of what was typed. Each failure counts towards the
+    username's lockout (and the client address's, when that is on); while locked, every attempt is refused
+    without the password being checked (``LoginStep.LOCKED``, ``auth.login_failed`` with reason
+    ``locked-out``), known and unknown usernames alike.
     """
     request.session.pop(OTP_PENDING_SESSION_KEY, None)  # a new attempt replaces one left waiting
+    counted = [(Scope.LOGIN_USER, username_key(username)), (Scope.LOGIN_IP, client_address(request))]
     with transaction.atomic():
-        user = authenticate(request, username=username, password=password)
+        locked = [scope for scope, key in counted if lockout_until(scope=scope, key=key, now=now)]
+        user = None if locked else authenticate(request, username=username, password=password)
         if user is None:
             user_model = get_user_model()
             target = user_model.objects.filter(**{user_model.USERNAME_FIELD: username}).only("pk").first()
-            detail: dict[str, str | bool] = {"user_known": target is not None}
+            detail: dict[str, str | bool | int] = {"user_known": target is not None}
             if target is None:
                 detail["username_hmac"] = username_hmac(username)
+            if locked:
+                detail["reason"] = "locked-out"
+                detail["locked"] = ",".join(str(scope) for scope in locked)
+            else:
+                counts = [
+                    lockout_failure_record(scope=scope, key=key, user=target, request_id=request_id, now=now)
+                    for scope, key in counted
+                ]
+                detail["failures"] = counts[0].failures
             audit_record(
                 actor=Actor.anonymous(),
                 action="auth.login_failed",
@@ -91,7 +117,10 @@ def user_log_in(*, request: HttpRequest, username: str, password: str, request_i
                 request_id=request_id,
                 detail=detail,
             )
-            return LoginStep.REFUSED
+            return LoginStep.LOCKED if locked else LoginStep.REFUSED
+        # The password was right: the username's count starts again. The address's is left to expire, or
+        # one valid account would let its holder reset the count of guesses at others.
+        lockout_reset(scope=Scope.LOGIN_USER, key=counted[0][1])
         if user_has_second_factor(user):
             # A fresh session key, so that a session id planted before the password cannot be the one
             # that the code then signs in.

@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 
 import qrcode
 import qrcode.image.svg
+from django.conf import settings
 from django.contrib.auth import REDIRECT_FIELD_NAME
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -71,7 +72,7 @@ def login_view(request: HttpRequest, extra_context: dict[str, Any] | None = None
     second factor and who has none, to ``accounts:otp`` to enrol."""
     next_url = _safe_next(request)
     form = LoginForm(request.POST or None)
-    failed = False
+    failed = locked = False
     if request.method == "POST" and form.is_valid():
         step = user_log_in(
             request=request,
@@ -86,17 +87,22 @@ def login_view(request: HttpRequest, extra_context: dict[str, Any] | None = None
                 return HttpResponseRedirect(_with_next(reverse("accounts:otp"), next_url))
             # Without a page to go back to, this page again: it shows who is signed in and where they may go.
             return HttpResponseRedirect(next_url or reverse("accounts:login"))
-        failed = True
+        locked = step is LoginStep.LOCKED
+        failed = not locked
     return render(
         request,
         "accounts/login.html",
         {
             "form": form,
             "failed": failed,
+            "locked": locked,
+            "lockout_minutes": max(1, settings.LOGIN_LOCKOUT_SECONDS // 60),
             "next": next_url,
             "can_audit": user_can_audit(request.user),
             "admin_url": reverse("admin:index") if request.user.is_staff else "",
         },
+        # 429 Too Many Requests while locked out: the page says so, and scripts see it.
+        status=429 if locked else 200,
     )
 
 

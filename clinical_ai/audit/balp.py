@@ -113,6 +113,9 @@ EVENT_CODES: dict[str, EventCodes] = {
     "auth.login": EventCodes(USER_AUTHENTICATION, (LOGIN,), "E"),
     "auth.login_failed": EventCodes(USER_AUTHENTICATION, (LOGIN,), "E"),
     "auth.logout": EventCodes(USER_AUTHENTICATION, (LOGOUT,), "E"),
+    # Lockout after repeated wrong passwords (sign-in or e-signature): a lock begins; an admin lifts one.
+    "auth.lockout": EventCodes(SECURITY_ALERT, (USER_SECURITY_ATTRIBUTES_CHANGED,), "E"),
+    "auth.lockout.clear": EventCodes(SECURITY_ALERT, (USER_SECURITY_ATTRIBUTES_CHANGED,), "D"),
     # The TOTP second factor: a code checked (at sign-in or to step a session up), a device added or removed.
     "auth.otp.verify": EventCodes(USER_AUTHENTICATION, (LOGIN,), "E"),
     "auth.otp.verify_failed": EventCodes(USER_AUTHENTICATION, (LOGIN,), "E"),

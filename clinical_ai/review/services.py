@@ -20,6 +20,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from clinical_ai.accounts.lockout import Scope, lockout_failure_record, lockout_reset, lockout_until
 from clinical_ai.accounts.models import Membership, Role
 from clinical_ai.audit.models import Outcome
 from clinical_ai.audit.services import Actor, audit_record
@@ -362,6 +363,13 @@ class SignatureRefused(SignOffRefused):
     reason = "wrong-password"
 
 
+class SignatureLocked(SignOffRefused):
+    """Too many wrong signing passwords in a row: this user's signing is paused (``accounts.lockout``), and
+    the password is not checked until the lock ends or an administrator lifts it."""
+
+    reason = "signature-locked"
+
+
 class SignOffInvalid(SignOffRefused):
     """The decision does not make valid FHIR (e.g. an onset the resource cannot carry)."""
 
@@ -559,8 +567,13 @@ def suggestion_sign_off(
         user_id=user.pk, organization_id=suggestion.organization_id, role=Role.CLINICIAN
     ).exists() or not getattr(user, "is_active", False):
         raise refuse(SignOffNotAllowed("only a clinician of this site may decide on its suggestions"))
+    signer_key = str(user.pk)
+    if lockout_until(scope=Scope.SIGNATURE, key=signer_key):
+        raise refuse(SignatureLocked("too many wrong signing passwords; signing is paused"))
     if not password or not user.check_password(password):
+        lockout_failure_record(scope=Scope.SIGNATURE, key=signer_key, user=user, request_id=request_id)
         raise refuse(SignatureRefused("the password is not right"))
+    lockout_reset(scope=Scope.SIGNATURE, key=signer_key)
     try:
         with transaction.atomic():
             locked = (

@@ -12,6 +12,7 @@ from functools import wraps
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -39,6 +40,7 @@ from clinical_ai.review.selectors import (
 from clinical_ai.review.services import (
     AlreadyDecided,
     ReviewPage,
+    SignatureLocked,
     SignatureRefused,
     SignOffInvalid,
     SignOffNotAllowed,
@@ -180,6 +182,14 @@ def suggestion_sign_off_view(request: HttpRequest, external_id: UUID) -> HttpRes
             sign_off=form.sign_off(),
             request_id=request_id,
         )
+    except SignatureLocked:
+        minutes = max(1, settings.SIGNATURE_LOCKOUT_SECONDS // 60)
+        form.add_error(
+            "password",
+            f"Signing is paused after too many wrong passwords: try again in up to {minutes} minute"
+            f"{'s' if minutes != 1 else ''}, or ask an administrator to lift the lock. Nothing was signed.",
+        )
+        return again(form, 429)
     except SignatureRefused:
         form.add_error("password", "That is not your password. Nothing was signed.")
         return again(form, 400)

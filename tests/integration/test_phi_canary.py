@@ -1,17 +1,25 @@
 """The privacy boundary, end to end through a real worker: planted identifiers go in through the FHIR API
-and must not appear in the worker's log, the broker's messages (deid and inference), the audit rows, the job
-rows, the de-identified copy, what the models were given, the runs, the suggestions or the FHIR outputs.
-Only the sealed raw store and the sealed vault hold them."""
+and must not appear in the worker's log, the web process's log records, anything written to the broker
+(every command sent to Redis while the test runs, deid and inference messages and kombu's bookkeeping alike,
+message bodies decoded), the task results (there is no result backend: none is configured and no result
+key appears in Redis), the audit rows, the job rows, the de-identified copy, what the models were given, the
+runs, the suggestions or the FHIR outputs. Only the sealed raw store and the sealed vault hold them."""
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
+import re
+import threading
 from typing import Any
 
+import pytest
+from django.conf import settings
 from django.test import Client
 
 from clinical_ai.audit.models import AuditEvent
+from clinical_ai.celery import app as celery_app
 from clinical_ai.core.sealing import open_json
 from clinical_ai.deid.models import DeidentifiedResource, PseudonymVaultEntry
 from clinical_ai.inference.models import InferenceRun
@@ -72,7 +80,85 @@ class _BrokerTap:
         self.messages.extend(redis_client().lrange(queue, 0, -1))
 
 
-def test_planted_identifiers_stay_inside_the_sealed_stores(client: Client, workers: WorkerFactory) -> None:
+class _RedisMonitor:
+    """Every command any client sends to the test's Redis database while it runs (Redis MONITOR): what the
+    web process publishes to deid, what the worker publishes to inference before another of its processes
+    takes it, the unacked bookkeeping, and any result a backend would store."""
+
+    # redis-py gives the command with MONITOR's escaping of quotes undone; tolerate it either way.
+    _BODY = re.compile(r'\\?"body\\?": \\?"([A-Za-z0-9+/=]+)')
+
+    def __init__(self) -> None:
+        self.commands: list[str] = []
+        self._stop = threading.Event()
+        self._db = int(redis_client().connection_pool.connection_kwargs.get("db", 0))
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> _RedisMonitor:
+        self._thread.start()
+        assert self._ready.wait(10), "MONITOR did not start"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        redis_client().ping()  # a command, so that the monitor's next read returns and sees the flag
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        import redis
+
+        # No socket timeout: the monitor may wait longer than the default between two commands.
+        connection = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=None)
+        with connection.monitor() as monitor:
+            self._ready.set()
+            while not self._stop.is_set():
+                command = monitor.next_command()
+                if int(command.get("db", -1)) == self._db:
+                    self.commands.append(str(command["command"]))
+
+    def texts(self) -> list[str]:
+        """Each command, and each base64 message body in it decoded."""
+        out = []
+        for command in self.commands:
+            out.append(command)
+            for body in self._BODY.findall(command):
+                out.append(base64.b64decode(body + "=" * (-len(body) % 4)).decode("utf-8", "replace"))
+        return out
+
+
+def test_there_is_no_result_backend_to_hold_task_results() -> None:
+    """Job rows are the results (docs: DESIGN); a result backend would keep task return values."""
+    assert settings.CELERY_RESULT_BACKEND is None and settings.CELERY_TASK_IGNORE_RESULT is True
+    assert celery_app.conf.result_backend is None
+    assert celery_app.conf.task_ignore_result is True
+    for name, task in celery_app.tasks.items():
+        if name.startswith(("clinical_ai.", "integrations.")):
+            assert task.ignore_result, f"{name} keeps its result"
+
+
+def test_planted_identifiers_stay_inside_the_sealed_stores(
+    client: Client, workers: WorkerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with _RedisMonitor() as monitor:
+        _planted_identifiers_stay_inside_the_sealed_stores(client, workers)
+    pushed = {
+        command.split(" ", 2)[1] for command in monitor.commands if command.startswith(("LPUSH ", "RPUSH "))
+    }
+    assert {"deid", "inference"} <= pushed, f"both queues' messages were seen: {pushed}"
+    texts = monitor.texts()
+    assert any('"task": "clinical_ai.' in t or "clinical_ai." in t for t in texts)
+    for text in texts:
+        _assert_clean(text, "a command sent to the broker")
+    assert not redis_client().keys("celery-task-meta-*"), "a task result was stored in the broker"
+    for record in caplog.records:
+        _assert_clean(
+            f"{record.getMessage()} {record.args!r} {record.exc_text or ''}", f"a log record of {record.name}"
+        )
+
+
+def _planted_identifiers_stay_inside_the_sealed_stores(client: Client, workers: WorkerFactory) -> None:
     token = obtain_token(client, make_ehr_client(make_organization()))
     tap = _BrokerTap()
     response = post_fhir(client, token, _planted_bundle())  # published on commit, no worker running yet

@@ -70,7 +70,7 @@ def test_wrong_password_is_one_failed_row_naming_the_account_not_the_actor(
     failed = rows[0]
     assert failed.actor_type == "anonymous"  # the caller proved nothing
     assert (failed.object_type, failed.object_id) == ("User", str(clinician.pk))
-    assert failed.detail == {"user_known": True}
+    assert failed.detail == {"user_known": True, "failures": 1}  # one towards the lockout
 
 
 def test_unknown_username_is_kept_only_as_a_keyed_hash(client: Client) -> None:
