@@ -93,6 +93,8 @@ def _single(params: Mapping[str, Sequence[str]], name: str) -> str | None:
         raise SearchParameterError(name, f"{name} is empty")
     if len(value) > MAX_VALUE_LENGTH:
         raise SearchParameterError(name, f"{name} is longer than {MAX_VALUE_LENGTH} characters")
+    if "\x00" in value:  # PostgreSQL text cannot hold NUL: the query would fail (a 500), not match nothing
+        raise SearchParameterError(name, f"{name} contains a NUL character")
     if "," in value:
         raise SearchParameterError(name, f"{name}: lists of values (a,b) are not supported")
     return value
@@ -177,6 +179,14 @@ def _narrow(
     return replace(filters, actions_in=actions_in, actions_excluded=filters.actions_excluded | never)
 
 
+def _single_or_identifier(params: Mapping[str, Sequence[str]], name: str) -> str | None:
+    """``name`` or ``name:identifier``, once between them: given both, one would be silently ignored."""
+    plain, identifier = _single(params, name), _single(params, f"{name}:identifier")
+    if plain is not None and identifier is not None:
+        raise SearchParameterError(f"{name}:identifier", f"give {name} or {name}:identifier, not both")
+    return plain if plain is not None else identifier
+
+
 def parse_audit_event_search(params: Mapping[str, Sequence[str]], *, organization: str) -> AuditEventSearch:
     """Read the query parameters of an AuditEvent search; raises ``SearchParameterError`` on the first
     parameter that is unknown, repeated or unreadable. ``organization``: the only one the caller may see."""
@@ -185,7 +195,7 @@ def parse_audit_event_search(params: Mapping[str, Sequence[str]], *, organizatio
             raise SearchParameterError(name, f"the search parameter {name[:64]!r} is not supported")
     filters = _with_dates(AuditFilters(organization=organization), params.get("date") or [])
 
-    agent = _single(params, "agent") or _single(params, "agent:identifier")
+    agent = _single_or_identifier(params, "agent")
     if agent is not None:
         system, value = _token(agent)
         if system:
@@ -195,7 +205,7 @@ def parse_audit_event_search(params: Mapping[str, Sequence[str]], *, organizatio
             filters = replace(filters, actor_type=actor_type)
         filters = replace(filters, actor_id=value)
 
-    entity = _single(params, "entity") or _single(params, "entity:identifier")
+    entity = _single_or_identifier(params, "entity")
     if entity is not None:
         system, value = _token(entity)
         if system == PATIENT_PSEUDONYM_SYSTEM:
@@ -205,7 +215,7 @@ def parse_audit_event_search(params: Mapping[str, Sequence[str]], *, organizatio
         else:
             filters = replace(filters, entity=value)
 
-    patient = _single(params, "patient") or _single(params, "patient:identifier")
+    patient = _single_or_identifier(params, "patient")
     if patient is not None:
         system, value = _token(patient.removeprefix("Patient/"))
         if system not in (None, "", PATIENT_PSEUDONYM_SYSTEM):

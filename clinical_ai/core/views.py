@@ -6,6 +6,7 @@ from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
 from clinical_ai.accounts.models import Membership
@@ -13,6 +14,9 @@ from clinical_ai.accounts.selectors import user_can_audit
 from clinical_ai.celery import app as celery_app
 
 
+# Probes are csrf_exempt: they read nothing from a session, and a POST must get require_GET's 405, not an
+# HTML 403 from the CSRF check.
+@csrf_exempt
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
@@ -37,6 +41,7 @@ def _broker_ok() -> bool:
     return True
 
 
+@csrf_exempt
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
     checks = {"database": _database_ok(), "broker": _broker_ok()}

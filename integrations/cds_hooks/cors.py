@@ -10,7 +10,6 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-ALLOWED_METHODS = "GET, POST, OPTIONS"
 ALLOWED_HEADERS = "Authorization, Content-Type, X-Request-Id"
 MAX_AGE_SECONDS = "600"
 
@@ -32,19 +31,26 @@ def cors_headers(request: HttpRequest, response: HttpResponse) -> HttpResponse:
     return response
 
 
-def cors(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Answer a preflight (OPTIONS) without authentication; add the CORS headers to every answer."""
+View = Callable[..., HttpResponse]
 
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if request.method == "OPTIONS":
-            response = HttpResponse(status=204)
-            if _allowed_origin(request.headers.get("Origin")) is not None:
-                response["Access-Control-Allow-Methods"] = ALLOWED_METHODS
-                response["Access-Control-Allow-Headers"] = ALLOWED_HEADERS
-                response["Access-Control-Max-Age"] = MAX_AGE_SECONDS
-            response["Allow"] = ALLOWED_METHODS
-            return cors_headers(request, response)
-        return cors_headers(request, view(request, *args, **kwargs))
 
-    return wrapper
+def cors(*, methods: str) -> Callable[[View], View]:
+    """Answer a preflight (OPTIONS) without authentication; add the CORS headers to every answer.
+    ``methods`` (e.g. ``"POST, OPTIONS"``) are the ones the endpoint takes: what Allow advertises."""
+
+    def decorate(view: View) -> View:
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if request.method == "OPTIONS":
+                response = HttpResponse(status=204)
+                if _allowed_origin(request.headers.get("Origin")) is not None:
+                    response["Access-Control-Allow-Methods"] = methods
+                    response["Access-Control-Allow-Headers"] = ALLOWED_HEADERS
+                    response["Access-Control-Max-Age"] = MAX_AGE_SECONDS
+                response["Allow"] = methods
+                return cors_headers(request, response)
+            return cors_headers(request, view(request, *args, **kwargs))
+
+        return wrapper
+
+    return decorate

@@ -72,7 +72,8 @@ def jwt_unverified(token: str) -> UnverifiedJwt:
     except jwt.PyJWTError:
         raise JwtRejected("not a signed JWT (JWS compact serialization)") from None
     issuer = claims.get("iss")
-    if not isinstance(issuer, str) or not issuer or len(issuer) > MAX_ISS_LENGTH:
+    # NUL: PostgreSQL text cannot hold it, so looking the issuer up would fail with a DataError (a 500).
+    if not isinstance(issuer, str) or not issuer or len(issuer) > MAX_ISS_LENGTH or "\x00" in issuer:
         raise JwtRejected("no usable iss claim")
     jku = header.get("jku")
     if jku is not None and not isinstance(jku, str):
@@ -120,7 +121,7 @@ def cds_jwt_verify(
     if claims.get("iss") != issuer:
         raise JwtRejected("the iss claim is not the issuer whose keys verified it")
     subject = claims.get("sub")
-    if not isinstance(subject, str) or not subject:
+    if not isinstance(subject, str) or not subject or "\x00" in subject:  # NUL: audit rows cannot hold it
         raise JwtRejected("the sub claim (the CDS Client's id) is required")
     aud = claims.get("aud")
     named = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
@@ -146,9 +147,11 @@ def cds_jwt_verify(
         raise JwtRejected("the token is not valid yet (nbf)")
 
     jti = claims.get("jti")
-    if not isinstance(jti, str) or not jti or len(jti) > MAX_JTI_LENGTH:
+    if not isinstance(jti, str) or not jti or len(jti) > MAX_JTI_LENGTH or "\x00" in jti:
         raise JwtRejected("the jti claim is required (at most 255 characters)")
     tenant = claims.get("tenant")
+    if isinstance(tenant, str) and "\x00" in tenant:
+        raise JwtRejected("the tenant claim contains a NUL character")
     kid = header.get("kid")
     return VerifiedJwt(
         iss=issuer,

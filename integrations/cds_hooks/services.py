@@ -50,6 +50,7 @@ from integrations.cds_hooks.hooks import (
 from integrations.cds_hooks.models import CardFeedback, IssuedCard
 from integrations.cds_hooks.selectors import ingest_job_settled, patient_pseudonyms, patient_suggestions
 from integrations.fhir.outcome import Issue, operation_outcome
+from integrations.fhir.validation_body import forbidden_character
 from integrations.fhir.validation_resource import validate_resource
 
 DISCOVERY_ACTION = "cds.discovery"
@@ -79,9 +80,13 @@ def _parse_body(raw_body: bytes, content_type: str | None) -> Any:
     if len(raw_body) > settings.CDS_HOOKS_MAX_BODY_BYTES:
         raise RequestInvalid(f"the body is larger than {settings.CDS_HOOKS_MAX_BODY_BYTES} bytes", "")
     try:
-        return json.loads(raw_body)
+        body = json.loads(raw_body)
     except (ValueError, RecursionError):
         raise RequestInvalid("the body is not valid JSON", "") from None
+    forbidden = forbidden_character(body)
+    if forbidden is not None:  # NUL would fail the database (a 500) wherever the value is stored or looked up
+        raise RequestInvalid(f"the body contains {forbidden}", "")
+    return body
 
 
 # --- discovery ----------------------------------------------------------------------------------------

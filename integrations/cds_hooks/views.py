@@ -55,11 +55,15 @@ def _not_found() -> HttpResponse:
     return _json(CdsResponse(404, body))
 
 
+DISCOVERY_METHODS = "GET, OPTIONS"
+SERVICE_METHODS = "POST, OPTIONS"
+
+
 @csrf_exempt
-@cors
+@cors(methods=DISCOVERY_METHODS)
 def discovery_view(request: HttpRequest) -> HttpResponse:
     if request.method != "GET":
-        return _method_not_allowed("GET, OPTIONS")
+        return _method_not_allowed(DISCOVERY_METHODS)
     caller = _authenticate(request, "")
     if caller is None:
         return _unauthorized()
@@ -67,10 +71,10 @@ def discovery_view(request: HttpRequest) -> HttpResponse:
 
 
 @csrf_exempt
-@cors
+@cors(methods=SERVICE_METHODS)
 def service_view(request: HttpRequest, service_id: str) -> HttpResponse:
     if request.method != "POST":
-        return _method_not_allowed("POST, OPTIONS")
+        return _method_not_allowed(SERVICE_METHODS)
     caller = _authenticate(request, f"/{service_id}")
     if caller is None:
         return _unauthorized()
@@ -90,10 +94,10 @@ def service_view(request: HttpRequest, service_id: str) -> HttpResponse:
 
 
 @csrf_exempt
-@cors
+@cors(methods=SERVICE_METHODS)
 def feedback_view(request: HttpRequest, service_id: str) -> HttpResponse:
     if request.method != "POST":
-        return _method_not_allowed("POST, OPTIONS")
+        return _method_not_allowed(SERVICE_METHODS)
     # The JWT's aud is the feedback endpoint, or (as some clients send) the service endpoint itself.
     caller = _authenticate(request, f"/{service_id}/feedback", f"/{service_id}")
     if caller is None:
@@ -110,3 +114,9 @@ def feedback_view(request: HttpRequest, service_id: str) -> HttpResponse:
             request_id=request_id_of(request),
         )
     )
+
+
+@csrf_exempt
+def unknown_path(request: HttpRequest, path: str) -> HttpResponse:
+    """Any other path under ``/cds-services/``: the JSON 404 a CDS Client can read, not Django's HTML one."""
+    return _not_found()

@@ -53,7 +53,7 @@ def audit_event_type(request: HttpRequest) -> HttpResponse:
     """``[base]/AuditEvent``: search on GET; any other method is the intake endpoint's business."""
     if request.method in ("GET", "HEAD"):
         return _search(request)
-    return fhir_views.type_endpoint(request, "AuditEvent")
+    return fhir_views.with_search_allowed(fhir_views.type_endpoint(request, "AuditEvent"))
 
 
 @smart_protected(on_refused=_audit_refused_token)

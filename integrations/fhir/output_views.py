@@ -66,7 +66,7 @@ def output_type(request: HttpRequest, resource_type: str) -> HttpResponse:
     """``[base]/{type}``: search on GET; any other method is the intake endpoint's business."""
     if request.method in ("GET", "HEAD"):
         return _search(request, resource_type)
-    return fhir_views.type_endpoint(request, resource_type)
+    return fhir_views.with_search_allowed(fhir_views.type_endpoint(request, resource_type))
 
 
 @smart_protected(on_refused=_refused_search)

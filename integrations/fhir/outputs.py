@@ -136,6 +136,8 @@ def _single(params: Mapping[str, Sequence[str]], name: str) -> str | None:
         raise SearchParameterError(name, f"{name} is empty")
     if len(value) > MAX_VALUE_LENGTH:
         raise SearchParameterError(name, f"{name} is longer than {MAX_VALUE_LENGTH} characters")
+    if "\x00" in value:  # PostgreSQL text cannot hold NUL: the query would fail (a 500), not match nothing
+        raise SearchParameterError(name, f"{name} contains a NUL character")
     return value
 
 

@@ -258,17 +258,20 @@ def _ingest_bundle(request: IntakeRequest) -> FhirResponse:
 
 
 def _stored_outcome(issues: Sequence[Issue]) -> dict[str, Any]:
-    """The per-entry outcome kept in the job row: codes and paths, not diagnostics that may quote PHI."""
-    return operation_outcome(
-        [
+    """The per-entry outcome kept in the job row: codes and paths, not diagnostics that may quote PHI. The
+    paths name FHIR elements only: a key the sender made up could be PHI, or hold a NUL, which a
+    PostgreSQL jsonb column refuses."""
+    stored = []
+    for issue in issues[:20]:
+        expression = tuple(audit_safe_expression(e) for e in issue.expression)
+        stored.append(
             Issue(
-                code=i.code,
-                diagnostics=f"{i.code} at {', '.join(i.expression) or 'entry'}",
-                expression=i.expression,
+                code=issue.code,
+                diagnostics=f"{issue.code} at {', '.join(expression) or 'entry'}",
+                expression=expression,
             )
-            for i in issues[:20]
-        ]
-    )
+        )
+    return operation_outcome(stored)
 
 
 def _ingest_single(request: IntakeRequest) -> FhirResponse:

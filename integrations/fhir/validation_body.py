@@ -19,7 +19,7 @@ UTF8_BOM = b"\xef\xbb\xbf"
 # application/json+fhir is the DSTU2 spelling that some EHRs (and the _format parameter) still send.
 ACCEPTED_MEDIA_TYPES = frozenset({"application/fhir+json", "application/json", "application/json+fhir"})
 
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_FORBIDDEN_CHARACTER = re.compile("[\x00\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -82,29 +82,32 @@ def nesting_depth_exceeds(value: Any, max_depth: int) -> bool:
     return False
 
 
-def _has_lone_surrogate(value: Any) -> bool:
-    """JSON escapes can spell half a UTF-16 surrogate pair ("\\ud800"); such a string cannot be encoded
-    back to UTF-8 and would fail later, when the resource is stored or de-identified."""
+def forbidden_character(value: Any) -> str | None:
+    """What no key or string of a JSON document may hold, when one does: ``"NUL"`` (FHIR strings exclude
+    control characters, and PostgreSQL text and jsonb cannot store U+0000) or ``"an unpaired UTF-16
+    surrogate"`` (JSON escapes can spell half a pair, ``"\\ud800"``; such a string cannot be encoded back to
+    UTF-8 and would fail later, when the resource is stored or de-identified). Iterative, like the depth
+    check."""
     stack: list[Any] = [value]
     while stack:
         node = stack.pop()
+        strings: list[str] = []
+        children: list[Any]
         if isinstance(node, dict):
-            for key, child in node.items():
-                if _LONE_SURROGATE.search(key):
-                    return True
-                if isinstance(child, str):
-                    if _LONE_SURROGATE.search(child):
-                        return True
-                elif isinstance(child, dict | list):
-                    stack.append(child)
+            strings.extend(node)
+            children = list(node.values())
         else:
-            for child in node:
-                if isinstance(child, str):
-                    if _LONE_SURROGATE.search(child):
-                        return True
-                elif isinstance(child, dict | list):
-                    stack.append(child)
-    return False
+            children = node if isinstance(node, list) else [node]
+        for child in children:
+            if isinstance(child, str):
+                strings.append(child)
+            elif isinstance(child, dict | list):
+                stack.append(child)
+        for text in strings:
+            found = _FORBIDDEN_CHARACTER.search(text)
+            if found is not None:
+                return "NUL" if found.group() == "\x00" else "an unpaired UTF-16 surrogate"
+    return None
 
 
 def parse_json_body(body: bytes, content_type: str | None, *, limits: Limits) -> dict[str, Any]:
@@ -141,6 +144,7 @@ def parse_json_body(body: bytes, content_type: str | None, *, limits: Limits) ->
         raise FhirError.single(
             413, "too-costly", f"The JSON is nested deeper than {limits.max_nesting_depth} levels"
         )
-    if _has_lone_surrogate(value):
-        raise FhirError.single(400, "structure", "The JSON contains an unpaired UTF-16 surrogate escape")
+    forbidden = forbidden_character(value)
+    if forbidden is not None:
+        raise FhirError.single(400, "structure", f"The JSON contains {forbidden} (as an escape)")
     return value

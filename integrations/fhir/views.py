@@ -45,6 +45,7 @@ def _audit_unauthenticated(request: HttpRequest) -> None:
     fhir_request_refuse(request_id=request_id_of(request), status=401, reason="invalid_token")
 
 
+@csrf_exempt  # public and read-only: without this, CSRF would answer a POST with an HTML 403, not the 405
 def metadata(request: HttpRequest) -> HttpResponse:
     if request.method not in ("GET", "HEAD"):
         return _outcome_response(
@@ -52,6 +53,17 @@ def metadata(request: HttpRequest) -> HttpResponse:
         )
     base = public_base_url(request)
     return _fhir_response(200, capability_statement(base_url=f"{base}/fhir", token_url=f"{base}/auth/token"))
+
+
+@csrf_exempt
+def unknown_path(request: HttpRequest, path: str) -> HttpResponse:
+    """Any other path under ``[base]``: a FHIR client gets an OperationOutcome, not Django's HTML 404."""
+    return _outcome_response(
+        404,
+        "not-found",
+        "No FHIR interaction here: this server takes POST [base] (transaction or batch), POST [base]/{type}, "
+        "and read and search of the types it produces (see [base]/metadata)",
+    )
 
 
 def _ingest(request: HttpRequest, resource_type: str | None) -> HttpResponse:
@@ -63,6 +75,14 @@ def _ingest(request: HttpRequest, resource_type: str | None) -> HttpResponse:
             "not-supported",
             f"{request.method} is not supported here; this endpoint accepts POST",
             {"Allow": "POST"},
+        )
+    # A compressed body is refused unread: it is never inflated here (no zip bombs), and decoding it as
+    # JSON would only report "not UTF-8", which does not tell the client what to change.
+    encoding = (request.headers.get("Content-Encoding") or "identity").strip().lower()
+    if encoding != "identity":
+        fhir_request_refuse(request_id=request_id, status=415, reason="content_encoding")
+        return _outcome_response(
+            415, "not-supported", "Content-Encoding is not supported: send the FHIR JSON uncompressed"
         )
     # Refuse an oversized body from its declared length, before reading it into memory.
     declared = request.META.get("CONTENT_LENGTH") or "0"
@@ -96,6 +116,13 @@ def _ingest(request: HttpRequest, resource_type: str | None) -> HttpResponse:
     if answer.status == 201 and (request.headers.get("Prefer") or "").replace(" ", "") == "return=minimal":
         body = None
     return _fhir_response(answer.status, body, answer.headers)
+
+
+def with_search_allowed(response: HttpResponse) -> HttpResponse:
+    """The intake endpoint's 405 for a ``[base]/{type}`` that is also searched here: Allow says so."""
+    if response.status_code == 405:
+        response["Allow"] = "GET, HEAD, POST"
+    return response
 
 
 @csrf_exempt

@@ -74,7 +74,8 @@ def assertion_client_id(assertion: str) -> str:
     except jwt.PyJWTError:
         raise AssertionRejected("the client assertion payload is not a JSON object") from None
     issuer = claims.get("iss")
-    if not isinstance(issuer, str) or not issuer or len(issuer) > MAX_CLIENT_ID_LENGTH:
+    # NUL: PostgreSQL text cannot hold it, so looking the client up would fail with a DataError (a 500).
+    if not isinstance(issuer, str) or not issuer or len(issuer) > MAX_CLIENT_ID_LENGTH or "\x00" in issuer:
         raise AssertionRejected("the client assertion has no usable iss claim")
     return issuer
 
@@ -145,7 +146,7 @@ def client_assertion_verify(
         raise AssertionRejected("the client assertion was issued in the future (iat)")
 
     jti = claims.get("jti")
-    if not isinstance(jti, str) or not jti:
+    if not isinstance(jti, str) or not jti or "\x00" in jti:  # NUL: cannot be stored (PostgreSQL text)
         raise AssertionRejected("the jti claim is required")
     if len(jti) > MAX_JTI_LENGTH:
         raise AssertionRejected(f"the jti claim is longer than {MAX_JTI_LENGTH} characters")

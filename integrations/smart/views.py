@@ -66,6 +66,7 @@ def token(request: HttpRequest) -> HttpResponse:
     return _no_store(dict(issued.as_json()), status=200)
 
 
+@csrf_exempt  # public, read-only, no cookies: other methods get require_safe's 405, not CSRF's HTML 403
 @require_safe
 def smart_configuration(request: HttpRequest) -> HttpResponse:
     """SMART App Launch 2.x discovery document for backend services (public)."""
