@@ -238,6 +238,7 @@ class BatchReport:
     succeeded: int
     failed: int
     skipped: int
+    lost: int = 0  # claimed, then taken over by another worker (our lease ran out): result dropped
 
 
 def inference_runs_execute(*, run_ids: Sequence[str], task_id: str, worker: str, actor: Actor) -> BatchReport:
@@ -248,13 +249,13 @@ def inference_runs_execute(*, run_ids: Sequence[str], task_id: str, worker: str,
         for run_id in run_ids
         if (run := inference_run_claim(run_id=run_id, task_id=task_id, worker=worker))
     ]
-    counts = {"succeeded": 0, "failed": 0, "skipped": 0}
+    counts = {"succeeded": 0, "failed": 0, "skipped": 0, "lost": 0}
     by_model: dict[str, list[InferenceRun]] = {}
     for run in runs:
         by_model.setdefault(run.model_id, []).append(run)
     for model_id, model_runs in by_model.items():
         for status in _execute_model_batch(model_id, model_runs, actor=actor):
-            counts[status] = counts.get(status, 0) + 1
+            counts[status] += 1
     return BatchReport(claimed=len(runs), **counts)
 
 

@@ -1,5 +1,7 @@
 """A POSTed bundle ends as a claimed, finished job — through Redis and real worker processes — and
-survives a worker killed mid-task, a whole worker killed, a duplicate delivery and a broker outage."""
+survives a worker killed mid-task, a whole worker killed, a duplicate delivery and a broker outage: each
+fault test ends with the bundle's suggestions stored exactly once (``assert_exactly_once``). More faults in
+test_faults.py."""
 
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from django.conf import settings
@@ -18,10 +19,13 @@ from django.test import Client
 from clinical_ai.audit.models import AuditEvent
 from clinical_ai.audit.selectors import audit_chain_verify
 from clinical_ai.deid.tasks import deidentify_ingest_job
+from clinical_ai.inference.models import InferenceRun
+from clinical_ai.inference.tasks import run_models
 from clinical_ai.intake.models import IngestJob
 from clinical_ai.intake.services import ingest_jobs_sweep
 from tests.factories import make_ehr_client, make_organization, obtain_token, post_fhir, sample_bundle
 from tests.integration.conftest import WorkerFactory, redis_client, wait_for
+from tests.integration.exactly_once import assert_exactly_once, post_bundles
 
 SHORT_LEASE = {"INTAKE_CLAIM_LEASE_SECONDS": "3"}
 
@@ -71,7 +75,7 @@ def test_pool_process_killed_mid_task_is_redelivered_and_done_once(
     assert job.attempts == 2
     assert _process_rows(job) == 1
     assert "WorkerLostError" in worker.log() or "exited with 'signal 9" in worker.log()
-    assert audit_chain_verify().ok
+    assert_exactly_once([job])
 
 
 def test_whole_worker_killed_then_the_sweep_recovers_the_job(
@@ -88,6 +92,7 @@ def test_whole_worker_killed_then_the_sweep_recovers_the_job(
     wait_for(lambda: _status(job) == IngestJob.Status.SUCCEEDED, what="the swept job")
     assert job.attempts == 2
     assert _process_rows(job) == 1
+    assert_exactly_once([job])
 
 
 def test_duplicate_deliveries_do_nothing_twice(client: Client, workers: WorkerFactory) -> None:
@@ -99,10 +104,18 @@ def test_duplicate_deliveries_do_nothing_twice(client: Client, workers: WorkerFa
     deidentify_ingest_job.apply_async(args=(str(job.external_id),))
     queue = redis_client()
     wait_for(lambda: queue.llen("deid") == 0, what="the duplicates to be consumed")
+    # And the same for its inference batches, once they are finished.
+    assert_exactly_once([job])
+    for run in InferenceRun.objects.filter(ingest_job=job):
+        run_models.apply_async(args=([str(run.external_id)],), task_id=run.claimed_task_id, queue="inference")
+        run_models.apply_async(args=([str(run.external_id)],), queue="inference")
+    wait_for(lambda: queue.llen("inference") == 0, what="the inference duplicates to be consumed")
     time.sleep(2)
     job.refresh_from_db()
     assert job.attempts == 1
     assert _process_rows(job) == 1
+    assert set(InferenceRun.objects.filter(ingest_job=job).values_list("attempts", flat=True)) == {1}
+    assert_exactly_once([job])
 
 
 def _redis_is_local() -> bool:
@@ -126,23 +139,13 @@ def _start_redis() -> None:
 def test_broker_outage_loses_nothing(client: Client, workers: WorkerFactory) -> None:
     if not _redis_is_local():
         pytest.skip("stops and restarts the local Redis server; needs redis-server on 127.0.0.1:6379")
-    identity = make_ehr_client(make_organization())
-    token = obtain_token(client, identity)
     subprocess.run(["redis-cli", "shutdown", "nosave"], capture_output=True, check=False)
     try:
         wait_for(
             lambda: subprocess.run(["redis-cli", "ping"], capture_output=True).returncode != 0,
             what="Redis down",
         )
-        accepted: list[Any] = []
-        for n in range(3):
-            bundle = sample_bundle()
-            bundle["identifier"]["value"] = f"urn:uuid:outage-{n}-{os.urandom(4).hex()}"
-            started = time.monotonic()
-            response = post_fhir(client, token, bundle)
-            assert response.status_code == 200, response.content
-            accepted.append((response["X-Request-Id"], time.monotonic() - started))
-        jobs = [IngestJob.objects.get(request_id=rid) for rid, _ in accepted]
+        jobs = post_bundles(client, 3)  # each for its own organization, so each predicts anew
         assert all(j.status == IngestJob.Status.QUEUED and j.dispatched_at is None for j in jobs)
     finally:
         _start_redis()
@@ -154,4 +157,4 @@ def test_broker_outage_loses_nothing(client: Client, workers: WorkerFactory) -> 
         what="jobs accepted during the outage",
     )
     assert all(_process_rows(job) == 1 for job in jobs)
-    assert audit_chain_verify().ok
+    assert_exactly_once(jobs)

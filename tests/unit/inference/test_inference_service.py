@@ -92,3 +92,42 @@ def test_the_same_input_again_is_not_run_twice_and_a_newer_score_supersedes(
     assert Suggestion.objects.filter(model_id="problem-list-gaps").count() == len(
         {s.finding_key for s in Suggestion.objects.filter(model_id="problem-list-gaps")}
     )
+
+
+def test_a_run_taken_over_mid_batch_is_counted_lost_and_stored_once(
+    client: Any, ehr_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same message redelivered to a second worker takes the run over while the first still works on it:
+    the first drops its result and reports the run lost (it used to raise TypeError building its report)."""
+    from clinical_ai.deid.services import ingest_job_deidentify
+    from clinical_ai.inference import registry, services
+    from clinical_ai.intake.models import IngestJob
+    from clinical_ai.intake.services import ingest_job_claim, ingest_job_run
+    from tests.factories import obtain_token, post_fhir, sample_bundle
+    from tests.pipeline import WORKER
+
+    assert post_fhir(client, obtain_token(client, ehr_client), sample_bundle()).status_code == 200
+    claim = ingest_job_claim(job_id=str(IngestJob.objects.get().external_id), task_id="", worker="tests")
+    assert claim.job is not None
+    ingest_job_run(job=claim.job, actor=WORKER, stage=ingest_job_deidentify)
+    run = InferenceRun.objects.get(model_id="news2")
+    run_ids = [str(run.external_id)]
+    loaded = registry.model_loaded
+    second: list[services.BatchReport] = []
+
+    def taken_over_while_loading(manifest: Any) -> Any:
+        if not second:  # only the first worker's load: the second worker runs the whole batch meanwhile
+            second.append(services.BatchReport(claimed=0, succeeded=0, failed=0, skipped=0))
+            second[0] = services.inference_runs_execute(
+                run_ids=run_ids, task_id="t-same", worker="second", actor=WORKER
+            )
+        return loaded(manifest)
+
+    monkeypatch.setattr(services, "model_loaded", taken_over_while_loading)
+    first = services.inference_runs_execute(run_ids=run_ids, task_id="t-same", worker="first", actor=WORKER)
+    assert second[0] == services.BatchReport(claimed=1, succeeded=1, failed=0, skipped=0, lost=0)
+    assert first == services.BatchReport(claimed=1, succeeded=0, failed=0, skipped=0, lost=1)
+    run.refresh_from_db()
+    assert run.status == InferenceRun.Status.SUCCEEDED and run.claimed_by == "second" and run.attempts == 2
+    assert Suggestion.objects.filter(run=run).count() == 1
+    assert AuditEvent.objects.filter(action="inference.run", object_id=str(run.external_id)).count() == 1
