@@ -8,7 +8,7 @@ PYTHON ?= python3
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install demo test test-sqlite lint format bench deid-eval clean
+.PHONY: install demo test test-sqlite lint format bench bench-load chaos audit deid-eval clean
 
 $(VENV)/.installed: pyproject.toml requirements/models.txt
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,24 @@ lint: install
 bench: install
 	OMP_NUM_THREADS=1 $(PY) benchmarks/deid_throughput.py --markdown docs/benchmarks.md
 	OMP_NUM_THREADS=1 $(PY) benchmarks/inference_pipeline.py --markdown docs/benchmarks.md
+
+# Load test, several minutes: gunicorn, real Celery workers (deid, inference), PostgreSQL and Redis on this
+# machine, a load generator in a second process (Synthea intake + CDS Hooks patient-view). Recreates the
+# database clinical_ai_load and flushes Redis database 13; writes its section of docs/benchmarks.md and var/load.json.
+bench-load: install
+	OMP_NUM_THREADS=1 $(PY) benchmarks/load.py --seconds 300 --markdown docs/benchmarks.md --json var/load.json
+
+# Faults for several minutes (workers and pool processes killed, Redis and PostgreSQL restarted, tasks
+# redelivered) while Synthea bundles arrive; prints sent/accepted/completed/duplicated/lost, exits 1 on any
+# loss or duplicate. Recreates the database clinical_ai_chaos, flushes Redis database 12, restarts the local
+# Redis and PostgreSQL servers.
+chaos: install
+	OMP_NUM_THREADS=1 $(PY) benchmarks/chaos.py --bundles 40 --seconds 240 --faults 12 --seed 1 --json var/chaos.json
+
+# Known vulnerabilities in the installed packages (PyPI's JSON API or OSV must be reachable). --strict: a
+# package that could not be checked is a failure, so an offline run cannot pass by checking nothing.
+audit: install
+	$(VENV)/bin/pip-audit --strict --skip-editable --progress-spinner off --desc on
 
 # De-identification accuracy (ours vs bare Presidio) and leak counts; tables under var/.
 deid-eval: install

@@ -24,7 +24,6 @@ import json
 import os
 import platform
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,18 +37,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _path in (ROOT, Path(__file__).resolve().parent):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from _harness import cds_jwt, es384_key, free_port, gunicorn_start, write_between_markers  # noqa: E402
 
 SERVICE_PATH = "/cds-services/clinical-ai-patient-view"
 PATIENT_ID = "bench-1"
 BEGIN, END = "<!-- cds-hooks-latency:begin -->", "<!-- cds-hooks-latency:end -->"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _recreate_database(url: str) -> None:
@@ -118,18 +114,7 @@ class Caller:
         self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
 
     def token(self) -> str:
-        import jwt
-
-        now = int(time.time())
-        claims = {
-            "iss": "https://ehr.bench.example",
-            "sub": "bench-client",
-            "aud": self.aud,
-            "iat": now,
-            "exp": now + 120,
-            "jti": str(uuid.uuid4()),
-        }
-        return jwt.encode(claims, self.key, algorithm="ES384", headers={"kid": self.kid, "typ": "JWT"})
+        return cds_jwt(key=self.key, kid=self.kid, iss="https://ehr.bench.example", aud=self.aud)
 
     def once(self) -> tuple[float, int, int]:
         token, body = self.token(), _body()
@@ -166,18 +151,10 @@ def main() -> int:
     parser.add_argument("--markdown", type=Path, help="write the table into this file's latency section")
     args = parser.parse_args()
 
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from jwt.algorithms import ECAlgorithm
-
-    key = ec.generate_private_key(ec.SECP384R1())
     kid = "bench-es384"
-    jwk = {**json.loads(ECAlgorithm.to_jwk(key.public_key())), "kid": kid, "alg": "ES384", "use": "sig"}
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    pem, jwk = es384_key(kid)
 
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
@@ -191,41 +168,11 @@ def main() -> int:
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
     _seed(pem, jwk)
 
-    # Loaded in the master before the workers fork, so that no measured call pays for importing them.
-    config = tempfile.NamedTemporaryFile("w", suffix=".py", delete=False)  # noqa: SIM115
-    config.write("def when_ready(server):\n    import clinical_ai.deid.services  # noqa: F401\n")
-    config.close()
-    server = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("gunicorn")),
-            "clinical_ai.wsgi",
-            "--config",
-            config.name,
-            "--preload",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(args.workers),
-            "--threads",
-            str(args.threads),
-            "--worker-class",
-            "gthread",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
+    config_dir = tempfile.TemporaryDirectory(prefix="cds-bench-")
+    server = gunicorn_start(
+        port=port, workers=args.workers, threads=args.threads, env=env, config_dir=Path(config_dir.name)
     )
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit("the server did not start") from None
-                time.sleep(0.5)
         warm = [Caller(port, pem, kid) for _ in range(args.clients)]
         for _ in range(3):
             threads = [threading.Thread(target=c.once) for c in warm]
@@ -257,9 +204,8 @@ def main() -> int:
             thread.join()
         wall = time.monotonic() - started
     finally:
-        server.terminate()
-        server.wait(timeout=30)
-        Path(config.name).unlink()
+        server.stop()
+        config_dir.cleanup()
 
     ok = statuses[200]
     errors = sum(count for code, count in statuses.items() if code != 200)
@@ -280,13 +226,7 @@ def main() -> int:
     if errors:
         print(f"status codes: {dict(statuses)}")
     if args.markdown is not None:
-        text = args.markdown.read_text(encoding="utf-8")
-        if BEGIN in text and END in text:
-            head, rest = text.split(BEGIN, 1)
-            _, tail = rest.split(END, 1)
-            args.markdown.write_text(f"{head}{BEGIN}\n{table}\n{END}{tail}", encoding="utf-8")
-        else:
-            args.markdown.write_text(f"{text.rstrip()}\n\n{BEGIN}\n{table}\n{END}\n", encoding="utf-8")
+        write_between_markers(args.markdown, BEGIN, END, table)
     return 1 if errors else 0
 
 

@@ -36,12 +36,9 @@ import json
 import math
 import multiprocessing
 import os
-import platform
 import re
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,10 +46,8 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from importlib import metadata
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 for _path in (ROOT, Path(__file__).resolve().parent):
@@ -64,7 +59,15 @@ os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-from _worker_memory import TreeMemorySampler, process_tree  # noqa: E402  (this folder: the script's own)
+from _harness import (  # noqa: E402  (this folder: the script's own)
+    Started,
+    celery_worker_start,
+    database_recreate,
+    machine,
+    percentile,
+)
+from _harness import write_section as _write_section  # noqa: E402
+from _worker_memory import TreeMemorySampler, process_tree  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 SYNTHEA_DIR = "synthea_r4_ms_anonymizer_samples"
@@ -103,16 +106,6 @@ def _pin(cpus: Sequence[int]) -> list[int]:
     return usable
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default); NaN without values."""
-    ordered = sorted(values)
-    if not ordered:
-        return math.nan
-    position = (len(ordered) - 1) * q
-    low, high = math.floor(position), math.ceil(position)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
 def _median(values: Iterable[float]) -> float:
     found = list(values)
     return statistics.median(found) if found else math.nan
@@ -123,70 +116,13 @@ def _median(values: Iterable[float]) -> float:
 
 def _database_recreate(database_url: str) -> None:
     """Drop and create the benchmark's own database (never one whose name does not say so)."""
-    import psycopg
-    from psycopg import sql
-
-    parts = urlsplit(database_url)
-    name = parts.path.lstrip("/")
-    if "bench" not in name:
-        raise SystemExit(f"refusing to drop database {name!r}: its name must contain 'bench'")
-    with psycopg.connect(
-        host=parts.hostname or "127.0.0.1",
-        port=parts.port or 5432,
-        user=parts.username or "postgres",
-        password=parts.password or None,
-        dbname="postgres",
-        autocommit=True,
-    ) as connection:
-        connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    database_recreate(database_url, marker="bench")
 
 
-@dataclass
-class Worker:
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    argv: list[str]
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=30)
-
-
-def _worker_start(*, cpus: Sequence[int], concurrency: int, env: Mapping[str, str], log_dir: Path) -> Worker:
-    argv = [sys.executable, "-m", "celery", "-A", "clinical_ai", "worker"]
-    argv += [
-        "-Q", "deid,inference", "--concurrency", str(concurrency), "--pool", "prefork",
-        "--hostname", f"bench-{uuid.uuid4().hex[:6]}@%h", "--without-gossip", "--without-mingle",
-        "--loglevel", "INFO",
-    ]  # fmt: skip
-    if shutil.which("taskset"):  # taskset execs celery: the pid stays the worker's main process
-        argv = ["taskset", "-c", ",".join(map(str, cpus)), *argv]
-    log_path = log_dir / "worker.log"
-    process = subprocess.Popen(
-        argv,
-        cwd=ROOT,
-        env=dict(env),
-        stdout=log_path.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+def _worker_start(*, cpus: Sequence[int], concurrency: int, env: Mapping[str, str], log_dir: Path) -> Started:
+    return celery_worker_start(
+        queues="deid,inference", concurrency=concurrency, env=env, log_path=log_dir / "worker.log", cpus=cpus
     )
-    worker = Worker(process, log_path, argv)
-    deadline = time.monotonic() + 180
-    while "ready." not in worker.log():
-        if process.poll() is not None or time.monotonic() > deadline:
-            worker.stop()
-            raise SystemExit(f"the worker did not start:\n{worker.log()[-4000:]}")
-        time.sleep(0.2)
-    return worker
 
 
 @dataclass
@@ -695,31 +631,6 @@ def _run_in_process(function: Callable[..., dict[str, Any]], *args: Any, **kwarg
 # --- report -------------------------------------------------------------------------------------------------
 
 
-def _version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "absent"
-
-
-def machine() -> dict[str, str]:
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        found = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(encoding="utf-8"), re.MULTILINE)
-        cpu = found.group(1).strip() if found else cpu
-    return {
-        "cpu": cpu,
-        "cores": str(os.cpu_count()),
-        "python": platform.python_version(),
-        "transformers": _version("transformers"),
-        "celery": _version("celery"),
-        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "unset"),
-        "os": f"{platform.system()} {platform.release()}",
-        "load_average": ", ".join(f"{value:.2f}" for value in os.getloadavg()),  # others on the machine
-    }
-
-
 def _s(value: float | None, digits: int = 2) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:,.{digits}f}"
 
@@ -1034,14 +945,7 @@ def _busy(results: Mapping[str, Any]) -> bool:
 
 def write_section(path: Path, section: str) -> None:
     """Replace this benchmark's section of ``path`` (or add it), keeping any other section."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\n"
-    pattern = re.compile(rf"^## {re.escape(SECTION)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section.rstrip("\n") + "\n\n", text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+    _write_section(path, SECTION, section)
 
 
 def _cpus(value: str) -> list[int]:
