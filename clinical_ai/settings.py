@@ -120,6 +120,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "clinical_ai.core.middleware.ContentSecurityPolicyMiddleware",
     "clinical_ai.core.middleware.RequestIdMiddleware",
+    "clinical_ai.core.middleware.DatabaseUnavailableMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -154,6 +155,9 @@ DATABASES = {
     "default": dj_database_url.parse(
         env_str("DATABASE_URL") or f"sqlite:///{_default_sqlite}",
         conn_max_age=env_int("DB_CONN_MAX_AGE", 0),
+        # With persistent connections, test each one before a request reuses it: after a database restart
+        # the first request gets a fresh connection instead of an error.
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
