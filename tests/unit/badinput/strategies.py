@@ -9,7 +9,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from tests.unit.fhir.builders import bundle, entry, observation, patient
+from tests.unit.fhir.builders import bundle, containers, entry, observation, patient
 
 PATIENT_URL = "urn:uuid:4f1c5a0e-7d3b-4a43-9d3e-3c1c7e0a9b11"
 
@@ -99,23 +99,13 @@ def wrong_type_for(value: Any) -> st.SearchStrategy[Any]:
     return st.one_of(options)
 
 
-def _containers(document: Any) -> list[Any]:
-    found, stack = [], [document]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict | list):
-            found.append(node)
-            stack.extend(node.values() if isinstance(node, dict) else node)
-    return found
-
-
 @st.composite
 def mutated(draw: st.DrawFn, seed: Any, max_rounds: int = 4) -> Any:
     """``seed`` with 0..max_rounds mutations anywhere in it."""
     document = copy.deepcopy(seed)
     for _ in range(draw(st.integers(min_value=0, max_value=max_rounds))):
-        containers = _containers(document)
-        node = containers[draw(st.integers(min_value=0, max_value=len(containers) - 1))]
+        nodes = containers(document)
+        node = nodes[draw(st.integers(min_value=0, max_value=len(nodes) - 1))]
         keys: list[Any] = list(node) if isinstance(node, dict) else list(range(len(node)))
         operation = draw(st.sampled_from(["wrong-type", "replace", "drop", "add", "resource-type"]))
         if operation == "add" or not keys:

@@ -50,3 +50,14 @@ def expressions(issues: Iterable[Issue]) -> list[str]:
 def codes_at(issues: Iterable[Issue]) -> set[tuple[str, str]]:
     """(code, first expression) of each issue."""
     return {(issue.code, issue.expression[0] if issue.expression else "") for issue in issues}
+
+
+def containers(value: Any) -> list[Any]:
+    """Every dict and list inside ``value`` (itself included): the places a mutation can strike."""
+    found, stack = [], [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict | list):
+            found.append(node)
+            stack.extend(node.values() if isinstance(node, dict) else node)
+    return found

@@ -19,7 +19,7 @@ from integrations.fhir.validation import (
     validate_resource,
 )
 
-from .builders import bundle, entry, observation, patient
+from .builders import bundle, containers, entry, observation, patient
 
 PATIENT_URL = "urn:uuid:4f1c5a0e-7d3b-4a43-9d3e-3c1c7e0a9b11"
 
@@ -144,16 +144,6 @@ def random_value(rng: random.Random, depth: int = 0) -> Any:
             "comparator": rng.choice(["<", "~", 5]),
         }
     return rng.choice(["final", "Patient", 1, None, [None], [1, "a"], {"url": "http://x"}])
-
-
-def containers(value: Any) -> list[Any]:
-    found, stack = [], [value]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict | list):
-            found.append(node)
-            stack.extend(node.values() if isinstance(node, dict) else node)
-    return found
 
 
 def mutate(document: Any, rng: random.Random, rounds: int) -> Any:
