@@ -184,6 +184,17 @@ def _verify_failed_record(
     )
 
 
+def _verified_record(*, user: Any, device: Any, stage: str, request_id: str) -> None:
+    audit_record(
+        actor=Actor.user(user.pk),
+        action="auth.otp.verify",
+        object_type="User",
+        object_id=str(user.pk),
+        request_id=request_id,
+        detail={"stage": stage, "device_id": str(device.pk)},
+    )
+
+
 def user_second_factor_log_in(*, request: HttpRequest, token: str, request_id: str) -> SecondFactorOutcome:
     """The second step of signing in: a right code for the user waiting in this session starts the session
     (``auth.otp.verify`` then ``auth.login``, one transaction). A wrong one is refused and recorded as
@@ -217,14 +228,7 @@ def user_second_factor_log_in(*, request: HttpRequest, token: str, request_id: s
                 request.session[OTP_PENDING_SESSION_KEY] = {**pending, "failures": failures}
             return outcome
         request.session.pop(OTP_PENDING_SESSION_KEY, None)
-        audit_record(
-            actor=Actor.user(user.pk),
-            action="auth.otp.verify",
-            object_type="User",
-            object_id=str(user.pk),
-            request_id=request_id,
-            detail={"stage": "login", "device_id": str(device.pk)},
-        )
+        _verified_record(user=user, device=device, stage="login", request_id=request_id)
         user.backend = pending.get("backend") or None
         _session_start(request=request, user=user, device=device, request_id=request_id)
     return SecondFactorOutcome.VERIFIED
@@ -245,14 +249,7 @@ def session_second_factor_verify(*, request: HttpRequest, token: str, request_id
                 actor=Actor.user(user.pk), user=user, stage="session", outcome=outcome, request_id=request_id
             )
             return outcome
-        audit_record(
-            actor=Actor.user(user.pk),
-            action="auth.otp.verify",
-            object_type="User",
-            object_id=str(user.pk),
-            request_id=request_id,
-            detail={"stage": "session", "device_id": str(device.pk)},
-        )
+        _verified_record(user=user, device=device, stage="session", request_id=request_id)
         otp_login(request, device)
     return SecondFactorOutcome.VERIFIED
 
