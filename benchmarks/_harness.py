@@ -30,6 +30,24 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def script_environment(*, one_blas_thread: bool = False, **variables: str) -> None:
+    """What a benchmark script sets before Django, Presidio or torch is imported: the repository on
+    ``sys.path``, the throwaway test keys (tests.settings), no network lookup for the e-mail recognizer's
+    suffix list and, where asked, one BLAS/OpenMP thread per process as in the worker
+    (clinical_ai/celery.py). Each is a default: the caller's environment wins."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    defaults = {
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS": "",
+        **variables,
+    }
+    if one_blas_thread:
+        defaults.update(dict.fromkeys(("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"), "1"))
+    for name, value in defaults.items():
+        os.environ.setdefault(name, value)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -36,10 +36,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-ROOT = Path(__file__).resolve().parents[1]
-for _path in (ROOT, Path(__file__).resolve().parent):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
+from _harness import ROOT, script_environment  # this folder: the script's own
+
+script_environment()
 
 from _harness import cds_jwt, es384_key, free_port, gunicorn_start, write_between_markers  # noqa: E402
 

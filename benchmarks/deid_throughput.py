@@ -28,7 +28,6 @@ import argparse
 import datetime as dt
 import json
 import multiprocessing
-import os
 import re
 import resource
 import sys
@@ -38,17 +37,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-for _path in (ROOT, Path(__file__).resolve().parent):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
-# Throwaway test keys: the benchmark stores nothing and needs no database.
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
-os.environ.setdefault("DATABASE_URL", "")
-os.environ.setdefault("CELERY_BROKER_URL", "")
-os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
+from _harness import ROOT, script_environment  # this folder: the script's own
 
-from _harness import machine as harness_machine  # noqa: E402  (this folder: the script's own)
+# The benchmark stores nothing and needs no database or broker.
+script_environment(DATABASE_URL="", CELERY_BROKER_URL="")
+
+from _harness import machine as harness_machine  # noqa: E402
 from _harness import version  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data"

@@ -49,17 +49,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-for _path in (ROOT, Path(__file__).resolve().parent):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")  # throwaway test keys
-os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
-# As in the worker (clinical_ai/celery.py): one BLAS/OpenMP thread per process, set before torch is imported.
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+from _harness import ROOT, script_environment  # this folder: the script's own
 
-from _harness import (  # noqa: E402  (this folder: the script's own)
+script_environment(one_blas_thread=True)
+
+from _harness import (  # noqa: E402
     Started,
     celery_worker_start,
     database_recreate,
