@@ -13,7 +13,10 @@ from typing import Any
 
 import pytest
 
-from clinical_ai.inference.builtin.news2 import NO_VITALS, News2Model, build, chart_load, chart_parse
+from clinical_ai.inference.builtin.news2 import build
+from clinical_ai.inference.builtin.news2.chart import chart_load, chart_parse
+from clinical_ai.inference.builtin.news2.model import News2Model
+from clinical_ai.inference.builtin.news2.result import NO_VITALS
 from clinical_ai.inference.engine.fhir_output import RunContext, run_output_issues, run_resources
 from clinical_ai.inference.engine.manifest import (
     ArtifactMismatch,

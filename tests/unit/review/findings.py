@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from clinical_ai.inference.builtin.news2 import News2Model, build
+from clinical_ai.inference.builtin.news2 import build
+from clinical_ai.inference.builtin.news2.model import News2Model
 from clinical_ai.inference.engine.fhir_output import RunContext, run_output_issues, run_resources
 from clinical_ai.inference.engine.manifest import (
     ModelManifest,
