@@ -69,7 +69,7 @@ def _seed(private_pem: bytes, public_jwk: dict[str, Any]) -> None:
     from django.db import connections
 
     from clinical_ai.audit.services import Actor
-    from clinical_ai.deid.engine.pipeline import patient_pseudonym
+    from clinical_ai.vault.pseudonyms import patient_pseudonym
     from integrations.cds_hooks.registration import cds_issuer_register
     from tests.factories import make_ehr_client, make_organization
     from tests.unit.review.conftest import store_finding

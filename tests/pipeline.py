@@ -8,11 +8,10 @@ from typing import Any
 from django.test import Client
 
 from clinical_ai.audit.services import Actor
-from clinical_ai.deid.services import ingest_job_deidentify
 from clinical_ai.inference.models import InferenceRun
-from clinical_ai.inference.services import inference_runs_execute
 from clinical_ai.intake.models import IngestJob
 from clinical_ai.intake.services import ingest_job_claim, ingest_job_run
+from clinical_ai.pipeline.worker import deidentify, models_run
 from clinical_ai.review.models import Suggestion
 from tests.factories import EhrIdentity, obtain_token, post_fhir, sample_bundle
 
@@ -26,13 +25,13 @@ def jobs_process() -> list[InferenceRun]:
     ):
         claim = ingest_job_claim(job_id=str(job_id), task_id="", worker="tests")
         assert claim.job is not None
-        ingest_job_run(job=claim.job, actor=WORKER, stage=ingest_job_deidentify)
+        ingest_job_run(job=claim.job, actor=WORKER, stage=deidentify)
     runs = list(InferenceRun.objects.filter(status=InferenceRun.Status.QUEUED).order_by("pk"))
     by_model: dict[str, list[str]] = {}
     for run in runs:
         by_model.setdefault(run.model_id, []).append(str(run.external_id))
     for run_ids in by_model.values():
-        inference_runs_execute(run_ids=run_ids, task_id="", worker="tests", actor=WORKER)
+        models_run(run_ids=run_ids, task_id="", worker="tests", actor=WORKER)
     return list(InferenceRun.objects.filter(pk__in=[r.pk for r in runs]).order_by("pk"))
 
 

@@ -7,7 +7,7 @@ from cryptography.hazmat.primitives import serialization
 from django.conf import settings
 from django.core.checks import Error, register
 
-from clinical_ai.deid.vault_crypto import VaultKeyError, private_key_from_text, public_key_from_text
+from clinical_ai.vault.crypto import VaultKeyError, private_key_from_text, public_key_from_text
 
 
 @register()

@@ -1,36 +1,34 @@
-"""The de-identification stage and the pseudonym vault.
+"""The de-identification stage (workers).
 
-Workers run ``ingest_job_deidentify``: they read the sealed raw entries, write the de-identified copy and
-seal each pseudonym's original to the vault's public key. Only ``patient_reidentify`` opens the vault: it runs
-in the web app, which alone holds the private key, for an authorized user, and is audited.
+``ingest_job_deidentify`` reads a job's sealed raw entries, computes the de-identified copy and seals each
+pseudonym's original to the vault's public key: workers can write the vault, never read it. Reading it is
+the web app's (``clinical_ai.vault``). What follows this stage is not its business: ``clinical_ai.pipeline``
+adds the next stage's rows to the same transaction.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from django.conf import settings
-from django.core.exceptions import PermissionDenied
 
-from clinical_ai.accounts.models import Membership, Organization, Role
+from clinical_ai.accounts.models import Organization
 from clinical_ai.audit.services import Actor, audit_record
 from clinical_ai.core.sealing import seal_json
 from clinical_ai.deid.engine.fhirpath_values import FhirPathEvaluationError
 from clinical_ai.deid.engine.methods import ProcessingError
-from clinical_ai.deid.engine.pipeline import EntryInput, PipelineResult, deidentify_entries, patient_pseudonym
+from clinical_ai.deid.engine.pipeline import EntryInput, PipelineResult, deidentify_entries
 from clinical_ai.deid.engine.text.patient_terms import patient_identifiers_from_fhir
 from clinical_ai.deid.models import DeidentifiedResource, PseudonymVaultEntry
 from clinical_ai.deid.runtime import anonymizer, text_scrubber
-from clinical_ai.deid.vault_crypto import open_with, private_key_from_text, public_key_from_text, seal_to
-from clinical_ai.inference.services import inference_runs_create
 from clinical_ai.intake.models import IngestJob
 from clinical_ai.intake.services import OpenedEntry, PermanentJobError, StageOutcome
+from clinical_ai.vault.crypto import public_key_from_text, seal_to
+from clinical_ai.vault.pseudonyms import PATIENT_REFERENCE_INDEX_KIND
+from clinical_ai.vault.services import reference_index_key
 
 logger = logging.getLogger(__name__)
 
@@ -100,8 +98,6 @@ def ingest_job_deidentify(job: IngestJob, entries: list[OpenedEntry], actor: Act
     def writes() -> None:
         DeidentifiedResource.objects.bulk_create(rows, batch_size=500)
         PseudonymVaultEntry.objects.bulk_create(vault_rows, batch_size=500, ignore_conflicts=True)
-        # The next stage's runs exist exactly when their inputs do; they are dispatched on commit.
-        inference_runs_create(job=job, patient_pseudonyms=per_patient)
         for patient, count in sorted(per_patient.items()):
             audit_record(
                 actor=actor,
@@ -121,21 +117,8 @@ def ingest_job_deidentify(job: IngestJob, entries: list[OpenedEntry], actor: Act
             "config": config,
         },
         writes=writes,
+        patients=dict(per_patient),
     )
-
-
-# The blind index of the EHR's own patient references. A pseudonym made from a medical record number cannot
-# be recomputed from the EHR's ``Patient/<id>``, and opening every vault entry to find one does not scale:
-# beside each ``patient_reference`` entry the stage writes one of this kind whose ``pseudonym`` is a keyed
-# HMAC of the reference. The web app computes the same HMAC from the id the EHR searches by and finds the
-# patient's pseudonyms with one indexed query, without opening the vault.
-PATIENT_REFERENCE_INDEX_KIND = "patient_reference_index"
-
-
-def patient_reference_index_key(*, organization: str, reference: str) -> str:
-    """The blind index of ``reference`` (``Patient/<id>``) in ``organization`` (its slug)."""
-    message = f"ref|{organization}|{reference}".encode()
-    return hmac.new(settings.PSEUDONYM_KEY.encode("utf-8"), message, hashlib.sha256).hexdigest()
 
 
 def patient_reference_index_entries(
@@ -154,66 +137,10 @@ def patient_reference_index_entries(
             organization=organization,
             patient_pseudonym=patient,
             kind=PATIENT_REFERENCE_INDEX_KIND,
-            pseudonym=patient_reference_index_key(organization=organization.slug, reference=original),
+            pseudonym=reference_index_key(organization=organization.slug, reference=original),
         )
         entry.sealed_original = seal_to(
             vault_key, original.encode("utf-8"), associated_data=entry.associated_data
         )
         entries.append(entry)
     return entries
-
-
-def patient_pseudonyms_for_reference(
-    *, organization_id: int, organization_slug: str, reference: str
-) -> list[str]:
-    """Every pseudonym the EHR's ``Patient/<id>`` may have here: the one computed from the reference itself
-    (the patient was only ever referenced, or has no medical record number) and those the blind index
-    knows (the pseudonym came from an MRN). One query; no vault entry is opened."""
-    direct = patient_pseudonym(
-        key=settings.PSEUDONYM_KEY.encode("utf-8"), organization=organization_slug, identity=reference
-    )
-    indexed = PseudonymVaultEntry.objects.filter(
-        organization_id=organization_id,
-        kind=PATIENT_REFERENCE_INDEX_KIND,
-        pseudonym=patient_reference_index_key(organization=organization_slug, reference=reference),
-    ).values_list("patient_pseudonym", flat=True)
-    return sorted({direct, *indexed})
-
-
-def _may_reidentify(user: Any, organization: Organization) -> bool:
-    return bool(
-        user.is_authenticated
-        and user.is_active
-        and Membership.objects.filter(user=user, organization=organization, role=Role.CLINICIAN).exists()
-    )
-
-
-def patient_reidentify(
-    *, user: Any, organization: Organization, patient_pseudonym: str, purpose: str, request_id: str
-) -> dict[str, list[str]]:
-    """Open the vault entries of one patient for a clinician of the patient's organization. Audited either
-    way; refused (PermissionDenied) for anyone else, and where this process holds no private key."""
-    allowed = _may_reidentify(user, organization) and bool(settings.VAULT_PRIVATE_KEY)
-    audit_record(
-        actor=Actor.user(user.pk if user.is_authenticated else "-"),
-        action="deid.reidentify",
-        outcome="success" if allowed else "failure",
-        object_type="Patient",
-        organization=organization.slug,
-        patient_pseudonym=patient_pseudonym,
-        request_id=request_id,
-        detail={"purpose": purpose[:64]},
-    )
-    if not allowed:
-        raise PermissionDenied("re-identification is not allowed for this user here")
-    private = private_key_from_text(settings.VAULT_PRIVATE_KEY)
-    originals: dict[str, list[str]] = {}
-    entries = PseudonymVaultEntry.objects.filter(
-        organization=organization, patient_pseudonym=patient_pseudonym
-    ).exclude(kind=PATIENT_REFERENCE_INDEX_KIND)  # the same reference again, keyed for search
-    for entry in entries.order_by("kind", "pk"):
-        value = open_with(
-            private, bytes(entry.sealed_original), associated_data=entry.associated_data
-        ).decode("utf-8")
-        originals.setdefault(entry.kind, []).append(value)
-    return originals

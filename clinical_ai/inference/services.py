@@ -14,42 +14,59 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import secrets
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
-from django.db.models import F, Q
 from django.utils import timezone
-from kombu.exceptions import OperationalError as BrokerOperationalError
 
 from clinical_ai.audit.models import Outcome
 from clinical_ai.audit.services import Actor, audit_record
 from clinical_ai.core.crypto import DecryptionError
+from clinical_ai.core.jobs import JobTable, LostClaim, job_claim, job_dispatch, job_hold, jobs_sweep
 from clinical_ai.core.sealing import canonical_json, open_json
 from clinical_ai.deid.models import DeidentifiedResource
-from clinical_ai.inference.engine.fhir_output import (
-    FhirOutputError,
-    RunContext,
-    run_output_issues,
-    run_resources,
-)
 from clinical_ai.inference.engine.manifest import ManifestError, ModelManifest
 from clinical_ai.inference.engine.types import ModelResult, PatientContext, SourceResource
 from clinical_ai.inference.models import InferenceRun, ModelDeployment, ShadowRun
 from clinical_ai.inference.registry import catalogue, deployment_state, enabled_models, model_loaded
 from clinical_ai.intake.models import IngestJob
-from clinical_ai.review.services import output_resources_put, suggestions_create, suggestions_plan
 
 logger = logging.getLogger(__name__)
 
 RUN_ACTION = "inference.run"
 SHADOW_RUN_ACTION = "inference.shadow.run"
+
+# Runs are worked in batches of one model by the ``inference`` task, sent by name.
+INFERENCE_RUNS = JobTable(
+    model=InferenceRun,
+    task_name="clinical_ai.inference.run_models",
+    lease_setting="INFERENCE_CLAIM_LEASE_SECONDS",
+    redispatch_setting="INFERENCE_REDISPATCH_AFTER_SECONDS",
+    expires_setting="INFERENCE_TASK_EXPIRES_SECONDS",
+    claimed_at_field="started_at",
+    batch_by="model_id",
+    select_related=("organization",),
+)
+
+
+class InvalidOutput(Exception):
+    """The model's output does not make valid FHIR: nothing of it is stored, the run fails."""
+
+
+class OutputStore(Protocol):
+    """Stores what a successful run leaves behind (its suggestions and FHIR outputs), inside the run's
+    finishing transaction; returns the new suggestions' ids. Raises ``InvalidOutput`` to fail the run.
+    The next stage provides it (``clinical_ai.pipeline``): this stage does not import it."""
+
+    def __call__(
+        self, run: InferenceRun, *, manifest: ModelManifest, result: ModelResult, occurred: datetime
+    ) -> list[str]: ...
 
 
 # --- creating and dispatching -------------------------------------------------------------------------
@@ -116,75 +133,18 @@ def _shadow_runs_create(*, job: IngestJob, models: Sequence[Any]) -> None:
 def inference_runs_dispatch(*, run_ids: Sequence[str]) -> bool:
     """Publish one task for a batch of runs (the same model) to the ``inference`` queue. A broker outage
     leaves the rows queued without ``dispatched_at``; the sweep sends them later."""
-    from clinical_ai.inference.tasks import run_models
-
-    try:
-        run_models.apply_async(args=(list(run_ids),), expires=settings.INFERENCE_TASK_EXPIRES_SECONDS)
-    except (BrokerOperationalError, OSError) as exc:
-        logger.warning(
-            "broker unavailable, %d inference run(s) left for the sweep (%s)",
-            len(run_ids),
-            type(exc).__name__,
-        )
-        return False
-    InferenceRun.objects.filter(external_id__in=list(run_ids)).update(dispatched_at=timezone.now())
-    return True
+    return job_dispatch(INFERENCE_RUNS, keys=run_ids)
 
 
 def inference_runs_sweep(*, now: datetime | None = None, limit: int = 500) -> int:
     """Send again the runs never dispatched, queued too long, or whose claim lease ran out."""
-    now = now or timezone.now()
-    redispatch_before = now - timedelta(seconds=settings.INFERENCE_REDISPATCH_AFTER_SECONDS)
-    fresh_before = now - timedelta(seconds=5)
-    stale = (
-        InferenceRun.objects.filter(
-            Q(status=InferenceRun.Status.QUEUED, dispatched_at__isnull=True, created_at__lt=fresh_before)
-            | Q(status=InferenceRun.Status.QUEUED, dispatched_at__lt=redispatch_before)
-            | Q(status=InferenceRun.Status.RUNNING, lease_expires_at__lt=now)
-        )
-        .order_by("created_at")
-        .values_list("model_id", "external_id")[:limit]
-    )
-    batches: dict[str, list[str]] = {}
-    for model_id, external_id in stale:
-        batches.setdefault(model_id, []).append(str(external_id))
-    sent = 0
-    for run_ids in batches.values():
-        if not inference_runs_dispatch(run_ids=run_ids):
-            break
-        sent += len(run_ids)
-    if sent:
-        logger.info("inference sweep re-dispatched %d run(s)", sent)
-    return sent
-
-
-# --- claiming ------------------------------------------------------------------------------------------
+    return jobs_sweep(INFERENCE_RUNS, now=now, limit=limit)
 
 
 def inference_run_claim(*, run_id: str, task_id: str, worker: str) -> InferenceRun | None:
     """Take the run with one conditional UPDATE; None when another worker holds it or it is finished."""
-    now = timezone.now()
-    claimable = Q(status=InferenceRun.Status.QUEUED) | Q(
-        status=InferenceRun.Status.RUNNING, lease_expires_at__lt=now
-    )
-    if task_id:  # the same message redelivered after its worker died may take the run back at once
-        claimable |= Q(status=InferenceRun.Status.RUNNING, claimed_task_id=task_id)
-    updated = (
-        InferenceRun.objects.filter(external_id=run_id)
-        .filter(claimable)
-        .update(
-            status=InferenceRun.Status.RUNNING,
-            claim_token=secrets.token_hex(16),
-            claimed_task_id=task_id[:64],
-            claimed_by=worker[:200],
-            started_at=now,
-            lease_expires_at=now + timedelta(seconds=settings.INFERENCE_CLAIM_LEASE_SECONDS),
-            attempts=F("attempts") + 1,
-        )
-    )
-    if updated != 1:
-        return None
-    return InferenceRun.objects.select_related("organization").get(external_id=run_id)
+    claimed: InferenceRun | None = job_claim(INFERENCE_RUNS, key=run_id, task_id=task_id, worker=worker).row
+    return claimed
 
 
 # --- inputs --------------------------------------------------------------------------------------------
@@ -241,7 +201,9 @@ class BatchReport:
     lost: int = 0  # claimed, then taken over by another worker (our lease ran out): result dropped
 
 
-def inference_runs_execute(*, run_ids: Sequence[str], task_id: str, worker: str, actor: Actor) -> BatchReport:
+def inference_runs_execute(
+    *, run_ids: Sequence[str], task_id: str, worker: str, actor: Actor, store: OutputStore
+) -> BatchReport:
     """Claim and run a batch of runs. Each run finishes in its own transaction; a run someone else holds is
     left alone; database faults propagate (the task retries and re-claims its own runs)."""
     runs = [
@@ -254,7 +216,7 @@ def inference_runs_execute(*, run_ids: Sequence[str], task_id: str, worker: str,
     for run in runs:
         by_model.setdefault(run.model_id, []).append(run)
     for model_id, model_runs in by_model.items():
-        for status in _execute_model_batch(model_id, model_runs, actor=actor):
+        for status in _execute_model_batch(model_id, model_runs, actor=actor, store=store):
             counts[status] += 1
     return BatchReport(claimed=len(runs), **counts)
 
@@ -268,9 +230,11 @@ class _Predicted:
     result: ModelResult
 
 
-def _execute_model_batch(model_id: str, runs: list[InferenceRun], *, actor: Actor) -> list[str]:
+def _execute_model_batch(
+    model_id: str, runs: list[InferenceRun], *, actor: Actor, store: OutputStore
+) -> list[str]:
     predicted: dict[int, _Predicted] = {}
-    outcomes = _execute_active_batch(model_id, runs, actor=actor, predicted=predicted)
+    outcomes = _execute_active_batch(model_id, runs, actor=actor, store=store, predicted=predicted)
     try:
         _execute_shadow_batch(model_id, runs, actor=actor, predicted=predicted)
     except DatabaseError:  # the active runs are stored already; their shadows stay queued, unanswered
@@ -279,7 +243,12 @@ def _execute_model_batch(model_id: str, runs: list[InferenceRun], *, actor: Acto
 
 
 def _execute_active_batch(
-    model_id: str, runs: list[InferenceRun], *, actor: Actor, predicted: dict[int, _Predicted]
+    model_id: str,
+    runs: list[InferenceRun],
+    *,
+    actor: Actor,
+    store: OutputStore,
+    predicted: dict[int, _Predicted],
 ) -> list[str]:
     outcomes: list[str] = []
     live: list[InferenceRun] = []
@@ -350,6 +319,7 @@ def _execute_active_batch(
         outcome = _finish_succeeded(
             live[i],
             actor=actor,
+            store=store,
             manifest=manifest,
             result=result,
             input_sha256=input_hashes[i],
@@ -524,14 +494,6 @@ def _earlier_identical_run(
     )
 
 
-class _LostClaim(Exception):
-    pass
-
-
-class _InvalidOutput(Exception):
-    """The model's output does not make valid FHIR: nothing of it is stored, the run fails."""
-
-
 def _finish(
     run: InferenceRun,
     *,
@@ -541,6 +503,7 @@ def _finish(
     fields: dict[str, Any],
     manifest: ModelManifest | None = None,
     result: ModelResult | None = None,
+    store: OutputStore | None = None,
 ) -> str:
     """Finish the run if this worker still holds it: the row, its suggestions and its audit row together.
     The model's switch is read again here, under lock, so a model switched off mid-run stores nothing."""
@@ -553,15 +516,11 @@ def _finish(
                     status, result = InferenceRun.Status.SKIPPED, None
                     detail = {**detail, "skipped": "model switched off or re-pinned during the run"}
             now = timezone.now()
-            updated = InferenceRun.objects.filter(
-                pk=run.pk, status=InferenceRun.Status.RUNNING, claim_token=run.claim_token
-            ).update(status=status, finished_at=now, lease_expires_at=None, **fields)
-            if updated != 1:
-                raise _LostClaim
+            job_hold(INFERENCE_RUNS, run, status=status, finished_at=now, **fields)
             suggestion_ids: list[str] = []
-            if result is not None and manifest is not None:
+            if result is not None and manifest is not None and store is not None:
                 run.refresh_from_db()
-                suggestion_ids = _store_outputs(run, manifest=manifest, result=result, occurred=now)
+                suggestion_ids = store(run, manifest=manifest, result=result, occurred=now)
             audit_record(
                 actor=actor,
                 action=RUN_ACTION,
@@ -579,59 +538,19 @@ def _finish(
                     **detail,
                 },
             )
-    except _LostClaim:
+    except LostClaim:
         logger.warning("inference run %s was taken over by another worker; this result is dropped", run.pk)
         return "lost"
-    except _InvalidOutput as exc:
+    except InvalidOutput as exc:
         return _finish_failed(run, actor=actor, error=f"invalid model output: {exc}", manifest=manifest)
     return str(status)
-
-
-def _store_outputs(
-    run: InferenceRun, *, manifest: ModelManifest, result: ModelResult, occurred: datetime
-) -> list[str]:
-    plan = suggestions_plan(run=run, manifest=manifest, result=result)
-    context = RunContext(
-        run_id=str(run.external_id),
-        model=manifest,
-        patient_pseudonym=run.patient_pseudonym,
-        occurred=occurred,
-        input_sha256=run.input_sha256,
-    )
-    try:
-        output = run_resources(context, plan.result, plan.ids_by_key)
-    except FhirOutputError as exc:
-        raise _InvalidOutput(str(exc)[:200]) from exc
-    issues = run_output_issues(output)
-    if issues:
-        where = ", ".join(issues[0].expression) or "?"
-        raise _InvalidOutput(f"{len(issues)} FHIR validation issue(s), the first at {where}")
-    created = suggestions_create(
-        run=run,
-        manifest=manifest,
-        plan=plan,
-        resources_by_key={key: found.resources for key, found in output.per_finding.items()},
-    )
-    InferenceRun.objects.filter(pk=run.pk).update(guidance_response=output.guidance_response)
-    output_resources_put(
-        organization_id=run.organization_id,
-        patient_pseudonym="",
-        resources=[output.device],
-        replace_existing=False,
-    )
-    output_resources_put(
-        organization_id=run.organization_id,
-        patient_pseudonym=run.patient_pseudonym,
-        resources=[output.guidance_response],
-        run=run,
-    )
-    return [str(s.external_id) for s in created]
 
 
 def _finish_succeeded(
     run: InferenceRun,
     *,
     actor: Actor,
+    store: OutputStore,
     manifest: ModelManifest,
     result: ModelResult,
     input_sha256: str,
@@ -644,6 +563,7 @@ def _finish_succeeded(
         status=InferenceRun.Status.SUCCEEDED,
         manifest=manifest,
         result=result,
+        store=store,
         detail={"input_sha256": input_sha256, "findings": len(result.findings)},
         fields={
             "model_version": manifest.version,

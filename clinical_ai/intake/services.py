@@ -6,24 +6,22 @@ The FHIR layer (integrations.fhir) parses and validates; this module only ever s
 from __future__ import annotations
 
 import logging
-import secrets
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from functools import partial
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
 from django.utils import timezone
-from kombu.exceptions import OperationalError as BrokerOperationalError
 
 from clinical_ai.audit.models import Outcome
 from clinical_ai.audit.services import Actor, audit_record
 from clinical_ai.core.crypto import DecryptionError
-from clinical_ai.core.sealing import open_json, seal_json
+from clinical_ai.core.jobs import JobTable, LostClaim, job_claim, job_dispatch, job_hold, jobs_sweep
+from clinical_ai.core.sealing import keyring, open_json, seal_json
 from clinical_ai.intake.models import IngestJob, RawResource
 
 logger = logging.getLogger(__name__)
@@ -101,46 +99,27 @@ def ingest_job_create(
     return job
 
 
-def ingest_job_dispatch(*, job_id: str) -> bool:
-    """Publish the job id to the ``deid`` queue (the de-identification stage takes it from there). A broker outage is not an error for the caller: the job
-    row stays queued with no ``dispatched_at`` and the sweep sends it again later."""
-    from clinical_ai.deid.tasks import deidentify_ingest_job
+# The rows of this stage are worked by the de-identification task, sent by name (clinical_ai.pipeline says
+# what follows what; this stage never imports the next one).
+INGEST_JOBS = JobTable(
+    model=IngestJob,
+    task_name="clinical_ai.deid.deidentify_ingest_job",
+    lease_setting="INTAKE_CLAIM_LEASE_SECONDS",
+    redispatch_setting="INTAKE_REDISPATCH_AFTER_SECONDS",
+    expires_setting="INTAKE_TASK_EXPIRES_SECONDS",
+)
 
-    try:
-        deidentify_ingest_job.apply_async(args=(job_id,), expires=settings.INTAKE_TASK_EXPIRES_SECONDS)
-    except (BrokerOperationalError, OSError) as exc:
-        logger.warning(
-            "broker unavailable, ingest job %s left for the sweep (%s)", job_id, type(exc).__name__
-        )
-        return False
-    IngestJob.objects.filter(external_id=job_id).update(dispatched_at=timezone.now())
-    return True
+
+def ingest_job_dispatch(*, job_id: str) -> bool:
+    """Publish the job id to the ``deid`` queue. A broker outage is not an error for the caller: the job row
+    stays queued with no ``dispatched_at`` and the sweep sends it again later."""
+    return job_dispatch(INGEST_JOBS, keys=[job_id])
 
 
 def ingest_jobs_sweep(*, now: datetime | None = None, limit: int = 500) -> int:
     """Send again every job that was never dispatched, sat queued too long, or whose claim lease ran out
     (its worker died). Safe to run anywhere, any number of times: claims are idempotent."""
-    now = now or timezone.now()
-    redispatch_before = now - timedelta(seconds=settings.INTAKE_REDISPATCH_AFTER_SECONDS)
-    # A job committed a moment ago is being dispatched by its own request; leave it a few seconds.
-    fresh_before = now - timedelta(seconds=5)
-    stale = (
-        IngestJob.objects.filter(
-            Q(status=IngestJob.Status.QUEUED, dispatched_at__isnull=True, created_at__lt=fresh_before)
-            | Q(status=IngestJob.Status.QUEUED, dispatched_at__lt=redispatch_before)
-            | Q(status=IngestJob.Status.RUNNING, lease_expires_at__lt=now)
-        )
-        .order_by("created_at")
-        .values_list("external_id", flat=True)[:limit]
-    )
-    sent = 0
-    for job_id in list(stale):
-        if not ingest_job_dispatch(job_id=str(job_id)):
-            break  # the broker is down: stop here, the next sweep tries again
-        sent += 1
-    if sent:
-        logger.info("intake sweep re-dispatched %d job(s)", sent)
-    return sent
+    return jobs_sweep(INGEST_JOBS, now=now, limit=limit)
 
 
 @dataclass(frozen=True)
@@ -152,40 +131,8 @@ class Claim:
 
 def ingest_job_claim(*, job_id: str, task_id: str, worker: str) -> Claim:
     """Take the job with one conditional UPDATE, so two deliveries of one job never both run it."""
-    now = timezone.now()
-    token = secrets.token_hex(16)
-    claimable = Q(status=IngestJob.Status.QUEUED) | Q(
-        status=IngestJob.Status.RUNNING, lease_expires_at__lt=now
-    )
-    if task_id:
-        claimable |= Q(status=IngestJob.Status.RUNNING, claimed_task_id=task_id)
-    updated = (
-        IngestJob.objects.filter(external_id=job_id)
-        .filter(claimable)
-        .update(
-            status=IngestJob.Status.RUNNING,
-            claim_token=token,
-            claimed_task_id=task_id[:64],
-            claimed_by=worker[:200],
-            claimed_at=now,
-            lease_expires_at=now + timedelta(seconds=settings.INTAKE_CLAIM_LEASE_SECONDS),
-            attempts=F("attempts") + 1,
-        )
-    )
-    if updated == 1:
-        return Claim(job=IngestJob.objects.get(external_id=job_id))
-    current = IngestJob.objects.filter(external_id=job_id).values("status", "lease_expires_at").first()
-    if current is None:
-        logger.warning("ingest job %s does not exist; message dropped", job_id)
-        return Claim(job=None)
-    if current["status"] == IngestJob.Status.RUNNING and current["lease_expires_at"] is not None:
-        remaining = (current["lease_expires_at"] - now).total_seconds()
-        return Claim(job=None, retry_in_seconds=max(1, int(remaining) + 1))
-    return Claim(job=None)  # finished already: a duplicate delivery, nothing to do
-
-
-class _LostClaim(Exception):
-    """Another worker took the job over (our lease ran out); roll back what this run wrote."""
+    claim = job_claim(INGEST_JOBS, key=job_id, task_id=task_id, worker=worker)
+    return Claim(job=claim.row, retry_in_seconds=claim.retry_in_seconds)
 
 
 class PermanentJobError(Exception):
@@ -215,6 +162,19 @@ class StageOutcome:
     detail: Mapping[str, Any]
     writes: Callable[[], None] | None = None
     on_commit: Callable[[], None] | None = None
+    # Resources written per patient pseudonym: what the next stage has to work on.
+    patients: Mapping[str, int] = field(default_factory=dict)
+
+    def then(self, more_writes: Callable[[], None]) -> StageOutcome:
+        """The same outcome, with ``more_writes`` in the same transaction after this stage's own."""
+        first = self.writes
+
+        def writes() -> None:
+            if first is not None:
+                first()
+            more_writes()
+
+        return replace(self, writes=writes)
 
 
 JobStage = Callable[[IngestJob, list[OpenedEntry], Actor], StageOutcome]
@@ -260,11 +220,7 @@ def ingest_job_finish(
     transaction. Returns False (and writes nothing) when another worker took the job over."""
     try:
         with transaction.atomic():
-            updated = IngestJob.objects.filter(
-                pk=job.pk, status=IngestJob.Status.RUNNING, claim_token=job.claim_token
-            ).update(status=status, finished_at=timezone.now(), error=error[:500], lease_expires_at=None)
-            if updated != 1:
-                raise _LostClaim
+            job_hold(INGEST_JOBS, job, status=status, finished_at=timezone.now(), error=error[:500])
             if writes is not None:
                 writes()
             audit_record(
@@ -279,7 +235,7 @@ def ingest_job_finish(
             )
             if on_commit is not None:
                 transaction.on_commit(on_commit)
-    except _LostClaim:
+    except LostClaim:
         logger.warning("ingest job %s was taken over by another worker; this run's result is dropped", job.pk)
         return False
     return True
@@ -318,8 +274,6 @@ def ingest_job_run(*, job: IngestJob, actor: Actor, stage: JobStage) -> bool:
 def raw_resources_reseal(*, actor: Actor, batch_size: int = 500) -> int:
     """Re-seal every stored entry not sealed with the active key (after a key rotation), in batches, each
     batch in its own transaction with its audit row. Returns how many were re-sealed."""
-    from clinical_ai.core.sealing import keyring
-
     active = keyring().active_key_id
     total = 0
     while True:

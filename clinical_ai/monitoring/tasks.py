@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from celery import Task, shared_task
-from django.db import InterfaceError, OperationalError
 
 from clinical_ai.audit.services import Actor
+from clinical_ai.core.tasks import TRANSIENT_ERRORS
 from clinical_ai.monitoring.services import monitoring_compute
-
-# Only faults that can pass: the database going away or timing out.
-TRANSIENT_ERRORS = (OperationalError, InterfaceError)
 
 
 @shared_task(

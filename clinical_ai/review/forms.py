@@ -24,7 +24,7 @@ from clinical_ai.review.selectors import (
     QueueFilters,
     VocabularyConcept,
 )
-from clinical_ai.review.services import SignOff
+from clinical_ai.review.signoff import SignOff
 
 _PSEUDONYM_PREFIX = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 MAX_COMMENT = 2000

@@ -26,6 +26,7 @@ from django_htmx.middleware import HtmxDetails
 
 from clinical_ai.accounts.selectors import user_second_factor_ok
 from clinical_ai.core.middleware import request_id_of
+from clinical_ai.pipeline.web import suggestion_sign_off
 from clinical_ai.review.forms import QueueFilterForm, SignOffForm
 from clinical_ai.review.models import Suggestion
 from clinical_ai.review.selectors import (
@@ -38,17 +39,18 @@ from clinical_ai.review.selectors import (
     suggestion_visible,
 )
 from clinical_ai.review.services import (
-    AlreadyDecided,
     ReviewPage,
+    review_queue_refused,
+    review_queue_view,
+    suggestion_review_open,
+)
+from clinical_ai.review.signoff import (
+    AlreadyDecided,
     SignatureLocked,
     SignatureRefused,
     SignOffInvalid,
     SignOffNotAllowed,
-    review_queue_refused,
-    review_queue_view,
     sign_off_refused,
-    suggestion_review_open,
-    suggestion_sign_off,
 )
 
 _View = Callable[..., HttpResponseBase]

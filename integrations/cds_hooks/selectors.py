@@ -6,10 +6,11 @@ from collections.abc import Sequence
 
 from django.conf import settings
 
-from clinical_ai.deid.engine.pipeline import patient_identity, patient_pseudonym
 from clinical_ai.inference.models import InferenceRun
 from clinical_ai.intake.models import IngestJob
 from clinical_ai.review.models import Decision, Suggestion
+from clinical_ai.vault.pseudonyms import patient_identity, patient_pseudonym
+from clinical_ai.vault.services import patient_pseudonyms_for_reference
 from integrations.cds_hooks.models import CdsIssuer
 
 SHOWN_STATUSES = (Suggestion.Status.PENDING, Suggestion.Status.ACCEPTED, Suggestion.Status.MODIFIED)
@@ -26,10 +27,6 @@ def issuer_by_iss(iss: str) -> CdsIssuer | None:
 def patient_pseudonyms(*, issuer: CdsIssuer, patient_id: str, patient: dict[str, object] | None) -> list[str]:
     """Every pseudonym the EHR's ``Patient/<id>`` may have here (the reference itself, the blind index),
     plus the one its record's medical record number gives when the Patient resource is at hand."""
-    # Imported here: clinical_ai.deid.services loads the de-identification engines (Presidio, spaCy), which
-    # the web process must not pay for at start-up (integrations.fhir.outputs does the same).
-    from clinical_ai.deid.services import patient_pseudonyms_for_reference
-
     organization = issuer.organization
     found = set(
         patient_pseudonyms_for_reference(

@@ -22,17 +22,17 @@ from django.urls import NoReverseMatch, reverse
 from clinical_ai.audit.models import Outcome
 from clinical_ai.audit.services import audit_record
 from clinical_ai.core.sealing import canonical_json
-from clinical_ai.deid.engine.pipeline import patient_identity, patient_pseudonym
+from clinical_ai.fhir.outcome import Issue, operation_outcome
+from clinical_ai.fhir.validation_body import forbidden_character
+from clinical_ai.fhir.validation_resource import validate_resource
 from clinical_ai.intake.models import IngestJob
 from clinical_ai.intake.services import IntakeEntry, ingest_job_create
+from clinical_ai.pipeline.web import decision_record
 from clinical_ai.review.fhir_decision import REJECTION_REASON_SYSTEM, REJECTION_REASONS
 from clinical_ai.review.models import Decision, Suggestion
-from clinical_ai.review.services import (
-    SignOff,
-    SignOffInvalid,
-    decision_record,
-    suggestion_payload,
-)
+from clinical_ai.review.services import suggestion_payload
+from clinical_ai.review.signoff import SignOff, SignOffInvalid
+from clinical_ai.vault.pseudonyms import patient_identity, patient_pseudonym
 from integrations.cds_hooks import cards as card_builder
 from integrations.cds_hooks.auth import CdsCaller
 from integrations.cds_hooks.fetch import FetchFailed, fhir_get, fhir_server_usable
@@ -49,9 +49,6 @@ from integrations.cds_hooks.hooks import (
 )
 from integrations.cds_hooks.models import CardFeedback, IssuedCard
 from integrations.cds_hooks.selectors import ingest_job_settled, patient_pseudonyms, patient_suggestions
-from integrations.fhir.outcome import Issue, operation_outcome
-from integrations.fhir.validation_body import forbidden_character
-from integrations.fhir.validation_resource import validate_resource
 
 DISCOVERY_ACTION = "cds.discovery"
 CALL_ACTION = "cds.service.call"
@@ -479,7 +476,7 @@ def _record(caller: CdsCaller, card: IssuedCard, entry: FeedbackEntry, request_i
             if entry.outcome == "accepted"
             else _override_sign_off(entry, caller)
         )
-        # review.services.decision_record is the one place a decision, its FHIR resources, Provenance,
+        # pipeline.decision_record (review.signoff) is the one place a decision, its FHIR resources, Provenance,
         # push jobs and the review.decision.sign audit row are written; it expects the row locked and pending
         # (as here). The signer is the issuer's service account ("EHR user via <issuer>").
         decision = decision_record(

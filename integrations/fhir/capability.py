@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from integrations.fhir.outputs import OUTPUT_TYPES, search_parameters
-from integrations.fhir.validation import supported_resource_types
+from clinical_ai.fhir.validation import supported_resource_types
+from integrations.fhir.output_search import OUTPUT_TYPES, search_parameters
 
 SOFTWARE_NAME = "clinical-ai"
 SOFTWARE_VERSION = "0.1.0"

@@ -4,7 +4,7 @@
 from django.urls import re_path
 
 from integrations.fhir import output_views
-from integrations.fhir.outputs import OUTPUT_TYPES
+from integrations.fhir.output_search import OUTPUT_TYPES
 
 app_name = "fhir_outputs"
 

@@ -24,12 +24,8 @@ Settings (all optional; read with defaults): ``FHIR_PUSH_PRIVATE_KEY`` (PEM, RSA
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
 import logging
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -38,24 +34,46 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
 from django.utils import timezone
-from kombu.exceptions import OperationalError as BrokerOperationalError
 
 from clinical_ai.audit.models import Outcome
 from clinical_ai.audit.services import Actor, audit_record
+from clinical_ai.core.http import HttpFailure, HttpReply, http_request, url_check, url_host
+from clinical_ai.core.jobs import JobTable, LostClaim, job_claim, job_dispatch, job_hold, jobs_sweep
 from clinical_ai.core.sealing import open_json, seal_json
 from clinical_ai.review.models import OutputResource
-from integrations.fhir.client import ClientError, HttpAnswer, _send, client_assertion
+from clinical_ai.review.services import output_resource_body
+from integrations.fhir.client import ClientError, access_token_of, token_request
 from integrations.fhir.models import PushJob
-from integrations.fhir.outputs import output_resource_body, reference_maps_gather, references_restore
+from integrations.fhir.output_references import reference_maps_gather, references_restore
 from integrations.smart.models import EhrClient
 
 logger = logging.getLogger(__name__)
 
 QUEUE_ACTION = "fhir.push.queue"
 SEND_ACTION = "fhir.push.send"
-TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+# The EHR's transaction-response to a few PUTs; anything near this is not an answer to us.
+PUSH_ANSWER_MAX_BYTES = 1024 * 1024
+
+# Push jobs are worked by the push task, sent by name. A job queued again after a transient failure waits
+# for its ``next_attempt_at``; the claim time is the claim's token.
+PUSH_JOBS = JobTable(
+    model=PushJob,
+    task_name="integrations.fhir.push_job_send",
+    lease_setting="FHIR_PUSH_LEASE_SECONDS",
+    redispatch_setting="FHIR_PUSH_REDISPATCH_AFTER_SECONDS",
+    expires_setting="FHIR_PUSH_TASK_EXPIRES_SECONDS",
+    defaults=(
+        ("FHIR_PUSH_LEASE_SECONDS", 300),
+        ("FHIR_PUSH_REDISPATCH_AFTER_SECONDS", 120),
+        ("FHIR_PUSH_TASK_EXPIRES_SECONDS", 3600),
+    ),
+    token_field="claimed_at",  # noqa: S106 - a column name, not a secret
+    task_id_field=None,
+    worker_field=None,
+    due_field="next_attempt_at",
+    select_related=("client", "organization"),
+)
 
 
 def _setting(name: str, default: Any) -> Any:
@@ -159,72 +177,24 @@ def push_jobs_create(
 
 def push_job_dispatch(*, job_id: str, countdown: float | None = None) -> bool:
     """Publish the job id. A broker outage is not the caller's problem: the sweep sends it later."""
-    from integrations.fhir.tasks import push_job_send
-
-    try:
-        push_job_send.apply_async(
-            args=(job_id,),
-            countdown=countdown or 0,
-            expires=float(_setting("FHIR_PUSH_TASK_EXPIRES_SECONDS", 3600)),
-        )
-    except (BrokerOperationalError, OSError) as exc:
-        logger.warning("broker unavailable, push job %s left for the sweep (%s)", job_id, type(exc).__name__)
-        return False
-    PushJob.objects.filter(external_id=job_id).update(dispatched_at=timezone.now())
-    return True
+    return job_dispatch(PUSH_JOBS, keys=[job_id], countdown=countdown)
 
 
 def push_jobs_sweep(*, now: datetime | None = None, limit: int = 500) -> int:
     """Send again each job that has been due for a while without a worker taking it (never dispatched,
     message lost or expired) and each whose worker died holding it. Duplicates are harmless: claims are
     conditional."""
-    now = now or timezone.now()
-    overdue = now - timedelta(seconds=_setting("FHIR_PUSH_REDISPATCH_AFTER_SECONDS", 120))
-    stale = (
-        PushJob.objects.filter(
-            Q(status=PushJob.Status.QUEUED, next_attempt_at__lt=overdue)
-            | Q(
-                status=PushJob.Status.QUEUED,
-                dispatched_at__isnull=True,
-                created_at__lt=now - timedelta(seconds=5),
-            )
-            | Q(status=PushJob.Status.RUNNING, lease_expires_at__lt=now)
-        )
-        .order_by("next_attempt_at")
-        .values_list("external_id", flat=True)[:limit]
-    )
-    sent = 0
-    for job_id in list(stale):
-        if not push_job_dispatch(job_id=str(job_id)):
-            break
-        sent += 1
-    if sent:
-        logger.info("push sweep re-dispatched %d job(s)", sent)
-    return sent
+    return jobs_sweep(PUSH_JOBS, now=now, limit=limit)
 
 
 # --- sending (worker) ---------------------------------------------------------------------------------
 
 
 def push_job_claim(*, job_id: str, now: datetime | None = None) -> PushJob | None:
-    """Take a due job with one conditional UPDATE (or one whose worker's lease ran out)."""
-    now = now or timezone.now()
-    claimable = Q(status=PushJob.Status.QUEUED, next_attempt_at__lte=now) | Q(
-        status=PushJob.Status.RUNNING, lease_expires_at__lt=now
-    )
-    updated = (
-        PushJob.objects.filter(external_id=job_id)
-        .filter(claimable)
-        .update(
-            status=PushJob.Status.RUNNING,
-            attempts=F("attempts") + 1,
-            claimed_at=now,
-            lease_expires_at=now + timedelta(seconds=_setting("FHIR_PUSH_LEASE_SECONDS", 300)),
-        )
-    )
-    if updated != 1:
-        return None  # finished, superseded, not due yet, or held by another worker
-    return PushJob.objects.select_related("client", "organization").get(external_id=job_id)
+    """Take a due job with one conditional UPDATE (or one whose worker's lease ran out); None when it is
+    finished, superseded, not due yet, or held by another worker."""
+    claimed: PushJob | None = job_claim(PUSH_JOBS, key=job_id, now=now).row
+    return claimed
 
 
 @dataclass(frozen=True)
@@ -237,18 +207,24 @@ class SendResult:
     retry_after: int | None = None
 
 
-def _retry_after(headers: Mapping[str, str]) -> int | None:
-    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), "")
-    return int(value) if value.strip().isdigit() else None
+def _classify(reply: HttpReply, what: str) -> SendResult:
+    if reply.ok:
+        return SendResult("sent", reply.status)
+    kind = "transient" if reply.transient else "permanent"
+    return SendResult(kind, reply.status, f"{what} answered HTTP {reply.status}", reply.retry_after)
 
 
-def _classify(answer: HttpAnswer, what: str) -> SendResult:
-    if 200 <= answer.status < 300:
-        return SendResult("sent", answer.status)
-    kind = "transient" if answer.status in TRANSIENT_STATUSES else "permanent"
-    return SendResult(
-        kind, answer.status, f"{what} answered HTTP {answer.status}", _retry_after(answer.headers)
-    )
+def _failed(failure: HttpFailure, what: str) -> SendResult:
+    """A request that got no usable answer (no connection, a timeout, a redirect, a refused URL)."""
+    kind = "permanent" if failure.permanent else "transient"
+    reason = f"{what}: {failure}" if failure.permanent else f"no answer from {what}: {failure}"
+    return SendResult(kind, failure.status, reason, failure.retry_after)
+
+
+def _plain_http_allowed() -> bool:
+    # The Bundle names the EHR's own patient ids and goes with a bearer token: https, except to a stand-in
+    # on this machine, or anywhere on a developer's DEBUG setup.
+    return bool(settings.DEBUG)
 
 
 def _access_token(client: EhrClient, timeout: float) -> str | SendResult:
@@ -260,65 +236,67 @@ def _access_token(client: EhrClient, timeout: float) -> str | SendResult:
         return SendResult(
             "permanent", None, "FHIR_PUSH_PRIVATE_KEY or the client's push_client_id is not set"
         )
-    form = urllib.parse.urlencode(
-        {
-            "grant_type": "client_credentials",
-            "scope": client.push_scope or "system/*.write",
-            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            "client_assertion": client_assertion(
-                client_id=client.push_client_id,
-                token_url=client.push_token_url,
-                private_key_pem=private_pem.encode("utf-8"),
-                kid=str(_setting("FHIR_PUSH_KEY_ID", "")),
-            ),
-        }
-    ).encode("ascii")
-    request = urllib.request.Request(  # noqa: S310 (the URL's scheme is checked below)
-        client.push_token_url,
-        data=form,
-        method="POST",
-        headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
-    )
-    answer = _send(request, timeout)
-    if (
-        answer.status == 200
-        and isinstance(answer.body, dict)
-        and isinstance(answer.body.get("access_token"), str)
-    ):
-        return str(answer.body["access_token"])
-    result = _classify(answer, "the token endpoint")
-    return result if result.kind != "sent" else SendResult("permanent", answer.status, "no access_token")
+    what = "the token endpoint"
+    try:
+        reply = token_request(
+            token_url=client.push_token_url,
+            client_id=client.push_client_id,
+            private_key_pem=private_pem.encode("utf-8"),
+            kid=str(_setting("FHIR_PUSH_KEY_ID", "")),
+            scope=client.push_scope or "system/*.write",
+            timeout=timeout,
+            allow_plain_http=_plain_http_allowed(),
+        )
+    except HttpFailure as failure:
+        return _failed(failure, what)
+    token = access_token_of(reply)
+    if token is not None:
+        return token
+    result = _classify(reply, what)
+    return result if result.kind != "sent" else SendResult("permanent", reply.status, "no access_token")
 
 
 def push_bundle_send(*, client: EhrClient, bundle: Mapping[str, Any], request_id: str) -> SendResult:
     """One attempt: token, then POST the Bundle to the client's FHIR base. Never raises for network or
-    HTTP trouble; the result says whether another attempt may help."""
+    HTTP trouble; the result says whether another attempt may help. A redirect is a permanent failure:
+    the Bundle goes to the registered URL or nowhere."""
     timeout = float(_setting("FHIR_PUSH_TIMEOUT_SECONDS", 30))
-    for url in (client.push_fhir_base_url, client.push_token_url):
-        if url and urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-            return SendResult("permanent", None, "push URLs must be http(s)")
+    base_url = client.push_fhir_base_url.rstrip("/")
+    try:
+        # Both URLs are checked before a token is asked for, so a bad base URL costs the EHR nothing.
+        for url in (base_url, client.push_token_url):
+            if url:
+                url_check(url, allowed_hosts={url_host(url)}, allow_plain_http=_plain_http_allowed())
+    except HttpFailure as failure:
+        return SendResult("permanent", None, f"push URLs: {failure}")
     try:
         token = _access_token(client, timeout)
-        if isinstance(token, SendResult):
-            return token
-        headers = {
-            "Content-Type": "application/fhir+json",
-            "Accept": "application/fhir+json",
-            "X-Request-Id": request_id,
-        }
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        body = json.dumps(bundle, ensure_ascii=False).encode("utf-8")
-        request = urllib.request.Request(  # noqa: S310 (scheme checked above)
-            client.push_fhir_base_url.rstrip("/"), data=body, method="POST", headers=headers
+    except (ClientError, ValueError) as exc:  # a private key of the wrong type, or unreadable
+        return SendResult("permanent", None, f"client configuration: {type(exc).__name__}")
+    if isinstance(token, SendResult):
+        return token
+    headers = {
+        "Content-Type": "application/fhir+json",
+        "Accept": "application/fhir+json",
+        "X-Request-Id": request_id,
+    }
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    what = "the EHR"
+    try:
+        reply = http_request(
+            "POST",
+            base_url,
+            allowed_hosts={url_host(base_url)},
+            allow_plain_http=_plain_http_allowed(),
+            timeout_seconds=timeout,
+            max_response_bytes=PUSH_ANSWER_MAX_BYTES,
+            headers=headers,
+            body=json.dumps(bundle, ensure_ascii=False).encode("utf-8"),
         )
-        return _classify(_send(request, timeout), "the EHR")
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-        return SendResult("transient", None, f"no answer: {type(exc).__name__}")
-    except ClientError as exc:
-        return SendResult("permanent", None, f"client configuration: {type(exc).__name__}")
-    except ValueError as exc:  # an unreadable private key
-        return SendResult("permanent", None, f"client configuration: {type(exc).__name__}")
+    except HttpFailure as failure:
+        return _failed(failure, what)
+    return _classify(reply, what)
 
 
 def backoff_seconds(attempts: int, retry_after: int | None = None) -> int:
@@ -357,38 +335,38 @@ def push_job_run(*, job_id: str, actor: Actor) -> PushRun:
     else:
         status = PushJob.Status.FAILED
     finished = status in (PushJob.Status.SUCCEEDED, PushJob.Status.FAILED)
-    with transaction.atomic():
-        # Only the holder of this claim records it: a worker whose lease ran out and was taken over does not.
-        updated = PushJob.objects.filter(
-            pk=job.pk, status=PushJob.Status.RUNNING, claimed_at=job.claimed_at
-        ).update(
-            status=status,
-            response_status=result.status,
-            last_error=result.reason[:500],
-            next_attempt_at=now + timedelta(seconds=retry_in or 0),
-            lease_expires_at=None,
-            finished_at=now if finished else None,
-        )
-        if updated != 1:
-            return PushRun(status=None)
-        audit_record(
-            actor=actor,
-            action=SEND_ACTION,
-            outcome=Outcome.SUCCESS if result.kind == "sent" else Outcome.FAILURE,
-            object_type="PushJob",
-            object_id=str(job.external_id),
-            organization=job.organization.slug,
-            patient_pseudonym=job.patient_pseudonym,
-            request_id=job.request_id,
-            detail={
-                "client_id": job.client.client_id,
-                "attempt": job.attempts,
-                "http_status": result.status,
-                "result": result.kind,
-                "job_status": str(status),
-                "retry_in": retry_in,
-                "resource_count": len(job.resource_keys),
-                "reason": result.reason[:200],
-            },
-        )
+    try:
+        with transaction.atomic():
+            # Only the holder of this claim records it: a worker whose lease ran out and was taken over does not.
+            job_hold(
+                PUSH_JOBS,
+                job,
+                status=status,
+                response_status=result.status,
+                last_error=result.reason[:500],
+                next_attempt_at=now + timedelta(seconds=retry_in or 0),
+                finished_at=now if finished else None,
+            )
+            audit_record(
+                actor=actor,
+                action=SEND_ACTION,
+                outcome=Outcome.SUCCESS if result.kind == "sent" else Outcome.FAILURE,
+                object_type="PushJob",
+                object_id=str(job.external_id),
+                organization=job.organization.slug,
+                patient_pseudonym=job.patient_pseudonym,
+                request_id=job.request_id,
+                detail={
+                    "client_id": job.client.client_id,
+                    "attempt": job.attempts,
+                    "http_status": result.status,
+                    "result": result.kind,
+                    "job_status": str(status),
+                    "retry_in": retry_in,
+                    "resource_count": len(job.resource_keys),
+                    "reason": result.reason[:200],
+                },
+            )
+    except LostClaim:
+        return PushRun(status=None)
     return PushRun(status=str(status), retry_in=retry_in)

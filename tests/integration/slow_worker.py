@@ -28,8 +28,8 @@ from clinical_ai.deid import tasks  # noqa: E402
 from clinical_ai.inference import services as inference_services  # noqa: E402
 from clinical_ai.inference import tasks as inference_tasks  # noqa: E402
 from clinical_ai.inference.services import _execute_model_batch as _original_batch  # noqa: E402
-from clinical_ai.inference.services import inference_runs_execute as _original_inference  # noqa: E402
 from clinical_ai.intake.services import ingest_job_run as _original  # noqa: E402
+from clinical_ai.pipeline.worker import models_run as _original_inference  # noqa: E402
 
 _marker_dir = Path(os.environ["SLOW_WORKER_MARKER_DIR"])
 _pause = float(os.environ.get("SLOW_WORKER_SECONDS", "60"))
@@ -52,18 +52,18 @@ def _slow_first_inference(*, run_ids: Any, task_id: str, worker: str, actor: Any
     return _original_inference(run_ids=run_ids, task_id=task_id, worker=worker, actor=actor)
 
 
-def _slow_first_claimed_batch(model_id: str, runs: Any, *, actor: Any) -> Any:
+def _slow_first_claimed_batch(model_id: str, runs: Any, *, actor: Any, store: Any) -> Any:
     marker = _marker_dir / "inference.started"  # only the first batch of the test pauses
     if not marker.exists():
         marker.write_text(str(os.getpid()))
         time.sleep(_inference_pause)
-    return _original_batch(model_id, runs, actor=actor)
+    return _original_batch(model_id, runs, actor=actor, store=store)
 
 
 # The tasks (and services) look the names up in their own modules.
 _stages = set(os.environ.get("SLOW_WORKER_STAGE", "deid").split(","))
 if "inference" in _stages:
-    setattr(inference_tasks, "inference_runs_execute", _slow_first_inference)  # noqa: B010
+    setattr(inference_tasks, "models_run", _slow_first_inference)  # noqa: B010
 if "claimed-inference" in _stages:
     setattr(inference_services, "_execute_model_batch", _slow_first_claimed_batch)  # noqa: B010
 if "deid" in _stages:

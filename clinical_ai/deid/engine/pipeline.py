@@ -8,8 +8,6 @@ trends survive. The patient's own identifiers from the structured record are han
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,12 +20,10 @@ from clinical_ai.deid.engine.types import (
     TextItem,
     TextScrubber,
 )
+from clinical_ai.vault.pseudonyms import date_shift_days, patient_identity, patient_pseudonym
 
 # Elements through which a resource says whose it is, in the order they are tried.
 PATIENT_LINKS = ("subject", "patient", "beneficiary", "individual", "who", "for", "focus")
-MR_CODES = {"MR", "MRN"}
-SHIFT_MIN_DAYS = 30
-SHIFT_SPAN_DAYS = 150  # shifts are in [-180, -30] or [30, 180] days: never trivially small
 
 
 class Anonymizer(Protocol):
@@ -62,35 +58,6 @@ class PatientGroup:
     patient_resource: Mapping[str, Any] | None
     related: list[Mapping[str, Any]] = field(default_factory=list)
     entries: list[EntryInput] = field(default_factory=list)
-
-
-def _hmac(key: bytes, message: str) -> bytes:
-    return hmac.new(key, message.encode("utf-8"), hashlib.sha256).digest()
-
-
-def patient_pseudonym(*, key: bytes, organization: str, identity: str) -> str:
-    return _hmac(key, f"patient|{organization}|{identity}").hex()[:32]
-
-
-def date_shift_days(*, key: bytes, pseudonym: str) -> int:
-    value = int.from_bytes(_hmac(key, f"date-shift|{pseudonym}")[:4], "big")
-    magnitude = SHIFT_MIN_DAYS + value % (SHIFT_SPAN_DAYS + 1)
-    return -magnitude if value & 0x80000000 else magnitude
-
-
-def patient_identity(resource: Mapping[str, Any], full_url: str | None) -> str:
-    """The most stable name the EHR gives this patient: a medical record number, else its id."""
-    for identifier in resource.get("identifier") or []:
-        if not isinstance(identifier, dict) or not identifier.get("value"):
-            continue
-        codes = {
-            c.get("code") for c in (identifier.get("type") or {}).get("coding") or [] if isinstance(c, dict)
-        }
-        if codes & MR_CODES:
-            return f"identifier:{identifier.get('system', '')}|{identifier['value']}"
-    if resource.get("id"):
-        return f"Patient/{resource['id']}"
-    return f"fullUrl:{full_url or ''}"
 
 
 def _reference_of(resource: Mapping[str, Any]) -> str | None:

@@ -20,8 +20,8 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from clinical_ai.accounts.models import Organization
 from clinical_ai.audit.services import Actor
-from clinical_ai.deid.engine.pipeline import patient_pseudonym
 from clinical_ai.review.models import Suggestion
+from clinical_ai.vault.pseudonyms import patient_pseudonym
 from integrations.cds_hooks.keys import JWKS_CACHE
 from integrations.cds_hooks.models import CdsIssuer
 from integrations.cds_hooks.registration import cds_issuer_register

@@ -17,8 +17,9 @@ from django.test import Client
 
 from clinical_ai.audit.models import AuditEvent
 from clinical_ai.intake.models import IngestJob
+from clinical_ai.pipeline.web import suggestion_sign_off
 from clinical_ai.review.models import Suggestion
-from clinical_ai.review.services import SignOff, suggestion_sign_off
+from clinical_ai.review.signoff import SignOff
 from integrations.cds_hooks.hooks import SERVICES
 from integrations.cds_hooks.models import CdsIssuer, IssuedCard
 from tests.unit.cds_hooks.conftest import PATIENT, PATIENT_ID, Signer, call, hook_body

@@ -16,9 +16,10 @@ from clinical_ai.audit.selectors import audit_chain_verify
 from clinical_ai.audit.services import Actor
 from clinical_ai.core.sealing import open_json
 from clinical_ai.deid.models import DeidentifiedResource, PseudonymVaultEntry
-from clinical_ai.deid.services import ingest_job_deidentify, patient_reidentify
 from clinical_ai.intake.models import IngestJob
 from clinical_ai.intake.services import ingest_job_claim, ingest_job_run
+from clinical_ai.pipeline.worker import deidentify
+from clinical_ai.vault.services import patient_reidentify
 from tests.factories import make_organization, post_fhir, sample_bundle
 
 pytestmark = pytest.mark.django_db
@@ -43,7 +44,7 @@ def _run(client: Client, token: str, bundle: dict[str, Any]) -> IngestJob:
     job = IngestJob.objects.get(request_id=response["X-Request-Id"])
     claim = ingest_job_claim(job_id=str(job.external_id), task_id="t", worker="w")
     assert claim.job is not None
-    assert ingest_job_run(job=claim.job, actor=WORKER, stage=ingest_job_deidentify)
+    assert ingest_job_run(job=claim.job, actor=WORKER, stage=deidentify)
     job.refresh_from_db()
     return job
 
@@ -180,7 +181,7 @@ def test_a_process_without_the_private_key_cannot_reidentify(
 
 
 def test_vault_values_are_bound_to_their_row() -> None:
-    from clinical_ai.deid.vault_crypto import (
+    from clinical_ai.vault.crypto import (
         VaultOpenError,
         generate_vault_keys,
         open_with,
@@ -201,7 +202,7 @@ def test_vault_values_are_bound_to_their_row() -> None:
 
 
 def test_pipeline_date_shift_is_never_small() -> None:
-    from clinical_ai.deid.engine.pipeline import date_shift_days
+    from clinical_ai.vault.pseudonyms import date_shift_days
 
     shifts = [date_shift_days(key=b"k" * 32, pseudonym=f"p{i}") for i in range(500)]
     assert all(30 <= abs(s) <= 180 for s in shifts)
@@ -210,7 +211,7 @@ def test_pipeline_date_shift_is_never_small() -> None:
 
 def test_system_check_catches_a_vault_key_pair_that_does_not_match() -> None:
     from clinical_ai.deid.checks import vault_keys_check
-    from clinical_ai.deid.vault_crypto import generate_vault_keys
+    from clinical_ai.vault.crypto import generate_vault_keys
 
     assert vault_keys_check(None) == []
     _, unrelated_public = generate_vault_keys()

@@ -13,14 +13,14 @@ from django.conf import settings
 from django.test import Client
 
 from clinical_ai.audit.services import Actor
-from clinical_ai.deid.engine.pipeline import patient_pseudonym
 from clinical_ai.deid.models import DeidentifiedResource
-from clinical_ai.deid.services import ingest_job_deidentify
 from clinical_ai.inference.engine.fhir_output import PSEUDONYM_SYSTEM, SOURCE_SYSTEM
 from clinical_ai.intake.models import IngestJob
 from clinical_ai.intake.services import ingest_job_claim, ingest_job_run
+from clinical_ai.pipeline import worker as pipeline
+from clinical_ai.review.creation import output_resources_put
 from clinical_ai.review.models import OutputResource
-from clinical_ai.review.services import output_resources_put
+from clinical_ai.vault.pseudonyms import patient_pseudonym
 from tests.factories import EhrIdentity, obtain_token, post_fhir
 
 WORKER = Actor.worker(task_name="tests.outputs", task_id="t-1", hostname="tests")
@@ -102,7 +102,7 @@ def deidentify(http: Client, identity: EhrIdentity, bundle: dict[str, Any]) -> I
     job = IngestJob.objects.get(request_id=response["X-Request-Id"])
     claim = ingest_job_claim(job_id=str(job.external_id), task_id="t", worker="w")
     assert claim.job is not None
-    assert ingest_job_run(job=claim.job, actor=WORKER, stage=ingest_job_deidentify)
+    assert ingest_job_run(job=claim.job, actor=WORKER, stage=pipeline.deidentify)
     job.refresh_from_db()
     assert job.status == IngestJob.Status.SUCCEEDED, job.error
     return job

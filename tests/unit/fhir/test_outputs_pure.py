@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from clinical_ai.audit.fhir_search import SearchParameterError
+from clinical_ai.fhir.search import SearchParameterError
 from clinical_ai.inference.engine.fhir_output import PSEUDONYM_SYSTEM, SOURCE_SYSTEM
 from integrations.fhir.capability import capability_statement
-from integrations.fhir.outputs import (
+from integrations.fhir.output_references import patient_reference_from_vault, references_restore
+from integrations.fhir.output_search import (
     DEFAULT_COUNT,
     MAX_COUNT,
     OUTPUT_TYPES,
@@ -19,8 +20,6 @@ from integrations.fhir.outputs import (
     PatientCriterion,
     cursor_text,
     parse_output_search,
-    patient_reference_from_vault,
-    references_restore,
 )
 
 

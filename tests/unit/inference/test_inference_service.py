@@ -45,9 +45,9 @@ def test_sample_bundle_yields_a_news2_suggestion_with_its_basis(client: Any, ehr
 def test_runs_are_created_with_the_deidentified_copy_and_queued_by_id_on_commit(
     client: Any, ehr_client: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
-    from clinical_ai.deid.services import ingest_job_deidentify
     from clinical_ai.intake.models import IngestJob
     from clinical_ai.intake.services import ingest_job_claim, ingest_job_run
+    from clinical_ai.pipeline.worker import deidentify
     from tests.factories import obtain_token, post_fhir, sample_bundle
     from tests.pipeline import WORKER
 
@@ -56,7 +56,7 @@ def test_runs_are_created_with_the_deidentified_copy_and_queued_by_id_on_commit(
     claim = ingest_job_claim(job_id=str(job.external_id), task_id="", worker="tests")
     assert claim.job is not None
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        ingest_job_run(job=claim.job, actor=WORKER, stage=ingest_job_deidentify)
+        ingest_job_run(job=claim.job, actor=WORKER, stage=deidentify)
     runs = InferenceRun.objects.filter(ingest_job=job)
     assert {r.model_id for r in runs} == {"news2", "problem-list-gaps"}
     assert all(r.status == InferenceRun.Status.QUEUED for r in runs)
@@ -99,17 +99,17 @@ def test_a_run_taken_over_mid_batch_is_counted_lost_and_stored_once(
 ) -> None:
     """The same message redelivered to a second worker takes the run over while the first still works on it:
     the first drops its result and reports the run lost (it used to raise TypeError building its report)."""
-    from clinical_ai.deid.services import ingest_job_deidentify
     from clinical_ai.inference import registry, services
     from clinical_ai.intake.models import IngestJob
     from clinical_ai.intake.services import ingest_job_claim, ingest_job_run
+    from clinical_ai.pipeline.worker import deidentify, models_run
     from tests.factories import obtain_token, post_fhir, sample_bundle
     from tests.pipeline import WORKER
 
     assert post_fhir(client, obtain_token(client, ehr_client), sample_bundle()).status_code == 200
     claim = ingest_job_claim(job_id=str(IngestJob.objects.get().external_id), task_id="", worker="tests")
     assert claim.job is not None
-    ingest_job_run(job=claim.job, actor=WORKER, stage=ingest_job_deidentify)
+    ingest_job_run(job=claim.job, actor=WORKER, stage=deidentify)
     run = InferenceRun.objects.get(model_id="news2")
     run_ids = [str(run.external_id)]
     loaded = registry.model_loaded
@@ -118,13 +118,11 @@ def test_a_run_taken_over_mid_batch_is_counted_lost_and_stored_once(
     def taken_over_while_loading(manifest: Any) -> Any:
         if not second:  # only the first worker's load: the second worker runs the whole batch meanwhile
             second.append(services.BatchReport(claimed=0, succeeded=0, failed=0, skipped=0))
-            second[0] = services.inference_runs_execute(
-                run_ids=run_ids, task_id="t-same", worker="second", actor=WORKER
-            )
+            second[0] = models_run(run_ids=run_ids, task_id="t-same", worker="second", actor=WORKER)
         return loaded(manifest)
 
     monkeypatch.setattr(services, "model_loaded", taken_over_while_loading)
-    first = services.inference_runs_execute(run_ids=run_ids, task_id="t-same", worker="first", actor=WORKER)
+    first = models_run(run_ids=run_ids, task_id="t-same", worker="first", actor=WORKER)
     assert second[0] == services.BatchReport(claimed=1, succeeded=1, failed=0, skipped=0, lost=0)
     assert first == services.BatchReport(claimed=1, succeeded=0, failed=0, skipped=0, lost=1)
     run.refresh_from_db()

@@ -133,9 +133,9 @@ def test_a_disabled_model_runs_neither_version(client: Client, ehr_client: Any, 
 def test_a_shadow_stopped_before_the_batch_runs_is_skipped_at_once(
     client: Client, ehr_client: Any, shadowed: None, monkeypatch: Any
 ) -> None:
-    from clinical_ai.deid import services as deid_services
+    from clinical_ai.pipeline import worker as pipeline
 
-    original = deid_services.inference_runs_create  # type: ignore[attr-defined]
+    original = pipeline.inference_runs_create
 
     def stop_after_create(**kwargs: Any) -> Any:
         created = original(**kwargs)
@@ -143,7 +143,7 @@ def test_a_shadow_stopped_before_the_batch_runs_is_skipped_at_once(
         model_shadow_set(actor=SYSTEM, model_id=MODEL, version="", reason="enough")
         return created
 
-    monkeypatch.setattr(deid_services, "inference_runs_create", stop_after_create)
+    monkeypatch.setattr(pipeline, "inference_runs_create", stop_after_create)
     suggestions = bundle_process(client, ehr_client)
     assert len(suggestions) == 1  # the active run is untouched
     shadow = ShadowRun.objects.get()

@@ -12,7 +12,7 @@ from django.test import Client, override_settings
 from clinical_ai.audit.models import AuditEvent
 from clinical_ai.audit.selectors import audit_chain_verify
 from clinical_ai.intake.models import IngestJob, RawResource
-from integrations.fhir.outputs import OUTPUT_TYPES
+from integrations.fhir.output_search import OUTPUT_TYPES
 from tests.factories import make_ehr_client, obtain_token, post_fhir, sample_bundle
 
 pytestmark = pytest.mark.django_db

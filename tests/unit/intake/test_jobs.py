@@ -17,6 +17,7 @@ from clinical_ai.intake.services import (
     OpenedEntry,
     StageOutcome,
     ingest_job_claim,
+    ingest_job_dispatch,
     ingest_job_run,
     ingest_jobs_sweep,
 )
@@ -39,9 +40,18 @@ def job(client: Client, ehr_token: str) -> IngestJob:
     return IngestJob.objects.get()
 
 
-def test_task_arguments_are_plain_json_ids(job: IngestJob) -> None:
-    args = [str(job.external_id)]
-    assert json.loads(json.dumps(args)) == args
+def test_task_arguments_are_plain_json_ids(job: IngestJob, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the dispatch really publishes: the task's name and one job id, which survive JSON unchanged."""
+    sent: list[tuple[str, Any]] = []
+    monkeypatch.setattr(
+        "clinical_ai.core.queue.app.send_task", lambda name, args, **options: sent.append((name, args))
+    )
+    assert ingest_job_dispatch(job_id=str(job.external_id))
+    assert sent == [("clinical_ai.deid.deidentify_ingest_job", [str(job.external_id)])]
+    name, args = sent[0]
+    assert json.loads(json.dumps(args)) == args and all(isinstance(a, str) for a in args)
+    job.refresh_from_db()
+    assert job.dispatched_at is not None
 
 
 def test_claim_then_run_succeeds_once(job: IngestJob) -> None:

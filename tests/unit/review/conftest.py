@@ -29,8 +29,8 @@ from clinical_ai.inference.engine.fhir_output import (
 from clinical_ai.inference.engine.manifest import ModelManifest
 from clinical_ai.inference.engine.types import Finding, ModelResult
 from clinical_ai.inference.models import InferenceRun
+from clinical_ai.review.creation import output_resources_put, suggestions_create, suggestions_plan
 from clinical_ai.review.models import Suggestion
-from clinical_ai.review.services import output_resources_put, suggestions_create, suggestions_plan
 from tests.unit.review.findings import news2_finding, news2_manifest, problem_finding, problem_manifest
 
 PASSWORD = "correct horse battery staple"

@@ -13,18 +13,17 @@ from django.test import Client
 
 from clinical_ai.audit.models import AuditEvent
 from clinical_ai.core.sealing import canonical_json
+from clinical_ai.pipeline.web import suggestion_sign_off
 from clinical_ai.review.fhir_decision import provenance_signature_verify
 from clinical_ai.review.models import Decision, OutputResource, Suggestion
 from clinical_ai.review.selectors import decision_payload
-from clinical_ai.review.services import (
+from clinical_ai.review.services import output_resource_body, suggestion_payload
+from clinical_ai.review.signoff import (
     AlreadyDecided,
     SignatureRefused,
     SignOff,
     SignOffNotAllowed,
-    output_resource_body,
     provenance_signing_key,
-    suggestion_payload,
-    suggestion_sign_off,
 )
 from tests.unit.review.conftest import PASSWORD, make_user, store_finding
 from tests.unit.review.findings import HYPERTENSION, news2_finding, news2_manifest

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from clinical_ai.core.demo import DEMO_PASSWORDS, demo_environment_ensure
+from clinical_ai.core.http import HttpFailure, http_request, url_host
+from clinical_ai.demo import DEMO_PASSWORDS, demo_environment_ensure
 from integrations.fhir.client import ClientError, fetch_access_token, post_fhir
 
 
@@ -91,11 +91,19 @@ class Command(BaseCommand):
             if any(p.poll() is not None for p in processes):
                 raise CommandError("a demo process failed to start; see its output above")
             try:
-                with urllib.request.urlopen(f"{base_url}/healthz", timeout=2) as response:  # noqa: S310
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.5)
+                reply = http_request(
+                    "GET",
+                    f"{base_url}/healthz",
+                    allowed_hosts={url_host(base_url)},
+                    allow_plain_http=True,  # --addr may name this machine by an address other than loopback
+                    timeout_seconds=2,
+                    max_response_bytes=64 * 1024,
+                )
+                if reply.ok:
+                    return
+            except HttpFailure:
+                pass
+            time.sleep(0.5)
         raise CommandError(f"the web server did not answer on {base_url} within 60 s")
 
     def _send_sample(self, base_url: str, demo: Any) -> None:

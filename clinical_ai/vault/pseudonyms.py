@@ -1,0 +1,58 @@
+"""Keyed pseudonyms and per-patient date shifts. Pure Python: nothing here imports Django.
+
+Both sides compute them: the de-identification stage when it writes the de-identified copy, the web app
+when the EHR names a patient by its own id (a CDS Hooks call, a FHIR search) and the gateway must find the
+same pseudonym without opening the vault.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from typing import Any
+
+MR_CODES = {"MR", "MRN"}
+SHIFT_MIN_DAYS = 30
+SHIFT_SPAN_DAYS = 150  # shifts are in [-180, -30] or [30, 180] days: never trivially small
+
+# The blind index of the EHR's own patient references. A pseudonym made from a medical record number cannot
+# be recomputed from the EHR's ``Patient/<id>``, and opening every vault entry to find one does not scale:
+# beside each ``patient_reference`` entry the stage writes one of this kind whose ``pseudonym`` is a keyed
+# HMAC of the reference. The web app computes the same HMAC from the id the EHR searches by and finds the
+# patient's pseudonyms with one indexed query, without opening the vault.
+PATIENT_REFERENCE_INDEX_KIND = "patient_reference_index"
+
+
+def _hmac(key: bytes, message: str) -> bytes:
+    return hmac.new(key, message.encode("utf-8"), hashlib.sha256).digest()
+
+
+def patient_pseudonym(*, key: bytes, organization: str, identity: str) -> str:
+    return _hmac(key, f"patient|{organization}|{identity}").hex()[:32]
+
+
+def date_shift_days(*, key: bytes, pseudonym: str) -> int:
+    value = int.from_bytes(_hmac(key, f"date-shift|{pseudonym}")[:4], "big")
+    magnitude = SHIFT_MIN_DAYS + value % (SHIFT_SPAN_DAYS + 1)
+    return -magnitude if value & 0x80000000 else magnitude
+
+
+def patient_identity(resource: Mapping[str, Any], full_url: str | None) -> str:
+    """The most stable name the EHR gives this patient: a medical record number, else its id."""
+    for identifier in resource.get("identifier") or []:
+        if not isinstance(identifier, dict) or not identifier.get("value"):
+            continue
+        codes = {
+            c.get("code") for c in (identifier.get("type") or {}).get("coding") or [] if isinstance(c, dict)
+        }
+        if codes & MR_CODES:
+            return f"identifier:{identifier.get('system', '')}|{identifier['value']}"
+    if resource.get("id"):
+        return f"Patient/{resource['id']}"
+    return f"fullUrl:{full_url or ''}"
+
+
+def patient_reference_index_key(*, key: bytes, organization: str, reference: str) -> str:
+    """The blind index of ``reference`` (``Patient/<id>``) in ``organization`` (its slug)."""
+    return hmac.new(key, f"ref|{organization}|{reference}".encode(), hashlib.sha256).hexdigest()
