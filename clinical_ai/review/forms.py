@@ -17,13 +17,9 @@ from clinical_ai.review.fhir_decision import (
     ConditionEdit,
 )
 from clinical_ai.review.models import Decision, Suggestion
-from clinical_ai.review.selectors import (
-    AGE_WINDOWS,
-    STATUS_FILTERS,
-    ProposedCondition,
-    QueueFilters,
-    VocabularyConcept,
-)
+from clinical_ai.review.selectors.queue import AGE_WINDOWS, STATUS_FILTERS, QueueFilters
+from clinical_ai.review.selectors.suggestion import ProposedCondition
+from clinical_ai.review.selectors.vocabulary import VocabularyConcept
 from clinical_ai.review.signoff import SignOff
 
 _PSEUDONYM_PREFIX = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")

@@ -16,14 +16,9 @@ from clinical_ai.audit.models import Outcome
 from clinical_ai.audit.services import Actor, audit_record
 from clinical_ai.core.sealing import open_json
 from clinical_ai.review.models import OutputResource, Suggestion
-from clinical_ai.review.selectors import (
-    QueueFilters,
-    QueuePage,
-    ReviewAccess,
-    SuggestionReview,
-    review_queue,
-    suggestion_review,
-)
+from clinical_ai.review.selectors.access import ReviewAccess
+from clinical_ai.review.selectors.queue import QueueFilters, QueuePage, review_queue
+from clinical_ai.review.selectors.suggestion import SuggestionReview, suggestion_review
 from clinical_ai.vault.services import patient_reidentify
 
 

@@ -29,15 +29,10 @@ from clinical_ai.core.middleware import request_id_of
 from clinical_ai.pipeline.web import suggestion_sign_off
 from clinical_ai.review.forms import QueueFilterForm, SignOffForm
 from clinical_ai.review.models import Suggestion
-from clinical_ai.review.selectors import (
-    ProposedCondition,
-    ReviewAccess,
-    condition_vocabulary,
-    queue_model_ids,
-    review_access,
-    suggestion_proposal,
-    suggestion_visible,
-)
+from clinical_ai.review.selectors.access import ReviewAccess, review_access, suggestion_visible
+from clinical_ai.review.selectors.queue import queue_model_ids
+from clinical_ai.review.selectors.suggestion import ProposedCondition, suggestion_proposal
+from clinical_ai.review.selectors.vocabulary import condition_vocabulary
 from clinical_ai.review.services import (
     ReviewPage,
     review_queue_refused,

@@ -16,7 +16,7 @@ from clinical_ai.core.sealing import canonical_json
 from clinical_ai.pipeline.web import suggestion_sign_off
 from clinical_ai.review.fhir_decision import provenance_signature_verify
 from clinical_ai.review.models import Decision, OutputResource, Suggestion
-from clinical_ai.review.selectors import decision_payload
+from clinical_ai.review.selectors.decision import decision_payload
 from clinical_ai.review.services import output_resource_body, suggestion_payload
 from clinical_ai.review.signoff import (
     AlreadyDecided,

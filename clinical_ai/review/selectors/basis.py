@@ -1,0 +1,197 @@
+"""The basis of a finding as the suggestion page shows it: a risk score's parameters, or the note excerpts
+that assert a problem. Read from whatever evidence the model wrote (see ``evidence``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from clinical_ai.review.selectors.evidence import label_of, mappings_of, strings_of, text_of
+
+# UCUM codes as a clinician reads them (the stored evidence keeps the codes).
+_UNIT_DISPLAY = {"Cel": "°C", "[degF]": "°F", "mm[Hg]": "mmHg", "/min": "/min", "%": "%", "L/min": "L/min"}
+
+
+def _display_unit(unit: str) -> str:
+    return _UNIT_DISPLAY.get(unit, unit)
+
+
+# --- risk findings --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ParameterRow:
+    name: str
+    label: str
+    value: str
+    unit: str
+    original: str
+    effective: str
+    age_hours: str
+    score: str
+    range: str
+    status: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RiskBasis:
+    parameters: list[ParameterRow]
+    missing: list[str]
+    stale: list[str]
+    aggregate: str
+    score: str
+    band: str
+    qualitative_risk: str
+    outcome: str
+    complete: bool | None
+    note: str
+    red_score_parameters: list[str]
+    thresholds: list[tuple[str, str]]
+    clinical_response: str
+    reference_time: str
+    scale: str
+
+
+def _parameter_row(item: Mapping[str, Any]) -> ParameterRow:
+    original = " ".join(
+        p for p in (text_of(item.get("original_value")), text_of(item.get("original_unit"))) if p
+    )
+    age = item.get("age_hours")
+    name = text_of(item.get("name"))
+    return ParameterRow(
+        name=name,
+        label=text_of(item.get("label")) or label_of(name),
+        value=text_of(item.get("value")),
+        unit=_display_unit(text_of(item.get("unit"))),
+        original=original,
+        effective=text_of(item.get("effective")),
+        age_hours=f"{age:g} h" if isinstance(age, int | float) and not isinstance(age, bool) else "",
+        score=text_of(item.get("score")),
+        range=text_of(item.get("range")),
+        status=text_of(item.get("status")) or "unknown",
+        reason=text_of(item.get("reason")),
+    )
+
+
+def risk_basis(evidence: Mapping[str, Any], risk: Mapping[str, Any] | None) -> RiskBasis:
+    risk = risk if isinstance(risk, Mapping) else {}
+    rows = [_parameter_row(item) for item in mappings_of(evidence.get("parameters"))]
+    labels = {row.name: row.label for row in rows}
+
+    def named(key: str, status: str) -> list[str]:
+        listed = [labels.get(name, label_of(name)) for name in strings_of(evidence.get(key))]
+        return listed or [row.label for row in rows if row.status == status]
+
+    thresholds = evidence.get("thresholds")
+    complete = evidence.get("complete")
+    return RiskBasis(
+        parameters=rows,
+        missing=named("missing", "missing"),
+        stale=named("stale", "stale"),
+        aggregate=text_of(evidence.get("aggregate")),
+        score=text_of(risk.get("score")),
+        band=text_of(evidence.get("band")) or text_of(risk.get("band")),
+        qualitative_risk=text_of(risk.get("qualitative_risk")),
+        outcome=text_of(risk.get("outcome")),
+        complete=complete if isinstance(complete, bool) else None,
+        note=text_of(evidence.get("note")),
+        red_score_parameters=[
+            labels.get(name, label_of(name)) for name in strings_of(evidence.get("red_score_parameters"))
+        ],
+        thresholds=[(label_of(str(k)), text_of(v)) for k, v in thresholds.items()]
+        if isinstance(thresholds, Mapping)
+        else [],
+        clinical_response=text_of(evidence.get("clinical_response")),
+        reference_time=text_of(evidence.get("reference_time")),
+        scale=text_of(evidence.get("scale")),
+    )
+
+
+# --- problem findings -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExcerptView:
+    segments: list[tuple[str, bool]]  # (text, highlighted); the template escapes each part
+    note_date: str
+    section: str
+    similarity: str
+    match: str
+
+
+@dataclass(frozen=True)
+class ProblemBasis:
+    concept_display: str
+    concept_code: str
+    concept_system: str
+    excerpts: list[ExcerptView]
+    threshold: str
+    skipped: list[tuple[str, int]]
+    affirmed_mentions: str
+    notes_with_mentions: str
+    matching: str
+
+
+def highlight_segments(text: str, highlight: Any) -> list[tuple[str, bool]]:
+    """``text`` cut around ``highlight`` ([start, end], character offsets) into (part, highlighted)
+    pieces; the whole text unhighlighted when the offsets are not a span inside it."""
+    if (
+        isinstance(highlight, Sequence)
+        and not isinstance(highlight, str)
+        and len(highlight) == 2
+        and all(isinstance(i, int) and not isinstance(i, bool) for i in highlight)
+        and 0 <= highlight[0] < highlight[1] <= len(text)
+    ):
+        start, end = highlight[0], highlight[1]
+        pieces = [(text[:start], False), (text[start:end], True), (text[end:], False)]
+        return [(part, marked) for part, marked in pieces if part]
+    return [(text, False)] if text else []
+
+
+def _excerpt(item: Mapping[str, Any]) -> ExcerptView:
+    text = item.get("text") if isinstance(item.get("text"), str) else ""
+    highlight = item.get("highlight")
+    if highlight is None and "start" in item and "end" in item:
+        highlight = [item.get("start"), item.get("end")]
+    similarity = item.get("similarity")
+    return ExcerptView(
+        segments=highlight_segments(str(text), highlight),
+        note_date=text_of(item.get("note_date") or item.get("date")),
+        section=text_of(item.get("section")),
+        similarity=f"{similarity:.2f}"
+        if isinstance(similarity, int | float) and not isinstance(similarity, bool)
+        else "",
+        match=text_of(item.get("match")),
+    )
+
+
+def _skipped(value: Any) -> list[tuple[str, int]]:
+    if isinstance(value, Mapping):
+        return [
+            (str(kind), count)
+            for kind, count in value.items()
+            if isinstance(count, int) and not isinstance(count, bool) and count > 0
+        ]
+    counted: dict[str, int] = {}
+    for item in mappings_of(value):
+        kind = text_of(item.get("assertion") or item.get("kind") or item.get("reason")) or "other"
+        counted[kind] = counted.get(kind, 0) + 1
+    return list(counted.items())
+
+
+def problem_basis(evidence: Mapping[str, Any]) -> ProblemBasis:
+    concept = evidence.get("concept")
+    concept = concept if isinstance(concept, Mapping) else {"display": text_of(concept)}
+    return ProblemBasis(
+        concept_display=text_of(concept.get("display")) or text_of(concept.get("code")),
+        concept_code=text_of(concept.get("code")),
+        concept_system=text_of(concept.get("system")),
+        excerpts=[_excerpt(item) for item in mappings_of(evidence.get("excerpts"))],
+        threshold=text_of(evidence.get("threshold")),
+        skipped=_skipped(evidence.get("skipped")),
+        affirmed_mentions=text_of(evidence.get("affirmed_mentions")),
+        notes_with_mentions=text_of(evidence.get("notes_with_mentions")),
+        matching=text_of(evidence.get("matching")),
+    )

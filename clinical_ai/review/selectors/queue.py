@@ -1,0 +1,153 @@
+"""A page of the review queue: the filters a clinician may use, the rows, and the counts by urgency."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.core.paginator import Page, Paginator
+from django.db.models import Count, QuerySet
+from django.utils import timezone
+
+from clinical_ai.core.crypto import DecryptionError
+from clinical_ai.core.sealing import open_json
+from clinical_ai.inference.registry import catalogue
+from clinical_ai.review.models import Decision, Suggestion
+from clinical_ai.review.selectors.access import ReviewAccess
+
+PAGE_SIZE = 25
+SHORT_PSEUDONYM = 10
+
+AGE_WINDOWS: dict[str, str] = {
+    "24h": "Last 24 hours",
+    "7d": "Last 7 days",
+    "older": "Older than 7 days",
+}
+_DECIDED = (Suggestion.Status.ACCEPTED, Suggestion.Status.MODIFIED, Suggestion.Status.REJECTED)
+STATUS_FILTERS: dict[str, tuple[str, tuple[str, ...] | None]] = {
+    "pending": ("Pending review", (Suggestion.Status.PENDING,)),
+    "decided": ("Decided (any outcome)", _DECIDED),
+    "accepted": ("Accepted", (Suggestion.Status.ACCEPTED,)),
+    "modified": ("Accepted with changes", (Suggestion.Status.MODIFIED,)),
+    "rejected": ("Rejected", (Suggestion.Status.REJECTED,)),
+    "closed": (
+        "Superseded or withdrawn",
+        (Suggestion.Status.SUPERSEDED, Suggestion.Status.WITHDRAWN),
+    ),
+    "all": ("All", None),
+}
+
+
+def short_pseudonym(pseudonym: str) -> str:
+    return pseudonym[:SHORT_PSEUDONYM]
+
+
+@dataclass(frozen=True)
+class QueueFilters:
+    patient: str = ""  # a pseudonym, or its first characters as the queue shows them
+    model_id: str = ""
+    urgency: str = ""
+    age: str = ""  # a key of AGE_WINDOWS
+    status: str = "pending"  # a key of STATUS_FILTERS
+
+    def used(self) -> list[str]:
+        """The names of the filters in use (for the audit row: names, never the values typed)."""
+        values = {
+            "patient": self.patient,
+            "model": self.model_id,
+            "urgency": self.urgency,
+            "age": self.age,
+            "status": self.status if self.status != "pending" else "",
+        }
+        return [name for name, value in values.items() if value]
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    suggestion: Suggestion
+    summary: str
+    patient_short: str
+    decision: Decision | None
+    sealed_ok: bool = True
+
+
+@dataclass(frozen=True)
+class UrgencyCount:
+    value: str
+    label: str
+    count: int
+
+
+@dataclass(frozen=True)
+class QueuePage:
+    rows: list[QueueRow]
+    page: Page[Suggestion]
+    counts: list[UrgencyCount]  # within the other filters, so each says what choosing it would show
+    total: int
+
+
+def _queue_queryset(access: ReviewAccess, filters: QueueFilters, now: datetime) -> QuerySet[Suggestion]:
+    found = Suggestion.objects.filter(organization_id__in=sorted(access.read))
+    statuses = STATUS_FILTERS.get(filters.status, STATUS_FILTERS["pending"])[1]
+    if statuses is not None:
+        found = found.filter(status__in=statuses)
+    if filters.patient:
+        found = found.filter(patient_pseudonym__startswith=filters.patient)
+    if filters.model_id:
+        found = found.filter(model_id=filters.model_id)
+    if filters.age == "24h":
+        found = found.filter(created_at__gte=now - timedelta(hours=24))
+    elif filters.age == "7d":
+        found = found.filter(created_at__gte=now - timedelta(days=7))
+    elif filters.age == "older":
+        found = found.filter(created_at__lt=now - timedelta(days=7))
+    return found
+
+
+def _summary(suggestion: Suggestion) -> tuple[str, bool]:
+    try:
+        payload = open_json(suggestion.sealed, associated_data=suggestion.associated_data)
+    except DecryptionError:
+        return "", False
+    summary = payload.get("summary") if isinstance(payload, Mapping) else None
+    return (summary if isinstance(summary, str) else ""), True
+
+
+def review_queue(
+    *, access: ReviewAccess, filters: QueueFilters, page_number: Any = 1, now: datetime | None = None
+) -> QueuePage:
+    """One page of suggestions, most urgent first and then oldest first. A fixed number of queries
+    whatever the page holds; only the page's payloads are opened."""
+    now = now or timezone.now()
+    base = _queue_queryset(access, filters, now)
+    by_urgency = dict(base.order_by().values_list("urgency").annotate(n=Count("pk")))
+    counts = [
+        UrgencyCount(value, str(label), by_urgency.get(value, 0))
+        for value, label in Suggestion.Urgency.choices
+    ]
+    found = base.filter(urgency=filters.urgency) if filters.urgency else base
+    found = found.select_related("decision").order_by("urgency_rank", "created_at", "pk")
+    page = Paginator(found, PAGE_SIZE).get_page(page_number)
+    rows = []
+    for suggestion in page.object_list:
+        summary, sealed_ok = _summary(suggestion)
+        rows.append(
+            QueueRow(
+                suggestion=suggestion,
+                summary=summary,
+                patient_short=short_pseudonym(suggestion.patient_pseudonym),
+                decision=getattr(suggestion, "decision", None),
+                sealed_ok=sealed_ok,
+            )
+        )
+    return QueuePage(rows=rows, page=page, counts=counts, total=page.paginator.count)
+
+
+def queue_model_ids(access: ReviewAccess) -> list[str]:
+    """The models a queue filter may name: those in the catalogue and those with suggestions here."""
+    stored = Suggestion.objects.filter(organization_id__in=sorted(access.read)).values_list(
+        "model_id", flat=True
+    )
+    return sorted(set(catalogue().models) | set(stored.distinct()))
