@@ -21,11 +21,8 @@ filtered must not receive unfiltered results.
 
 from __future__ import annotations
 
-import calendar
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta, timezone
 
 from clinical_ai.audit.balp import (
     ACTOR_SYSTEM_PREFIX,
@@ -38,6 +35,7 @@ from clinical_ai.audit.balp import (
     actions_with_type,
 )
 from clinical_ai.audit.filters import AuditFilters
+from clinical_ai.fhir.search import SearchParameterError, instant_bounds
 
 DEFAULT_COUNT = 50
 MAX_COUNT = 200
@@ -59,20 +57,6 @@ SEARCH_PARAMETERS = {
     "_format",
 }
 _FORMATS = {"json", "application/json", "application/fhir+json"}
-_DATE = re.compile(
-    r"^(?P<prefix>eq|ne|gt|lt|ge|le|sa|eb|ap)?"
-    r"(?P<year>\d{4})(?:-(?P<month>\d{2})(?:-(?P<day>\d{2})"
-    r"(?:T(?P<hour>\d{2}):(?P<minute>\d{2})(?::(?P<second>\d{2})(?P<fraction>\.\d{1,6})?)?"
-    r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?$"
-)
-
-
-class SearchParameterError(ValueError):
-    """A search parameter this server does not support or cannot read."""
-
-    def __init__(self, parameter: str, message: str) -> None:
-        super().__init__(message)
-        self.parameter = parameter
 
 
 @dataclass(frozen=True)
@@ -108,66 +92,9 @@ def _token(value: str) -> tuple[str | None, str]:
     return None, value
 
 
-def _date_range(parameter: str, value: str) -> tuple[str, datetime, datetime]:
-    """The prefix and the [start, end) the value's precision covers."""
-    match = _DATE.match(value.replace(" ", "+"))  # an unencoded '+' in a query string arrives as a space
-    if match is None:
-        raise SearchParameterError(parameter, f"date {value!r} is not a FHIR date or dateTime")
-    prefix = match["prefix"] or "eq"
-    if prefix not in ("eq", "ge", "gt", "le", "lt"):
-        raise SearchParameterError(
-            parameter, f"the date prefix {prefix!r} is not supported (eq, ge, gt, le, lt)"
-        )
-    tz = UTC
-    if match["tz"] and match["tz"] != "Z":
-        sign = 1 if match["tz"][0] == "+" else -1
-        hours, minutes = int(match["tz"][1:3]), int(match["tz"][4:6])
-        tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
-    try:
-        year = int(match["year"])
-        if match["month"] is None:
-            start = datetime(year, 1, 1, tzinfo=tz)
-            return prefix, start, start.replace(year=year + 1)
-        month = int(match["month"])
-        if match["day"] is None:
-            start = datetime(year, month, 1, tzinfo=tz)
-            return prefix, start, start + timedelta(days=calendar.monthrange(year, month)[1])
-        day = datetime(year, month, int(match["day"]), tzinfo=tz)
-        if match["hour"] is None:
-            return prefix, day, day + timedelta(days=1)
-        start = day.replace(hour=int(match["hour"]), minute=int(match["minute"]))
-        if match["second"] is None:
-            return prefix, start, start + timedelta(minutes=1)
-        start = start.replace(second=int(match["second"]))
-        if match["fraction"] is None:
-            return prefix, start, start + timedelta(seconds=1)
-        digits = match["fraction"][1:]
-        start = start.replace(microsecond=int(digits.ljust(6, "0")))
-        return prefix, start, start + timedelta(microseconds=10 ** (6 - len(digits)))
-    except ValueError as exc:
-        raise SearchParameterError(parameter, f"date {value!r} is not a valid date: {exc}") from None
-
-
 def _with_dates(filters: AuditFilters, values: Sequence[str]) -> AuditFilters:
-    lower, upper = filters.occurred_from, filters.occurred_before
-    for value in values:
-        if not value or len(value) > 64:
-            raise SearchParameterError("date", "date is empty or too long")
-        prefix, start, end = _date_range("date", value)
-        # Events are instants: each prefix becomes an inclusive lower or an exclusive upper bound.
-        bounds = {
-            "eq": (start, end),
-            "ge": (start, None),
-            "gt": (end, None),
-            "le": (None, end),
-            "lt": (None, start),
-        }
-        low, high = bounds[prefix]
-        if low is not None:
-            lower = low if lower is None else max(lower, low)
-        if high is not None:
-            upper = high if upper is None else min(upper, high)
-    return replace(filters, occurred_from=lower, occurred_before=upper)
+    occurred_from, occurred_before = instant_bounds("date", values)  # events are instants
+    return replace(filters, occurred_from=occurred_from, occurred_before=occurred_before)
 
 
 def _narrow(

@@ -15,10 +15,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from integrations.fhir import resource_types
-from integrations.fhir.outcome import FhirError, Issue
-from integrations.fhir.validation_body import Limits, parse_json_body
-from integrations.fhir.validation_resource import check_resource, validate_resource
+from clinical_ai.fhir import resource_types
+from clinical_ai.fhir.outcome import FhirError, Issue
+from clinical_ai.fhir.validation_body import Limits, parse_json_body
+from clinical_ai.fhir.validation_resource import check_resource, validate_resource
 
 __all__ = [
     "BundleCheck",

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from integrations.fhir.outcome import FhirError
+from clinical_ai.fhir.outcome import FhirError
 
 UTF8_BOM = b"\xef\xbb\xbf"
 

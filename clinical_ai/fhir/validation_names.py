@@ -8,8 +8,8 @@ import re
 from functools import cache
 from typing import Any
 
-from integrations.fhir.resource_types import R4B_SUPPORTED_RESOURCE_TYPES, model_class
-from integrations.fhir.validation_walk import element_class
+from clinical_ai.fhir.resource_types import R4B_SUPPORTED_RESOURCE_TYPES, model_class
+from clinical_ai.fhir.validation_walk import element_class
 
 _SEGMENT = re.compile(r"^(?P<name>[^\[\]]+)(?P<index>(\[\d+\])*)$")
 

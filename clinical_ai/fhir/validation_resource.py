@@ -14,9 +14,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from integrations.fhir import resource_types
-from integrations.fhir.outcome import Issue
-from integrations.fhir.validation_walk import resource_type_issue, walk_resource
+from clinical_ai.fhir import resource_types
+from clinical_ai.fhir.outcome import Issue
+from clinical_ai.fhir.validation_walk import resource_type_issue, walk_resource
 
 logger = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from integrations.fhir import resource_types
-from integrations.fhir.outcome import Issue
-from integrations.fhir.required_codes import REQUIRED_CODES, REQUIRED_CODINGS
+from clinical_ai.fhir import resource_types
+from clinical_ai.fhir.outcome import Issue
+from clinical_ai.fhir.required_codes import REQUIRED_CODES, REQUIRED_CODINGS
 
 _RESOURCE_BASES = frozenset({"Resource", "DomainResource"})
 

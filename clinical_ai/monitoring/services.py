@@ -24,6 +24,7 @@ from django.utils import timezone
 from clinical_ai.audit.services import Actor, audit_record
 from clinical_ai.core.sealing import open_json
 from clinical_ai.deid.models import DeidentifiedResource
+from clinical_ai.fhir.dates import FhirDateError, parse_fhir_date_time
 from clinical_ai.inference.models import InferenceRun
 from clinical_ai.monitoring import stats
 from clinical_ai.monitoring.models import DriftReference, DriftStat, OutcomeStat
@@ -248,14 +249,12 @@ def drift_reference_reset(*, model_id: str, model_version: str) -> int:
 def age_band(birth_date: str | None, *, on: date) -> str:
     if not birth_date:
         return UNKNOWN
-    parts = birth_date[:10].split("-")
     try:
-        year = int(parts[0])
-        month = int(parts[1]) if len(parts) > 1 else 7
-        day = int(parts[2]) if len(parts) > 2 else 1
-        born = date(year, month, day)
-    except ValueError:
+        birth = parse_fhir_date_time(birth_date[:10])
+    except FhirDateError:
         return UNKNOWN
+    # A birth year alone counts from mid-year, a month alone from its first day.
+    born = birth.start.date().replace(month=7) if birth.precision == "year" else birth.start.date()
     age = on.year - born.year - ((on.month, on.day) < (born.month, born.day))
     if age < 0:
         return UNKNOWN

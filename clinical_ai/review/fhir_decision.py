@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from clinical_ai.fhir.dates import FhirDateError, fhir_datetime_text
 from clinical_ai.inference.engine.fhir_output import (
     AI_ASSERTED,
     CONDITION_CLINICAL_SYSTEM,
@@ -193,9 +194,10 @@ def decision_resource_id(suggestion_id: str, resource_type: str) -> str:
 
 
 def _datetime(value: datetime) -> str:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise DecisionResourceError("the signing time must be timezone-aware")
-    return value.isoformat()
+    try:
+        return fhir_datetime_text(value)
+    except FhirDateError as error:
+        raise DecisionResourceError(f"the signing time cannot be written: {error}") from None
 
 
 def _note(text: str, verifier: Verifier, when: str) -> dict[str, Any]:

@@ -12,6 +12,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
+from clinical_ai.fhir.dates import FhirDateError, parse_fhir_date_time
+
 PATIENT_TEMPLATE = "Patient/{{context.patientId}}"
 VITALS_TEMPLATE = "Observation?patient={{context.patientId}}&category=vital-signs&_sort=-date&_count=50"
 CONDITIONS_TEMPLATE = "Condition?patient={{context.patientId}}&clinical-status=active&_count=100"
@@ -310,12 +312,12 @@ def feedback_parse(body: Any, *, max_entries: int = 100) -> list[FeedbackEntry]:
         )
         stamp_text = _string(item.get("outcomeTimestamp"), f"{path}.outcomeTimestamp", max_length=64)
         try:
-            stamp = datetime.fromisoformat(stamp_text.replace("Z", "+00:00"))
-        except ValueError:
+            stamp = parse_fhir_date_time(stamp_text)
+        except FhirDateError:
             raise RequestInvalid(
                 f"{path}.outcomeTimestamp must be an instant", f"{path}.outcomeTimestamp"
             ) from None
-        if stamp.tzinfo is None:
+        if not stamp.zoned:
             raise RequestInvalid(
                 f"{path}.outcomeTimestamp must carry a time zone", f"{path}.outcomeTimestamp"
             )
@@ -325,7 +327,7 @@ def feedback_parse(body: Any, *, max_entries: int = 100) -> list[FeedbackEntry]:
                 outcome=str(outcome),
                 accepted_suggestions=accepted,
                 override_reason=override,
-                outcome_timestamp=stamp,
+                outcome_timestamp=stamp.start,
             )
         )
     return entries

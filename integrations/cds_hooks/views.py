@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
 from clinical_ai.core.middleware import request_id_of
+from clinical_ai.fhir.outcome import Issue, operation_outcome
 from integrations.cds_hooks.auth import CdsCaller, cds_caller_authenticate
 from integrations.cds_hooks.cors import cors
 from integrations.cds_hooks.services import (
@@ -19,7 +20,6 @@ from integrations.cds_hooks.services import (
     cds_service_call,
     cds_service_lookup,
 )
-from integrations.fhir.outcome import Issue, operation_outcome
 from integrations.smart.views import public_base_url
 
 

@@ -20,13 +20,14 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from clinical_ai.audit.balp import audit_event_resource
-from clinical_ai.audit.fhir_search import SEARCH_PARAMETERS, SearchParameterError, parse_audit_event_search
+from clinical_ai.audit.fhir_search import SEARCH_PARAMETERS, parse_audit_event_search
 from clinical_ai.audit.models import Outcome
 from clinical_ai.audit.selectors import audit_events_page
 from clinical_ai.audit.services import Actor, audit_record
 from clinical_ai.core.middleware import request_id_of
+from clinical_ai.fhir.outcome import Issue, operation_outcome
+from clinical_ai.fhir.search import SearchParameterError
 from integrations.fhir import views as fhir_views
-from integrations.fhir.outcome import Issue, operation_outcome
 from integrations.smart.decorators import smart_principal_of, smart_protected
 
 SEARCH_ACTION = "fhir.auditevent.search"

@@ -18,8 +18,8 @@ from django.views.decorators.csrf import csrf_exempt
 from clinical_ai.audit.models import Outcome
 from clinical_ai.audit.services import Actor, audit_record
 from clinical_ai.core.middleware import request_id_of
+from clinical_ai.fhir.outcome import Issue, operation_outcome
 from integrations.fhir import views as fhir_views
-from integrations.fhir.outcome import Issue, operation_outcome
 from integrations.fhir.outputs import READ_ACTION, SEARCH_ACTION, output_read, output_search
 from integrations.fhir.services import FhirResponse
 from integrations.smart.decorators import smart_principal_of, smart_protected

@@ -1,6 +1,6 @@
 """FHIR R4 intake: turn one HTTP request into an accepted job or a clear refusal, and audit either way.
 
-Thin over the pure validation core (integrations.fhir.validation) and the intake stage
+Thin over the pure validation core (clinical_ai.fhir.validation) and the intake stage
 (clinical_ai.intake.services): this module owns the FHIR semantics — transaction vs batch, idempotency,
 authorization by SMART scope, and the transaction-response / batch-response shapes.
 """
@@ -19,17 +19,17 @@ from django.utils import timezone
 
 from clinical_ai.audit.models import Outcome
 from clinical_ai.audit.services import Actor, audit_record
-from clinical_ai.intake.models import IngestJob
-from clinical_ai.intake.services import IntakeEntry, ingest_job_create
-from integrations.fhir.outcome import FhirError, Issue, informational_outcome, operation_outcome
-from integrations.fhir.validation import (
+from clinical_ai.fhir.outcome import FhirError, Issue, informational_outcome, operation_outcome
+from clinical_ai.fhir.validation import (
     Limits,
     check_intake_bundle,
     parse_json_body,
     supported_resource_types,
     validate_resource,
 )
-from integrations.fhir.validation_names import audit_safe_expression
+from clinical_ai.fhir.validation_names import audit_safe_expression
+from clinical_ai.intake.models import IngestJob
+from clinical_ai.intake.services import IntakeEntry, ingest_job_create
 from integrations.smart.principal import SmartPrincipal
 from integrations.smart.scopes import Action
 

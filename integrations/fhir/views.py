@@ -13,8 +13,8 @@ from django.views.decorators.csrf import csrf_exempt
 
 from clinical_ai.core.middleware import request_id_of
 from clinical_ai.core.request_id import request_id_from_header
+from clinical_ai.fhir.outcome import Issue, operation_outcome
 from integrations.fhir.capability import capability_statement
-from integrations.fhir.outcome import Issue, operation_outcome
 from integrations.fhir.services import FhirResponse, IntakeRequest, fhir_request_ingest, fhir_request_refuse
 from integrations.smart.decorators import smart_protected
 

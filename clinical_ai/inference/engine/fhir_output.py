@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from clinical_ai.fhir.dates import FhirDateError, fhir_datetime_text
+from clinical_ai.fhir.outcome import Issue
+from clinical_ai.fhir.validation_resource import validate_resource
 from clinical_ai.inference.engine.manifest import ModelManifest
 from clinical_ai.inference.engine.types import Finding, ModelResult
-from integrations.fhir.outcome import Issue
-from integrations.fhir.validation_resource import validate_resource
 
 PSEUDONYM_SYSTEM = "urn:clinical-ai:patient-pseudonym"
 MODEL_SYSTEM = "urn:clinical-ai:model"
@@ -135,9 +136,10 @@ def _device_reference(model: ModelManifest) -> dict[str, Any]:
 
 
 def _datetime(value: datetime) -> str:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise FhirOutputError("the run's time must be timezone-aware")
-    return value.isoformat()
+    try:
+        return fhir_datetime_text(value)
+    except FhirDateError as error:
+        raise FhirOutputError(f"the run's time cannot be written: {error}") from None
 
 
 def _plain_json(value: Any, what: str) -> Any:

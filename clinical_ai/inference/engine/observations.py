@@ -14,10 +14,11 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
+from clinical_ai.fhir.dates import fhir_datetime_or_none
 from clinical_ai.inference.engine.types import SourceResource
 
 LOINC = "http://loinc.org"
@@ -27,50 +28,7 @@ UCUM = "http://unitsofmeasure.org"
 # A value recorded in error or an order never carried out is not an observation of the patient.
 IGNORED_STATUSES = frozenset({"entered-in-error", "cancelled"})
 
-_DATETIME = re.compile(
-    r"^(?P<year>\d{4})(?:-(?P<month>\d{2})(?:-(?P<day>\d{2})"
-    r"(?:T(?P<hour>\d{2}):(?P<minute>\d{2})(?::(?P<second>\d{2})(?:\.(?P<fraction>\d+))?)?"
-    r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?$"
-)
-
-
 # --- times ----------------------------------------------------------------------------------------
-
-
-def parse_fhir_datetime(text: Any) -> datetime | None:
-    """A FHIR ``dateTime`` or ``instant`` as an aware datetime, or ``None`` when it is not one.
-
-    Partial dates ("2026", "2026-11", "2026-11-20") mean the start of that period. FHIR requires a zone
-    whenever a time is given; a time without one is read as UTC rather than as the server's local time.
-    """
-    if not isinstance(text, str):
-        return None
-    match = _DATETIME.match(text.strip())
-    if match is None:
-        return None
-    parts = match.groupdict()
-    fraction = (parts["fraction"] or "")[:6].ljust(6, "0")
-    zone = parts["tz"]
-    tzinfo: timezone = UTC
-    if zone and zone != "Z":
-        sign = -1 if zone[0] == "-" else 1
-        offset = timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
-        if offset >= timedelta(hours=24):
-            return None
-        tzinfo = timezone(sign * offset)
-    try:
-        return datetime(
-            int(parts["year"]),
-            int(parts["month"] or 1),
-            int(parts["day"] or 1),
-            int(parts["hour"] or 0),
-            int(parts["minute"] or 0),
-            int(parts["second"] or 0),
-            int(fraction),
-            tzinfo=tzinfo,
-        )
-    except ValueError:
-        return None
 
 
 def observation_effective(resource: Mapping[str, Any]) -> datetime | None:
@@ -79,15 +37,15 @@ def observation_effective(resource: Mapping[str, Any]) -> datetime | None:
     ``effectiveDateTime``, then ``effectivePeriod`` (its end, the latest moment it describes, else its start),
     then ``effectiveInstant``; ``issued`` (when it was released) only when no effective time is recorded.
     """
-    when = parse_fhir_datetime(resource.get("effectiveDateTime"))
+    when = fhir_datetime_or_none(resource.get("effectiveDateTime"))
     if when is not None:
         return when
     period = resource.get("effectivePeriod")
     if isinstance(period, Mapping):
-        when = parse_fhir_datetime(period.get("end")) or parse_fhir_datetime(period.get("start"))
+        when = fhir_datetime_or_none(period.get("end")) or fhir_datetime_or_none(period.get("start"))
         if when is not None:
             return when
-    return parse_fhir_datetime(resource.get("effectiveInstant")) or parse_fhir_datetime(
+    return fhir_datetime_or_none(resource.get("effectiveInstant")) or fhir_datetime_or_none(
         resource.get("issued")
     )
 

@@ -7,12 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from clinical_ai.audit.balp import EVENT_CODES
-from clinical_ai.audit.fhir_search import (
-    MAX_COUNT,
-    AuditEventSearch,
-    SearchParameterError,
-    parse_audit_event_search,
-)
+from clinical_ai.audit.fhir_search import MAX_COUNT, AuditEventSearch, parse_audit_event_search
+from clinical_ai.fhir.search import SearchParameterError
 
 
 def _parse(**params: str | list[str]) -> AuditEventSearch:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from integrations.fhir.outcome import Issue
+from clinical_ai.fhir.outcome import Issue
 
 
 def patient(**fields: Any) -> dict[str, Any]:

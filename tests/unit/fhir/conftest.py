@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from integrations.fhir.validation import Limits
+from clinical_ai.fhir.validation import Limits
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from integrations.fhir.outcome import FhirError, Issue
-from integrations.fhir.validation import (
+from clinical_ai.fhir.outcome import FhirError, Issue
+from clinical_ai.fhir.validation import (
     BundleCheck,
     Limits,
     check_intake_bundle,

@@ -4,8 +4,8 @@ from typing import Any
 
 import pytest
 
-from integrations.fhir.outcome import FhirError
-from integrations.fhir.validation import BundleCheck, EntryResult, Limits, check_intake_bundle
+from clinical_ai.fhir.outcome import FhirError
+from clinical_ai.fhir.validation import BundleCheck, EntryResult, Limits, check_intake_bundle
 
 from .builders import bundle, codes_at, entry, observation, patient
 

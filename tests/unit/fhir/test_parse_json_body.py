@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from integrations.fhir.outcome import FhirError
-from integrations.fhir.validation import Limits, parse_json_body
+from clinical_ai.fhir.outcome import FhirError
+from clinical_ai.fhir.validation import Limits, parse_json_body
 
 FHIR_JSON = "application/fhir+json"
 PATIENT = b'{"resourceType": "Patient", "id": "p1"}'

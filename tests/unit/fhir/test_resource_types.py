@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
-from integrations.fhir import resource_types
-from integrations.fhir.required_codes import REQUIRED_CODES, REQUIRED_CODINGS
-from integrations.fhir.validation import supported_resource_types, validate_resource
+from clinical_ai.fhir import resource_types
+from clinical_ai.fhir.required_codes import REQUIRED_CODES, REQUIRED_CODINGS
+from clinical_ai.fhir.validation import supported_resource_types, validate_resource
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -113,10 +113,20 @@ def test_required_codings_name_codeable_concepts(class_name: str, element: str) 
 
 
 def test_the_validation_core_imports_no_django() -> None:
+    # ``clinical_ai/__init__.py`` starts Celery (and so Django settings): a stand-in parent package lets
+    # clinical_ai.fhir be imported on its own, as any layer's pure code would use it.
     code = (
-        "import sys\n"
-        "import integrations.fhir.validation, integrations.fhir.resource_types, integrations.fhir.required_codes\n"
-        "leaked = sorted(m for m in sys.modules if m == 'django' or m.startswith('django.'))\n"
+        "import importlib, pkgutil, sys, types\n"
+        "package = types.ModuleType('clinical_ai')\n"
+        "package.__path__ = ['clinical_ai']\n"
+        "sys.modules['clinical_ai'] = package\n"
+        "import clinical_ai.fhir\n"
+        "for info in pkgutil.iter_modules(clinical_ai.fhir.__path__):\n"
+        "    importlib.import_module('clinical_ai.fhir.' + info.name)\n"
+        "loaded = [m for m in sys.modules if m.startswith(('clinical_ai.', 'integrations'))]\n"
+        "assert 'clinical_ai.fhir.validation' in loaded and 'clinical_ai.fhir.dates' in loaded, loaded\n"
+        "leaked = sorted(m for m in sys.modules if m.split('.')[0] in ('django', 'celery', 'integrations'))\n"
+        "leaked += sorted(m for m in loaded if not m.startswith('clinical_ai.fhir'))\n"
         "print(leaked)\n"
         "sys.exit(1 if leaked else 0)\n"
     )

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from integrations.fhir.outcome import FhirError, Issue
-from integrations.fhir.resource_types import R4_ONLY_RESOURCE_TYPES
-from integrations.fhir.validation import Limits, check_intake_bundle, parse_json_body, validate_resource
+from clinical_ai.fhir.outcome import FhirError, Issue
+from clinical_ai.fhir.resource_types import R4_ONLY_RESOURCE_TYPES
+from clinical_ai.fhir.validation import Limits, check_intake_bundle, parse_json_body, validate_resource
 
 pytestmark = pytest.mark.shared_data
 

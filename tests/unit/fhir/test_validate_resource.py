@@ -4,8 +4,8 @@ from typing import Any
 
 import pytest
 
-from integrations.fhir.validation import validate_resource
-from integrations.fhir.validation_resource import MAX_ISSUES_PER_RESOURCE, loc_to_path
+from clinical_ai.fhir.validation import validate_resource
+from clinical_ai.fhir.validation_resource import MAX_ISSUES_PER_RESOURCE, loc_to_path
 
 from .builders import codes_at, expressions, observation, patient
 

@@ -13,6 +13,7 @@ from fhir.resources.R4B.guidanceresponse import GuidanceResponse
 from fhir.resources.R4B.requestgroup import RequestGroup
 from fhir.resources.R4B.riskassessment import RiskAssessment
 
+from clinical_ai.fhir.validation import validate_resource
 from clinical_ai.inference.engine.fhir_output import (
     AI_ASSERTED,
     PSEUDONYM_SYSTEM,
@@ -30,7 +31,6 @@ from clinical_ai.inference.engine.fhir_output import (
 )
 from clinical_ai.inference.engine.manifest import ModelManifest, manifest_parse
 from clinical_ai.inference.engine.types import Finding, ModelResult
-from integrations.fhir.validation import validate_resource
 
 MODELS: dict[str, Any] = {
     "Device": Device,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -19,7 +19,6 @@ from clinical_ai.inference.engine.observations import (
     latest_reading,
     observation_effective,
     observation_usable,
-    parse_fhir_datetime,
     readings,
     round_half_up,
     to_celsius,
@@ -64,41 +63,6 @@ def sources(*resources: dict[str, Any]) -> list[SourceResource]:
 
 
 # --- times ----------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("2026-11-20T08:15:00+00:00", datetime(2026, 11, 20, 8, 15, tzinfo=UTC)),
-        ("2026-11-20T08:15:00Z", datetime(2026, 11, 20, 8, 15, tzinfo=UTC)),
-        ("2026-11-20T08:15:00.5Z", datetime(2026, 11, 20, 8, 15, 0, 500000, tzinfo=UTC)),
-        ("2026-11-20T08:15:00.123456789Z", datetime(2026, 11, 20, 8, 15, 0, 123456, tzinfo=UTC)),
-        ("2026-11-20T10:15:00+02:00", datetime(2026, 11, 20, 8, 15, tzinfo=UTC)),
-        ("2026-11-20T03:15:00-05:00", datetime(2026, 11, 20, 8, 15, tzinfo=UTC)),
-        ("2026-11-20T08:15:00", datetime(2026, 11, 20, 8, 15, tzinfo=UTC)),
-        ("2026-11-20", datetime(2026, 11, 20, tzinfo=UTC)),
-        ("2026-11", datetime(2026, 11, 1, tzinfo=UTC)),
-        ("2026", datetime(2026, 1, 1, tzinfo=UTC)),
-    ],
-)
-def test_parse_fhir_datetime_is_aware(text: str, expected: datetime) -> None:
-    parsed = parse_fhir_datetime(text)
-    assert parsed == expected
-    assert parsed is not None and parsed.tzinfo is not None
-
-
-def test_parse_fhir_datetime_keeps_the_offset() -> None:
-    parsed = parse_fhir_datetime("2026-11-20T10:15:00+05:30")
-    assert parsed is not None
-    assert parsed.utcoffset() == timedelta(hours=5, minutes=30)
-    assert parsed.tzinfo == timezone(timedelta(hours=5, minutes=30))
-
-
-@pytest.mark.parametrize(
-    "text", ["", "yesterday", "2026-13-01", "2026-02-30", "2026-11-20T25:00:00Z", "20261120", 20261120, None]
-)
-def test_parse_fhir_datetime_refuses_what_is_not_a_datetime(text: Any) -> None:
-    assert parse_fhir_datetime(text) is None
 
 
 def test_effective_time_precedence() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from clinical_ai.fhir.validation_resource import validate_resource
 from clinical_ai.review.fhir_decision import (
     ConditionEdit,
     DecisionResourceError,
@@ -17,7 +18,6 @@ from clinical_ai.review.fhir_decision import (
     decision_resources,
     provenance_signature_verify,
 )
-from integrations.fhir.validation_resource import validate_resource
 from tests.unit.review.findings import (
     HYPERTENSION,
     finding_resources,

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
+from clinical_ai.fhir.dates import fhir_instant_text
 from clinical_ai.inference.builtin.news2.chart import Parameter
 from clinical_ai.inference.builtin.news2.reading import Observed
 from clinical_ai.inference.engine.observations import LOINC
@@ -20,7 +21,7 @@ Status = Literal["scored", "missing", "stale"]
 
 
 def iso(when: datetime | None) -> str | None:
-    return when.astimezone(UTC).isoformat() if when else None
+    return fhir_instant_text(when) if when else None
 
 
 @dataclass(frozen=True)
