@@ -1,18 +1,17 @@
 """Reading what a hook needs from the EHR's FHIR server (``fhirServer``) with the access token it handed
-over (``fhirAuthorization``). Only from a base URL registered for the issuer (no request forgery towards
-other hosts), over https or loopback http, without redirects, with a short timeout. The token is sent and
-forgotten: never logged, stored or put into an error message."""
+over (``fhirAuthorization``). Only from a base URL registered for the issuer and only to its host (no
+request forgery towards other hosts), over https or loopback http, without redirects, with a short timeout
+(clinical_ai.core.http). The token is sent and forgotten: never logged, stored or put into an error
+message."""
 
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from integrations.smart.jwks import LOOPBACK_HOSTS
+from clinical_ai.core.http import LOOPBACK_HOSTS, HttpFailure, http_request, url_host
 
 MAX_RESPONSE_BYTES = 5 * 1024 * 1024
 
@@ -35,38 +34,33 @@ def fhir_server_usable(fhir_server: str, *, allowed: Sequence[str]) -> bool:
     return parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS)
 
 
-class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
 def fhir_get(
     *, fhir_server: str, path: str, access_token: str, timeout_seconds: float
 ) -> dict[str, Any] | None:
     """GET ``[fhirServer]/[path]``; the resource or Bundle, None for a 404/410, ``FetchFailed`` otherwise."""
-    url = f"{fhir_server.rstrip('/')}/{path.lstrip('/')}"
-    request = urllib.request.Request(  # noqa: S310 - fhir_server_usable checked the scheme and host
-        url,
-        headers={
-            "Accept": "application/fhir+json",
-            "Authorization": f"Bearer {access_token}",
-            "User-Agent": "clinical-ai-cds-hooks",
-        },
-    )
-    opener = urllib.request.build_opener(_RefuseRedirects)
+    base = fhir_server.rstrip("/")
     try:
-        with opener.open(request, timeout=timeout_seconds) as response:
-            body = response.read(MAX_RESPONSE_BYTES + 1)
-    except urllib.error.HTTPError as exc:
-        if exc.code in (404, 410):
-            return None
-        raise FetchFailed(f"the FHIR server answered HTTP {exc.code}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise FetchFailed(f"the FHIR server cannot be reached ({type(exc).__name__})") from None
-    if len(body) > MAX_RESPONSE_BYTES:
-        raise FetchFailed("the FHIR server's answer is too large")
+        reply = http_request(
+            "GET",
+            f"{base}/{path.lstrip('/')}",
+            # The rendered path comes from the request's context: it must not lead off the server's host.
+            allowed_hosts={url_host(base)},
+            timeout_seconds=timeout_seconds,
+            max_response_bytes=MAX_RESPONSE_BYTES,
+            headers={
+                "Accept": "application/fhir+json",
+                "Authorization": f"Bearer {access_token}",
+                "User-Agent": "clinical-ai-cds-hooks",
+            },
+        )
+    except HttpFailure as failure:  # its message names no URL, header or body
+        raise FetchFailed(f"the FHIR server: {failure}") from None
+    if reply.status in (404, 410):
+        return None
+    if not reply.ok:
+        raise FetchFailed(f"the FHIR server answered HTTP {reply.status}")
     try:
-        document = json.loads(body)
+        document = json.loads(reply.body)
     except ValueError:
         raise FetchFailed("the FHIR server did not answer with JSON") from None
     if not isinstance(document, dict) or not isinstance(document.get("resourceType"), str):

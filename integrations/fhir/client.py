@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +16,12 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+from clinical_ai.core.http import HttpReply, http_request, url_host
+
+TOKEN_ANSWER_MAX_BYTES = 64 * 1024
+# The gateway answers a Bundle with an OperationOutcome or a transaction-response: small, but per entry.
+FHIR_ANSWER_MAX_BYTES = 16 * 1024 * 1024
 
 
 class ClientError(RuntimeError):
@@ -55,34 +59,34 @@ def client_assertion(
 
 @dataclass(frozen=True)
 class HttpAnswer:
+    """An answer as this client shows it: ``body`` is the parsed JSON, else the text, else None."""
+
     status: int
     headers: dict[str, str]
     body: Any
 
 
-def _send(request: urllib.request.Request, timeout: float) -> HttpAnswer:
+def _answer(reply: HttpReply) -> HttpAnswer:
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (http(s) URLs only)
-            raw = response.read()
-            status, headers = response.status, dict(response.headers.items())
-    except urllib.error.HTTPError as err:
-        raw, status, headers = err.read(), err.code, dict(err.headers.items())
-    try:
-        body = json.loads(raw) if raw else None
+        body = json.loads(reply.body) if reply.body else None
     except ValueError:
-        body = raw.decode("utf-8", "replace")
-    return HttpAnswer(status, headers, body)
+        body = reply.body.decode("utf-8", "replace")
+    return HttpAnswer(reply.status, dict(reply.headers), body)
 
 
-def _check_url(url: str) -> None:
-    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-        raise ClientError(f"only http(s) URLs are supported: {url!r}")
-
-
-def fetch_access_token(
-    *, token_url: str, client_id: str, private_key_pem: bytes, kid: str, scope: str, timeout: float = 10
-) -> str:
-    _check_url(token_url)
+def token_request(
+    *,
+    token_url: str,
+    client_id: str,
+    private_key_pem: bytes,
+    kid: str,
+    scope: str,
+    timeout: float,
+    allow_plain_http: bool,
+) -> HttpReply:
+    """POST a SMART Backend Services client_credentials request with a fresh signed client assertion;
+    the answer as it came (``access_token_of`` reads it). Raises ``HttpFailure``; the assertion is in the
+    request body, which nothing logs."""
     form = urllib.parse.urlencode(
         {
             "grant_type": "client_credentials",
@@ -93,19 +97,58 @@ def fetch_access_token(
             ),
         }
     ).encode("ascii")
-    request = urllib.request.Request(  # noqa: S310
-        token_url, data=form, method="POST", headers={"Content-Type": "application/x-www-form-urlencoded"}
+    return http_request(
+        "POST",
+        token_url,
+        allowed_hosts={url_host(token_url)},
+        allow_plain_http=allow_plain_http,
+        timeout_seconds=timeout,
+        max_response_bytes=TOKEN_ANSWER_MAX_BYTES,
+        headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
+        body=form,
     )
-    answer = _send(request, timeout)
-    if answer.status != 200 or not isinstance(answer.body, dict) or "access_token" not in answer.body:
+
+
+def access_token_of(reply: HttpReply) -> str | None:
+    """The access_token of a 200 token answer; None for any other answer."""
+    if reply.status != 200:
+        return None
+    try:
+        document = json.loads(reply.body)
+    except ValueError:
+        return None
+    token = document.get("access_token") if isinstance(document, dict) else None
+    return token if isinstance(token, str) else None
+
+
+# The two calls below are the EHR's side, aimed by an operator at a gateway wherever it runs (a container
+# name, another machine on a test network): plain http is allowed to any host, but only to the URL given.
+
+
+def fetch_access_token(
+    *, token_url: str, client_id: str, private_key_pem: bytes, kid: str, scope: str, timeout: float = 10
+) -> str:
+    reply = token_request(
+        token_url=token_url,
+        client_id=client_id,
+        private_key_pem=private_key_pem,
+        kid=kid,
+        scope=scope,
+        timeout=timeout,
+        allow_plain_http=True,
+    )
+    token = access_token_of(reply)
+    if token is None:
+        answer = _answer(reply)
         raise ClientError(f"token request refused ({answer.status}): {answer.body}")
-    return str(answer.body["access_token"])
+    return token
 
 
 def post_fhir(
     *, url: str, access_token: str, body: bytes, request_id: str | None = None, timeout: float = 60
 ) -> HttpAnswer:
-    _check_url(url)
+    """POST a FHIR document; the answer whatever its status. Raises ``HttpFailure`` (an ``OSError``) when
+    there is none: no connection, a timeout, a redirect, an oversized answer."""
     headers = {
         "Content-Type": "application/fhir+json",
         "Accept": "application/fhir+json",
@@ -113,4 +156,14 @@ def post_fhir(
     }
     if request_id:
         headers["X-Request-Id"] = request_id
-    return _send(urllib.request.Request(url, data=body, method="POST", headers=headers), timeout)  # noqa: S310
+    reply = http_request(
+        "POST",
+        url,
+        allowed_hosts={url_host(url)},
+        allow_plain_http=True,
+        timeout_seconds=timeout,
+        max_response_bytes=FHIR_ANSWER_MAX_BYTES,
+        headers=headers,
+        body=body,
+    )
+    return _answer(reply)

@@ -17,15 +17,7 @@ from typing import Any
 import jwt
 
 from integrations.smart.errors import OAuthError, OAuthErrorCode
-from integrations.smart.jwk import (
-    JwkError,
-    jwk_fits,
-    jwk_load,
-    jwks_keys,
-    jws_algorithm,
-    jws_claims,
-    numeric_date,
-)
+from integrations.smart.jwk import JwkError, UnknownKid, jwk_load, jwk_select, jws_algorithm, jws_verify
 
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 MAX_ASSERTION_LENGTH = 16 * 1024
@@ -80,24 +72,6 @@ def assertion_client_id(assertion: str) -> str:
     return issuer
 
 
-def _select_key(header: Mapping[str, Any], jwks: Mapping[str, Any], algorithm: str) -> Mapping[str, Any]:
-    try:
-        candidates = [jwk for jwk in jwks_keys(jwks) if jwk_fits(jwk, algorithm)]
-    except JwkError as exc:
-        raise AssertionRejected(f"the client's registered key set is unusable: {exc}") from None
-    kid = header.get("kid")
-    if kid is not None:
-        matching = [jwk for jwk in candidates if jwk.get("kid") == kid]
-        if not matching:
-            raise UnknownKeyId(f"no registered {algorithm} key has kid {str(kid)[:64]!r}")
-        return matching[0]
-    if not candidates:
-        raise UnknownKeyId(f"no registered key fits {algorithm}")
-    if len(candidates) > 1:
-        raise AssertionRejected("the client has several keys: the assertion header must name one by kid")
-    return candidates[0]
-
-
 def client_assertion_verify(
     *,
     assertion: str,
@@ -109,41 +83,34 @@ def client_assertion_verify(
     clock_skew_seconds: int,
 ) -> VerifiedAssertion:
     """Verify a client assertion against the client's public keys; raise ``AssertionRejected`` if any
-    rule fails. ``audience`` is the token endpoint URL; ``now`` must be timezone-aware."""
+    rule fails. ``audience`` is the token endpoint URL. ``now`` (timezone-aware) is the instant the lifetime
+    rule is measured from; PyJWT holds exp, nbf and iat to the system clock, the same instant in practice."""
     header = _unverified_header(assertion)
     algorithm = jws_algorithm(header, AssertionRejected)
     try:
-        key = jwk_load(_select_key(header, jwks, algorithm), algorithm)
+        key = jwk_load(jwk_select(jwks, kid=header.get("kid"), algorithm=algorithm), algorithm)
+    except UnknownKid as exc:
+        raise UnknownKeyId(str(exc)) from None
     except JwkError as exc:
         raise AssertionRejected(f"the client's key cannot be used: {exc}") from None
-    claims = jws_claims(
-        assertion, key.key, algorithm, rejected=AssertionRejected, what="the client assertion"
+    # RFC 7523: iss and sub are the client id, aud the token endpoint; exp is required, and PyJWT holds
+    # exp, nbf and iat to the clock within the skew.
+    claims = jws_verify(
+        assertion,
+        key.key,
+        algorithm,
+        rejected=AssertionRejected,
+        what="the client assertion",
+        audience=audience,
+        issuer=client_id,
+        subject=client_id,
+        leeway_seconds=clock_skew_seconds,
+        required=("iss", "sub", "aud", "exp", "jti"),
     )
-
-    issuer, subject = claims.get("iss"), claims.get("sub")
-    if issuer != client_id:
-        raise AssertionRejected("the iss claim is not this client's id")
-    if subject != issuer:
-        raise AssertionRejected("the sub claim must equal iss (the client id)")
-
-    aud = claims.get("aud")
-    if not (aud == audience or (isinstance(aud, list) and audience in aud)):
-        raise AssertionRejected(f"the aud claim must be the token endpoint URL, {audience[:200]}")
-
-    timestamp = now.timestamp()
-    expires = numeric_date(claims, "exp", AssertionRejected)
-    if expires is None:
-        raise AssertionRejected("the exp claim is required")
-    if expires + clock_skew_seconds <= timestamp:
-        raise AssertionRejected("the client assertion has expired")
-    if expires - timestamp > max_lifetime_seconds + clock_skew_seconds:
+    expires = float(claims["exp"])  # a finite JSON number: jws_verify checked it
+    # Our own rule on top: an assertion is a one-time credential, so it may not live long.
+    if expires - now.timestamp() > max_lifetime_seconds + clock_skew_seconds:
         raise AssertionRejected(f"exp is more than {max_lifetime_seconds} seconds in the future")
-    not_before = numeric_date(claims, "nbf", AssertionRejected)
-    if not_before is not None and not_before - clock_skew_seconds > timestamp:
-        raise AssertionRejected("the client assertion is not valid yet (nbf)")
-    issued_at = numeric_date(claims, "iat", AssertionRejected)
-    if issued_at is not None and issued_at - clock_skew_seconds > timestamp:
-        raise AssertionRejected("the client assertion was issued in the future (iat)")
 
     jti = claims.get("jti")
     if not isinstance(jti, str) or not jti or "\x00" in jti:  # NUL: cannot be stored (PostgreSQL text)

@@ -1,5 +1,6 @@
 """Client public keys (JWK, RFC 7517), as plain Python: which keys may sign a SMART client assertion,
-checking a registered JWK Set, and turning a PEM public key into a JWK with an RFC 7638 thumbprint kid."""
+checking a registered JWK Set, picking the key that verifies a token, turning a PEM public key into a JWK
+with an RFC 7638 thumbprint kid, and verifying a compact JWS with PyJWT's own claim checks."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import base64
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import jwt
@@ -26,6 +27,11 @@ _THUMBPRINT_MEMBERS = {"RSA": ("e", "kty", "n"), "EC": ("crv", "kty", "x", "y")}
 
 class JwkError(ValueError):
     """A JWK or JWK Set that cannot be used: malformed, private, or of a type SMART does not allow."""
+
+
+class UnknownKid(JwkError):
+    """No key of the set fits the token's kid and algorithm. A set fetched from a URL may have rotated
+    since it was cached, so the caller may refetch it once and try again."""
 
 
 def jwk_fits(jwk: Mapping[str, Any], algorithm: str) -> bool:
@@ -76,6 +82,32 @@ def jwks_keys(jwks: object) -> list[Mapping[str, Any]]:
             raise JwkError(f"keys[{index}].kid is not a string")
         keys.append(jwk)
     return keys
+
+
+def jwk_select(jwks: Mapping[str, Any], *, kid: object, algorithm: str) -> Mapping[str, Any]:
+    """The key of ``jwks`` that is to verify a token signed with ``algorithm`` whose header names ``kid``
+    (None when it names none). Candidates are the keys that fit the algorithm (type, curve, use, alg).
+
+    One rule for SMART client assertions and CDS Hooks JWTs:
+
+    - a kid: the candidate with that kid, else ``UnknownKid``;
+    - no kid and exactly one candidate: that key;
+    - no kid and no candidate: ``UnknownKid`` (a rotated set may bring one);
+    - no kid and several candidates: refused as ambiguous (``JwkError``, not worth a refetch). SMART Backend
+      Services requires a kid, and trying each key in turn would let one forged token cost us a
+      signature check per registered key.
+    """
+    candidates = [jwk for jwk in jwks_keys(jwks) if jwk_fits(jwk, algorithm)]
+    if kid is not None:
+        matching = [jwk for jwk in candidates if jwk.get("kid") == kid]
+        if not matching:
+            raise UnknownKid(f"no {algorithm} key has kid {str(kid)[:64]!r}")
+        return matching[0]  # kids are unique within a registered set (jwks_check_registrable)
+    if not candidates:
+        raise UnknownKid(f"no key fits {algorithm}")
+    if len(candidates) > 1:
+        raise JwkError(f"several keys fit {algorithm}: the header must name one by kid")
+    return candidates[0]
 
 
 def jwks_check_registrable(jwks: object) -> None:
@@ -158,29 +190,61 @@ def jws_algorithm(header: Mapping[str, Any], rejected: type[Exception]) -> str:
     return str(algorithm)
 
 
-def jws_claims(
-    token: str, key: Any, algorithm: str, *, rejected: type[Exception], what: str
+def jws_verify(
+    token: str,
+    key: Any,
+    algorithm: str,
+    *,
+    rejected: type[Exception],
+    what: str,
+    audience: str | Sequence[str],
+    issuer: str,
+    subject: str | None,
+    leeway_seconds: int,
+    required: Sequence[str],
 ) -> dict[str, Any]:
-    """The payload once the signature verifies; every claim is left for the caller to check against its
-    own clock and rules. ``what`` names the token in the refusal ("the client assertion")."""
+    """The payload once PyJWT has verified the signature and the registered claims: ``aud`` (one of
+    ``audience``), ``iss``, ``sub`` (when ``subject`` is given), ``exp``, ``nbf`` and ``iat`` within
+    ``leeway_seconds`` of the system clock, and every claim in ``required`` present. PyJWT's errors become
+    ``rejected`` with a short message; ``what`` names the token in it ("the client assertion"). The rules
+    PyJWT does not know (lifetime, jti) are the caller's."""
+    try:
+        unverified = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        raise rejected(f"{what} cannot be decoded") from None
+    # RFC 7519 NumericDates are JSON numbers. PyJWT would take "1700000000" (a string) through int(), and
+    # says "cannot be decoded" rather than which claim is wrong.
+    for name in ("exp", "nbf", "iat"):
+        numeric_date(unverified, name, rejected)
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
             key=key,
             algorithms=[algorithm],
-            options={
-                "verify_signature": True,
-                "verify_exp": False,
-                "verify_nbf": False,
-                "verify_iat": False,
-                "verify_aud": False,
-                "verify_iss": False,
-                "verify_sub": False,
-                "verify_jti": False,
-            },
+            audience=audience if isinstance(audience, str) else list(audience),
+            issuer=issuer,
+            subject=subject,
+            leeway=leeway_seconds,
+            options={"require": list(required), "strict_aud": False},
         )
     except jwt.InvalidSignatureError:
         raise rejected(f"{what} signature does not verify") from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise rejected(f"the {exc.claim} claim is required") from None
+    except jwt.ExpiredSignatureError:
+        raise rejected(f"{what} has expired") from None
+    except jwt.ImmatureSignatureError:
+        raise rejected(f"{what} is not valid yet: iat or nbf is in the future") from None
+    except jwt.InvalidAudienceError:
+        expected = audience[:200] if isinstance(audience, str) else "the URL of the endpoint called"
+        raise rejected(f"the aud claim must be {expected}") from None
+    except jwt.InvalidIssuerError:
+        raise rejected("the iss claim is not the issuer whose keys verify it") from None
+    except jwt.exceptions.InvalidSubjectError:
+        expected = f"equal to iss, {subject[:128]!r}" if subject is not None else "a string"
+        raise rejected(f"the sub claim must be {expected}") from None
+    except jwt.exceptions.InvalidJTIError:
+        raise rejected("the jti claim must be a string") from None
     except jwt.PyJWTError:
         raise rejected(f"{what} cannot be decoded") from None
     return claims

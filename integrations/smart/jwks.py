@@ -1,5 +1,5 @@
-"""A client's public keys: its inline JWK Set, or the JWK Set it publishes at ``jwks_url``, fetched with
-urllib and cached in process memory.
+"""A client's public keys: its inline JWK Set, or the JWK Set it publishes at ``jwks_url``, fetched through
+clinical_ai.core.http (no redirects, bounded time and size) and cached in process memory.
 
 A fetched set is kept for ``SMART_JWKS_CACHE_SECONDS``. When an assertion names a kid the cached set lacks,
 the client may have rotated its keys, so the set is fetched again, but at most once per
@@ -12,22 +12,20 @@ from __future__ import annotations
 import json
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.conf import settings
 
+from clinical_ai.core.http import LOOPBACK_HOSTS, HttpFailure, http_request, url_check, url_host
 from integrations.smart.jwk import JwkError, jwks_keys
 from integrations.smart.models import EhrClient
 
 MIN_REFETCH_INTERVAL_SECONDS = 10.0
 MAX_JWKS_BYTES = 64 * 1024
-# Plain http is allowed for these hosts only (a key server on the same machine, as in tests).
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+__all__ = ["LOOPBACK_HOSTS", "JwksCache", "JwksUnavailable", "JwksUrlError", "jwks_fetch", "jwks_url_check"]
 
 
 class JwksUrlError(ValueError):
@@ -39,27 +37,11 @@ class JwksUnavailable(Exception):
 
 
 def jwks_url_check(url: str) -> None:
-    """Keys come over https, or over http from a loopback host only."""
+    """Keys come over https, or over http from a loopback host only, from the registered URL itself."""
     try:
-        parts = urlsplit(url)
-        host = parts.hostname
-    except ValueError:
-        raise JwksUrlError("the JWKS URL cannot be parsed") from None
-    if not host:
-        raise JwksUrlError("the JWKS URL has no host")
-    if parts.username or parts.password:
-        raise JwksUrlError("the JWKS URL must not carry credentials")
-    if parts.scheme == "https":
-        return
-    if parts.scheme == "http" and host in LOOPBACK_HOSTS:
-        return
-    raise JwksUrlError("the JWKS URL must be https (plain http only for 127.0.0.1, ::1 or localhost)")
-
-
-class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
-    # A redirect could lead from https to http or to another host; the registered URL is the only source.
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
+        url_check(url, allowed_hosts={url_host(url)}, what="the JWKS URL")
+    except HttpFailure as exc:
+        raise JwksUrlError(str(exc)) from None
 
 
 def jwks_fetch(url: str, *, timeout_seconds: float) -> dict[str, Any]:
@@ -68,21 +50,22 @@ def jwks_fetch(url: str, *, timeout_seconds: float) -> dict[str, Any]:
         jwks_url_check(url)
     except JwksUrlError as exc:
         raise JwksUnavailable(str(exc)) from None
-    request = urllib.request.Request(  # noqa: S310 - the scheme was checked just above
-        url, headers={"Accept": "application/jwk-set+json, application/json", "User-Agent": "clinical-ai"}
-    )
-    opener = urllib.request.build_opener(_RefuseRedirects)
     try:
-        with opener.open(request, timeout=timeout_seconds) as response:
-            body = response.read(MAX_JWKS_BYTES + 1)
-    except urllib.error.HTTPError as exc:
-        raise JwksUnavailable(f"the JWKS URL answered HTTP {exc.code}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise JwksUnavailable(f"the JWKS URL cannot be reached ({type(exc).__name__})") from None
-    if len(body) > MAX_JWKS_BYTES:
-        raise JwksUnavailable(f"the JWK Set is larger than {MAX_JWKS_BYTES} bytes")
+        # A redirect could lead from https to http or to another host: the registered URL is the only source.
+        reply = http_request(
+            "GET",
+            url,
+            allowed_hosts={url_host(url)},
+            timeout_seconds=timeout_seconds,
+            max_response_bytes=MAX_JWKS_BYTES,
+            headers={"Accept": "application/jwk-set+json, application/json", "User-Agent": "clinical-ai"},
+        )
+    except HttpFailure as exc:
+        raise JwksUnavailable(f"the JWKS URL: {exc}") from None
+    if not reply.ok:
+        raise JwksUnavailable(f"the JWKS URL answered HTTP {reply.status}")
     try:
-        document = json.loads(body)
+        document = json.loads(reply.body)
         jwks_keys(document)
     except (ValueError, JwkError) as exc:
         # json.JSONDecodeError is a ValueError; its message quotes no content beyond a position.

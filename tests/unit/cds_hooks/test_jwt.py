@@ -122,3 +122,37 @@ def test_garbage_is_not_a_jwt() -> None:
         jwt_unverified("not-a-jwt")
     with pytest.raises(JwtRejected):
         jwt_unverified("")
+
+
+def _signed_without_kid(key: KeyPair) -> str:
+    now = int(time.time())
+    claims = {"iss": ISS, "sub": "x", "aud": AUD, "iat": now, "exp": now + 60, "jti": f"no-kid-{now}"}
+    return pyjwt.encode(claims, key.private, algorithm=key.alg, headers={"typ": "JWT"})
+
+
+def test_no_kid_with_several_fitting_keys_is_refused_not_refetched() -> None:
+    # The rule of integrations.smart.jwk.jwk_select: ambiguous is a refusal, not a possible key rotation.
+    first, second = make_key("ES384"), make_key("ES384")
+    token = _signed_without_kid(second)
+    with pytest.raises(JwtRejected, match="kid") as refused:
+        verify(token, [first, second])
+    assert not isinstance(refused.value, UnknownKeyId)
+
+
+def test_no_kid_with_one_fitting_key_uses_it() -> None:
+    key = make_key("ES384")
+    assert verify(_signed_without_kid(key), [key, make_key("RS384")]).key_id is None
+
+
+@pytest.mark.parametrize(
+    ("claims", "message"),
+    [
+        ({"sub": 7}, "sub"),
+        ({"sub": ""}, "sub"),
+        ({"exp": str(int(time.time()) + 60)}, "exp"),  # a NumericDate is a JSON number
+    ],
+)
+def test_claim_types(claims: dict[str, Any], message: str) -> None:
+    key = make_key("ES384")
+    with pytest.raises(JwtRejected, match=message):
+        verify(sign_jwt(key, aud=AUD, **claims), [key])

@@ -178,3 +178,25 @@ def test_private_material_in_the_key_set_is_refused() -> None:
     key = ec_key()
     leaked = {"keys": [dict(key.public_jwk, d="AAAA")]}
     assert "private" in rejected(sign(key, claims_for(CLIENT)), leaked).description
+
+
+@pytest.mark.parametrize(
+    ("overrides", "words"),
+    [
+        ({"exp": str(claims_for(CLIENT)["exp"])}, "exp"),  # a NumericDate is a JSON number, not a string
+        ({"iat": True}, "iat"),
+        ({"aud": None}, "aud"),
+        ({"sub": None}, "sub"),
+        ({"iss": None}, "iss"),
+    ],
+)
+def test_claim_types_and_presence(overrides: dict[str, Any], words: str) -> None:
+    key = ec_key()
+    assert words in rejected(sign(key, claims_for(CLIENT, **overrides)), key.jwks).description
+
+
+def test_the_skew_is_pyjwts_leeway() -> None:
+    key = ec_key()
+    expired_within_skew = sign(key, claims_for(CLIENT, lifetime=-30))
+    assert verify(expired_within_skew, key.jwks, clock_skew_seconds=60)
+    assert "expired" in rejected(expired_within_skew, key.jwks, clock_skew_seconds=10).description

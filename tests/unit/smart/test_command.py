@@ -127,3 +127,21 @@ def test_taken_client_id_is_refused(tmp_path: Path) -> None:
     run(*args, "--jwks-file", str(path), "--client-id", "same")
     with pytest.raises(CommandError, match="taken"):
         run(*args, "--jwks-file", str(path), "--client-id", "same")
+
+
+# register_cds_issuer declares its key options through the same helper (integrations.smart.key_options).
+@pytest.mark.parametrize(
+    ("command", "other_arguments"),
+    [
+        ("register_ehr_client", ["--name=n", "--organization=o", "--scopes=system/*.read"]),
+        ("register_cds_issuer", ["--iss=i", "--name=n", "--ehr-client=c"]),
+    ],
+)
+def test_both_register_commands_take_one_key_option_at_most(command: str, other_arguments: list[str]) -> None:
+    with pytest.raises(CommandError, match="not allowed with argument"):
+        call_command(command, *other_arguments, "--jwks-url=https://k.example/j", "--public-key-pem=k.pem")
+
+
+def test_a_client_needs_a_key_option() -> None:
+    with pytest.raises(CommandError, match="--jwks-file --public-key-pem --jwks-url"):
+        run("--name=n", "--organization=o", "--scopes=system/*.read")

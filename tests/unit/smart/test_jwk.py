@@ -7,7 +7,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import RSAAlgorithm
 
-from integrations.smart.jwk import JwkError, jwk_thumbprint, jwks_check_registrable, public_jwk_from_pem
+from integrations.smart.jwk import (
+    JwkError,
+    UnknownKid,
+    jwk_select,
+    jwk_thumbprint,
+    jwks_check_registrable,
+    public_jwk_from_pem,
+)
 from tests.unit.smart.keys import ec_key, rsa_key
 
 
@@ -89,3 +96,52 @@ def test_registrable_jwks_rules(jwks: object, words: str) -> None:
 
 def test_a_set_with_one_usable_key_is_registrable() -> None:
     jwks_check_registrable({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "abc"}, ec_key().public_jwk]})
+
+
+# --- which key verifies a token: one rule for SMART assertions and CDS Hooks JWTs ------------------------
+
+
+def _without_kid(jwk: dict[str, object]) -> dict[str, object]:
+    return {k: v for k, v in jwk.items() if k != "kid"}
+
+
+def test_a_kid_picks_its_key_among_several() -> None:
+    first, second = rsa_key(0), rsa_key(1)
+    jwks = {"keys": [first.public_jwk, second.public_jwk, ec_key(0).public_jwk]}
+    assert jwk_select(jwks, kid=second.kid, algorithm="RS384") == second.public_jwk
+
+
+def test_a_kid_that_no_fitting_key_has_is_unknown() -> None:
+    # ec-0 is there, but an EC key cannot verify RS384: as if the kid were not registered (maybe rotated).
+    jwks = {"keys": [rsa_key(0).public_jwk, ec_key(0).public_jwk]}
+    with pytest.raises(UnknownKid):
+        jwk_select(jwks, kid="ec-0", algorithm="RS384")
+    with pytest.raises(UnknownKid):
+        jwk_select(jwks, kid="rotated", algorithm="RS384")
+
+
+def test_no_kid_and_one_fitting_key_uses_it() -> None:
+    rsa_jwk = _without_kid(rsa_key(0).public_jwk)
+    # The EC key does not fit RS384, so the RSA key is the only candidate.
+    jwks = {"keys": [rsa_jwk, _without_kid(ec_key(0).public_jwk)]}
+    assert jwk_select(jwks, kid=None, algorithm="RS384") == rsa_jwk
+
+
+def test_no_kid_and_no_fitting_key_is_unknown() -> None:
+    with pytest.raises(UnknownKid):
+        jwk_select({"keys": [ec_key(0).public_jwk]}, kid=None, algorithm="RS384")
+
+
+@pytest.mark.parametrize("with_kids", [True, False], ids=["keys-with-kids", "keys-without-kids"])
+def test_no_kid_and_several_fitting_keys_is_refused_as_ambiguous(with_kids: bool) -> None:
+    keys = [rsa_key(0).public_jwk, rsa_key(1).public_jwk]
+    jwks = {"keys": keys if with_kids else [_without_kid(k) for k in keys]}
+    with pytest.raises(JwkError, match="kid") as refused:
+        jwk_select(jwks, kid=None, algorithm="RS384")
+    # Not UnknownKid: fetching the set again would not make the token name a key.
+    assert not isinstance(refused.value, UnknownKid)
+
+
+def test_a_set_with_private_material_is_refused_when_selecting() -> None:
+    with pytest.raises(JwkError, match="private"):
+        jwk_select({"keys": [dict(ec_key(0).public_jwk, d="AAAA")]}, kid="ec-0", algorithm="ES384")

@@ -3,8 +3,6 @@ data is ingested as."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -14,7 +12,7 @@ from django.urls import reverse
 from clinical_ai.audit.services import Actor
 from integrations.cds_hooks.auth import service_base_url
 from integrations.cds_hooks.registration import IssuerRegistrationError, cds_issuer_register
-from integrations.smart.jwk import JwkError, public_jwk_from_pem
+from integrations.smart.key_options import add_key_arguments, keys_from_options
 from integrations.smart.models import EhrClient
 
 ACTOR = Actor.system("manage.py register_cds_issuer")
@@ -31,12 +29,7 @@ class Command(BaseCommand):
             required=True,
             help="the SMART client id (register_ehr_client) its data is ingested as; sets the organization",
         )
-        keys = parser.add_mutually_exclusive_group()
-        keys.add_argument("--jwks-file", type=Path, help="a JSON file holding a JWK Set of public keys")
-        keys.add_argument(
-            "--public-key-pem", type=Path, help="a PEM public key (RSA >= 2048 bits or EC P-384)"
-        )
-        keys.add_argument("--jwks-url", help="the https URL where the EHR publishes its JWK Set")
+        add_key_arguments(parser, required=False, publisher="EHR")
         parser.add_argument(
             "--allowed-jku",
             action="append",
@@ -61,13 +54,14 @@ class Command(BaseCommand):
             raise CommandError(
                 f"no EHR client {options['ehr_client']!r}; register it with register_ehr_client"
             )
+        keys = keys_from_options(options)
         try:
             issuer = cds_issuer_register(
                 iss=options["iss"],
                 name=options["name"],
                 ehr_client=client,
-                jwks=self._jwks(options),
-                jwks_url=options["jwks_url"] or "",
+                jwks=keys.jwks,
+                jwks_url=keys.jwks_url,
                 allowed_jku=options["allowed_jku"],
                 fhir_servers=options["fhir_server"],
                 service_base_url=options["service_base_url"],
@@ -86,22 +80,3 @@ class Command(BaseCommand):
         self.stdout.write(f"service calls: {base}/<service id> (aud: that URL)")
         for key in (issuer.jwks or {}).get("keys", []):
             self.stdout.write(f"key id (kid): {key.get('kid', '-')} ({key.get('kty')})")
-
-    def _jwks(self, options: dict[str, Any]) -> dict[str, Any] | None:
-        if options["jwks_file"] is not None:
-            try:
-                document = json.loads(Path(options["jwks_file"]).read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                raise CommandError(f"cannot read the JWK Set: {exc}") from None
-            if not isinstance(document, dict):
-                raise CommandError("the JWK Set file must hold a JSON object")
-            return document
-        if options["public_key_pem"] is not None:
-            try:
-                jwk = public_jwk_from_pem(Path(options["public_key_pem"]).read_bytes())
-            except OSError as exc:
-                raise CommandError(f"cannot read the public key: {exc}") from None
-            except JwkError as exc:
-                raise CommandError(str(exc)) from None
-            return {"keys": [jwk]}
-        return None

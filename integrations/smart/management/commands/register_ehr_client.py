@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -13,7 +11,7 @@ from django.urls import reverse
 
 from clinical_ai.accounts.models import Organization
 from clinical_ai.audit.services import Actor, audit_record
-from integrations.smart.jwk import JwkError, public_jwk_from_pem
+from integrations.smart.key_options import add_key_arguments, keys_from_options
 from integrations.smart.services import EhrClientRegistrationError, ehr_client_register
 
 ACTOR = Actor.system("manage.py register_ehr_client")
@@ -32,16 +30,11 @@ class Command(BaseCommand):
             "--organization-name", help="the name of an organization created here (default: slug)"
         )
         parser.add_argument("--scopes", required=True, help='e.g. "system/*.write system/*.read"')
-        keys = parser.add_mutually_exclusive_group(required=True)
-        keys.add_argument("--jwks-file", type=Path, help="a JSON file holding a JWK Set of public keys")
-        keys.add_argument(
-            "--public-key-pem", type=Path, help="a PEM public key (RSA >= 2048 bits or EC P-384)"
-        )
-        keys.add_argument("--jwks-url", help="the https URL where the client publishes its JWK Set")
+        add_key_arguments(parser, required=True, publisher="client")
         parser.add_argument("--client-id", help="the client id to use (default: generated, ehr-...)")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        jwks = self._jwks(options)
+        keys = keys_from_options(options)
         slug: str = options["organization"]
         try:
             with transaction.atomic():
@@ -65,8 +58,8 @@ class Command(BaseCommand):
                     name=options["name"],
                     organization=organization,
                     scopes=options["scopes"],
-                    jwks=jwks,
-                    jwks_url=options["jwks_url"] or "",
+                    jwks=keys.jwks,
+                    jwks_url=keys.jwks_url,
                     client_id=options["client_id"],
                     actor=ACTOR,
                 )
@@ -78,22 +71,3 @@ class Command(BaseCommand):
         self.stdout.write(f"scopes: {client.allowed_scopes}")
         for key in (client.jwks or {}).get("keys", []):
             self.stdout.write(f"key id (kid): {key.get('kid', '-')} ({key.get('kty')})")
-
-    def _jwks(self, options: dict[str, Any]) -> dict[str, Any] | None:
-        if options["jwks_file"] is not None:
-            try:
-                document = json.loads(Path(options["jwks_file"]).read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                raise CommandError(f"cannot read the JWK Set: {exc}") from None
-            if not isinstance(document, dict):
-                raise CommandError("the JWK Set file must hold a JSON object")
-            return document
-        if options["public_key_pem"] is not None:
-            try:
-                jwk = public_jwk_from_pem(Path(options["public_key_pem"]).read_bytes())
-            except OSError as exc:
-                raise CommandError(f"cannot read the public key: {exc}") from None
-            except JwkError as exc:
-                raise CommandError(str(exc)) from None
-            return {"keys": [jwk]}
-        return None
