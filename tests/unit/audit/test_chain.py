@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from typing import Any
 
 import pytest
@@ -65,9 +66,23 @@ def test_edited_row_is_named() -> None:
 
 
 def test_edited_detail_is_detected() -> None:
+    events = _append(3)
+    forged = {**events[1].detail, "n": 99}  # one value changed; the keys and every other column as they were
+    _raw("UPDATE {table} SET detail = %s WHERE seq = %s", [json.dumps(forged), 2])
+    # The edit landed, so the verdict below is about it.
+    assert AuditEvent.objects.get(seq=2).detail == forged
+    result = audit_chain_verify()
+    assert not result.ok
+    assert result.first_bad_seq == 2
+
+
+def test_edited_outcome_is_detected() -> None:
     _append(3)
     _raw("UPDATE {table} SET outcome = %s WHERE seq = %s", [Outcome.FAILURE, 2])
-    assert audit_chain_verify().first_bad_seq == 2
+    assert AuditEvent.objects.get(seq=2).outcome == Outcome.FAILURE
+    result = audit_chain_verify()
+    assert not result.ok
+    assert result.first_bad_seq == 2
 
 
 def test_deleted_middle_row_is_detected() -> None:
