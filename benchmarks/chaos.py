@@ -65,15 +65,15 @@ CHAOS_ENV = {
 for _variable, _value in CHAOS_ENV.items():
     os.environ.setdefault(_variable, _value)
 
-from _harness import Started, celery_worker_start, database_recreate  # noqa: E402  (this folder)
+from _harness import script_environment  # noqa: E402  (this folder)
+
+script_environment(one_blas_thread=True)  # the repository on sys.path, the test keys
+
+from _bundles import DEFAULT_DATA, SYNTHEA_DIR, patient_bundles  # noqa: E402
+from _harness import Started, celery_worker_start, database_recreate  # noqa: E402
+from _inference_posting import Poster  # noqa: E402
+from _inference_process import django_setup  # noqa: E402
 from _worker_memory import process_tree  # noqa: E402
-from inference_pipeline import (  # noqa: E402  (puts the repository on sys.path, sets the test keys)
-    DEFAULT_DATA,
-    SYNTHEA_DIR,
-    Poster,
-    _patient_bundles,
-    _setup,
-)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/clinical_ai_chaos"
@@ -361,7 +361,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if services.redis_local():
         services.redis_start()
     database_recreate(args.database_url, marker="chaos")
-    _setup()
+    django_setup()
     import redis
     from django.core.management import call_command
 
@@ -373,7 +373,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     redis.Redis.from_url(args.broker_url).flushdb()  # only the chaos run's own Redis database
     model_ids = [state.model_id for state in enabled_models()]
 
-    bundles = _patient_bundles(args.data_dir)
+    bundles = patient_bundles(args.data_dir)
     if bundles:
         bodies = [(path.name.split("_")[0], path.read_bytes()) for path in bundles]
         source = str(args.data_dir / SYNTHEA_DIR)
