@@ -65,7 +65,7 @@ VAULT_PRIVATE_KEY = env_secret("CLINICAL_AI_VAULT_PRIVATE_KEY")
 if DEBUG:
     import secrets as _secrets
 
-    from clinical_ai.deid.vault_crypto import generate_vault_keys
+    from clinical_ai.vault.crypto import generate_vault_keys
 
     PSEUDONYM_KEY = PSEUDONYM_KEY or _dev_secret("pseudonym-key", _secrets.token_urlsafe(32))
     if not VAULT_PUBLIC_KEY:
