@@ -12,7 +12,9 @@ from clinical_ai.pipeline.worker import models_run
 
 @shared_task(bind=True, base=JobTask, name=INFERENCE_RUNS.task_name)
 def run_models(self: JobTask, run_ids: list[str]) -> None:
-    actor = Actor.worker(task_name="inference.run_models", task_id=self.task_id, hostname=self.request.hostname)
+    actor = Actor.worker(
+        task_name="inference.run_models", task_id=self.task_id, hostname=self.request.hostname
+    )
     models_run(
         run_ids=[str(run_id) for run_id in run_ids][:500],
         task_id=self.task_id,

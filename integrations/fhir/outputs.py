@@ -67,7 +67,6 @@ READ_ACTION = "fhir.output.read"
 SEARCH_ACTION = "fhir.output.search"
 
 
-
 # --- selectors ---------------------------------------------------------------------------------------
 
 

@@ -68,7 +68,9 @@ def test_a_stage_importing_the_next_stage_or_the_pipeline_is_refused(tmp_path: P
         },
     )
     problems = "\n".join(rules.violations(rules.modules(tmp_path)))
-    assert "clinical_ai.deid.services imports clinical_ai.inference.services: a stage never imports" in problems
+    assert (
+        "clinical_ai.deid.services imports clinical_ai.inference.services: a stage never imports" in problems
+    )
     assert "clinical_ai.inference.services imports clinical_ai.pipeline.worker: stages never" in problems
     assert "clinical_ai.review.services imports clinical_ai.deid.services: only workers" in problems
     assert "clinical_ai.fhir is pure but imports django" in problems

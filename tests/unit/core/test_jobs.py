@@ -48,9 +48,12 @@ def job(client: Client, ehr_token: str) -> IngestJob:
 @pytest.fixture
 def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[Any]]]:
     messages: list[tuple[str, list[Any]]] = []
-    monkeypatch.setattr(
-        jobs, "task_send", lambda name, *, args, **options: messages.append((name, args)) or True
-    )
+
+    def record(name: str, *, args: list[Any], **options: Any) -> bool:
+        messages.append((name, args))
+        return True
+
+    monkeypatch.setattr(jobs, "task_send", record)
     return messages
 
 

@@ -135,7 +135,7 @@ def test_a_shadow_stopped_before_the_batch_runs_is_skipped_at_once(
 ) -> None:
     from clinical_ai.pipeline import worker as pipeline
 
-    original = pipeline.inference_runs_create
+    original = pipeline.inference_runs_create  # type: ignore[attr-defined]
 
     def stop_after_create(**kwargs: Any) -> Any:
         created = original(**kwargs)

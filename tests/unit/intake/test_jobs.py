@@ -48,7 +48,7 @@ def test_task_arguments_are_plain_json_ids(job: IngestJob, monkeypatch: pytest.M
     )
     assert ingest_job_dispatch(job_id=str(job.external_id))
     assert sent == [("clinical_ai.deid.deidentify_ingest_job", [str(job.external_id)])]
-    name, args = sent[0]
+    _, args = sent[0]
     assert json.loads(json.dumps(args)) == args and all(isinstance(a, str) for a in args)
     job.refresh_from_db()
     assert job.dispatched_at is not None
