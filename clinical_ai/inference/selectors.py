@@ -23,6 +23,7 @@ from clinical_ai.accounts.models import Membership
 from clinical_ai.inference.engine.manifest import ModelManifest
 from clinical_ai.inference.models import InferenceRun, ModelDeployment, ShadowRun
 from clinical_ai.inference.registry import DeploymentState, catalogue, deployment_state
+from clinical_ai.review.fhir_decision import REJECTION_REASONS
 from clinical_ai.review.models import Suggestion
 
 # Suggestions older than this are left out of the chart over time (the per-version table counts them all).
@@ -313,11 +314,7 @@ def _decision_model() -> Any | None:
 
 
 def reason_label(code: str) -> str:
-    """The words for a rejection reason code (the code itself when the review app does not know it)."""
-    try:
-        from clinical_ai.review.fhir_decision import REJECTION_REASONS
-    except ImportError:  # pragma: no cover  (the review app without its coded reasons)
-        return code
+    """The words for a rejection reason code (the code itself for one the review stage does not know)."""
     return REJECTION_REASONS.get(code, code)
 
 

@@ -14,7 +14,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from clinical_ai.deid.engine import fhir_types
-from clinical_ai.deid.engine.nodes import Node
+from clinical_ai.deid.engine.nodes import Node, to_json
 
 _DATETIME_RE = re.compile(
     r"^(?P<year>\d{4})(?:-(?P<month>\d{2})(?:-(?P<day>\d{2})"
@@ -170,8 +170,6 @@ def values_equal(left: Item, right: Item) -> bool | None:
     a, b = system_value(left), system_value(right)
     if isinstance(a, Node) or isinstance(b, Node):
         if isinstance(a, Node) and isinstance(b, Node):
-            from clinical_ai.deid.engine.nodes import to_json
-
             return a is b or to_json(a) == to_json(b)
         return False
     if isinstance(a, FPDateTime) and isinstance(b, str):
