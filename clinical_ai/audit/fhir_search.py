@@ -35,11 +35,10 @@ from clinical_ai.audit.balp import (
     actions_with_type,
 )
 from clinical_ai.audit.filters import AuditFilters
-from clinical_ai.fhir.search import SearchParameterError, instant_bounds
+from clinical_ai.fhir.search import SearchParameterError, instant_bounds, single_value
 
 DEFAULT_COUNT = 50
 MAX_COUNT = 200
-MAX_VALUE_LENGTH = 256
 ACTOR_TYPES = ("user", "ehr_client", "worker", "system", "anonymous")
 SEARCH_PARAMETERS = {
     "date",
@@ -67,18 +66,10 @@ class AuditEventSearch:
 
 
 def _single(params: Mapping[str, Sequence[str]], name: str) -> str | None:
-    values = params.get(name) or []
-    if not values:
+    """``single_value``, and no comma lists: the audit search takes one value per parameter."""
+    value = single_value(params, name)
+    if value is None:
         return None
-    if len(values) > 1:
-        raise SearchParameterError(name, f"{name} may appear only once")
-    value = values[0]
-    if not value:
-        raise SearchParameterError(name, f"{name} is empty")
-    if len(value) > MAX_VALUE_LENGTH:
-        raise SearchParameterError(name, f"{name} is longer than {MAX_VALUE_LENGTH} characters")
-    if "\x00" in value:  # PostgreSQL text cannot hold NUL: the query would fail (a 500), not match nothing
-        raise SearchParameterError(name, f"{name} contains a NUL character")
     if "," in value:
         raise SearchParameterError(name, f"{name}: lists of values (a,b) are not supported")
     return value

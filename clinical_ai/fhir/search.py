@@ -9,7 +9,7 @@ inclusive lower or an exclusive upper bound, and repeated values must all hold.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -27,6 +27,29 @@ class SearchParameterError(ValueError):
     def __init__(self, parameter: str, message: str) -> None:
         super().__init__(message)
         self.parameter = parameter
+
+
+# Longer values are refused: no identifier, code or date this server searches by comes near it.
+MAX_VALUE_LENGTH = 256
+
+
+def single_value(params: Mapping[str, Sequence[str]], name: str) -> str | None:
+    """The one value of search parameter ``name``, or None when absent. Refused: given twice, empty,
+    longer than ``MAX_VALUE_LENGTH`` or holding a NUL (PostgreSQL text cannot hold one: the query would
+    fail with a 500 rather than match nothing)."""
+    values = params.get(name) or []
+    if not values:
+        return None
+    if len(values) > 1:
+        raise SearchParameterError(name, f"{name} may appear only once")
+    value = values[0]
+    if not value:
+        raise SearchParameterError(name, f"{name} is empty")
+    if len(value) > MAX_VALUE_LENGTH:
+        raise SearchParameterError(name, f"{name} is longer than {MAX_VALUE_LENGTH} characters")
+    if "\x00" in value:
+        raise SearchParameterError(name, f"{name} contains a NUL character")
+    return value
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from clinical_ai.fhir.search import SearchParameterError, instant_bounds
+from clinical_ai.fhir.search import SearchParameterError, instant_bounds, single_value
 from clinical_ai.inference.engine.fhir_output import PSEUDONYM_SYSTEM
 
 logger = logging.getLogger(__name__)
@@ -34,7 +34,6 @@ TYPES_WITH_STATUS = frozenset({"GuidanceResponse", "RiskAssessment", "DetectedIs
 COMMON_PARAMETERS = ("_id", "_lastUpdated", "_count", "_cursor", "_format")
 DEFAULT_COUNT = 50
 MAX_COUNT = 200
-MAX_VALUE_LENGTH = 256
 MAX_LIST_VALUES = 50
 _FORMATS = {"json", "application/json", "application/fhir+json"}
 FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -79,24 +78,8 @@ class OutputSearch:
     ignored: tuple[str, ...] = field(default_factory=tuple)
 
 
-def _single(params: Mapping[str, Sequence[str]], name: str) -> str | None:
-    values = params.get(name) or []
-    if not values:
-        return None
-    if len(values) > 1:
-        raise SearchParameterError(name, f"{name} may appear only once")
-    value = values[0]
-    if not value:
-        raise SearchParameterError(name, f"{name} is empty")
-    if len(value) > MAX_VALUE_LENGTH:
-        raise SearchParameterError(name, f"{name} is longer than {MAX_VALUE_LENGTH} characters")
-    if "\x00" in value:  # PostgreSQL text cannot hold NUL: the query would fail (a 500), not match nothing
-        raise SearchParameterError(name, f"{name} contains a NUL character")
-    return value
-
-
 def _token_list(params: Mapping[str, Sequence[str]], name: str) -> tuple[str, ...]:
-    value = _single(params, name)
+    value = single_value(params, name)
     if value is None:
         return ()
     tokens = tuple(v.strip() for v in value.split(","))
@@ -149,20 +132,20 @@ def parse_output_search(
         raise SearchParameterError(patient_names[1], "give the patient once (patient or subject)")
     patient = None
     if patient_names:
-        value = _single(params, patient_names[0])
+        value = single_value(params, patient_names[0])
         patient = _patient(patient_names[0], value or "")
     ids = _token_list(params, "_id")
     if any(not FHIR_ID.match(i) for i in ids):
         raise SearchParameterError("_id", "_id takes FHIR ids ([A-Za-z0-9-.], at most 64 characters)")
     updated_from, updated_before = instant_bounds("_lastUpdated", params.get("_lastUpdated") or [])
     count = DEFAULT_COUNT
-    raw_count = _single(params, "_count")
+    raw_count = single_value(params, "_count")
     if raw_count is not None:
         if not raw_count.isdigit() or len(raw_count) > 9:
             raise SearchParameterError("_count", "_count must be a whole number")
         count = min(int(raw_count), MAX_COUNT)
-    raw_cursor = _single(params, "_cursor")
-    response_format = _single(params, "_format")
+    raw_cursor = single_value(params, "_cursor")
+    response_format = single_value(params, "_format")
     if response_format is not None and response_format not in _FORMATS:
         raise SearchParameterError("_format", "only JSON is offered (_format=json)")
     return OutputSearch(

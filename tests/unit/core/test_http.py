@@ -10,12 +10,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
 
 from clinical_ai.core.http import HttpFailure, HttpReply, http_request, retry_after_seconds, url_check
+from tests.stand_in import loopback_server
 
 TOKEN = "secret-bearer-token-0123456789"
 CAP = 4096
@@ -111,15 +112,9 @@ def _handler(state: StandIn) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture
 def stand_in() -> Iterator[StandIn]:
     state = StandIn()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    yield state
-    state.stop.set()
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    with loopback_server(_handler(state)) as state.url:
+        yield state
+        state.stop.set()  # a dripping or endless body stops before the server does
 
 
 def _send(stand_in: StandIn, path: str, *, method: str = "POST", timeout: float = 2) -> HttpReply:

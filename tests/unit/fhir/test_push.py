@@ -4,11 +4,10 @@ and FHIR base (it checks our signed client assertion with our public key). No mo
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -33,6 +32,7 @@ from integrations.fhir.push import (
 from integrations.fhir.tasks import push_job_send
 from integrations.smart.models import EhrClient
 from tests.factories import EhrIdentity
+from tests.stand_in import loopback_server
 from tests.unit.fhir.test_outputs_fixtures import EhrGraph, ehr_graph_build, outputs_put, risk_assessment
 
 pytestmark = pytest.mark.django_db
@@ -105,20 +105,16 @@ def fake_ehr() -> Iterator[FakeEhr]:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
     ehr = FakeEhr(url="", public_key=key.public_key())
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(ehr))
-    ehr.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    with override_settings(
-        FHIR_PUSH_PRIVATE_KEY=pem,
-        FHIR_PUSH_KEY_ID=OUR_KID,
-        FHIR_PUSH_BACKOFF_SECONDS=0,
-        FHIR_PUSH_MAX_ATTEMPTS=3,
+    with (
+        loopback_server(_handler(ehr)) as ehr.url,
+        override_settings(
+            FHIR_PUSH_PRIVATE_KEY=pem,
+            FHIR_PUSH_KEY_ID=OUR_KID,
+            FHIR_PUSH_BACKOFF_SECONDS=0,
+            FHIR_PUSH_MAX_ATTEMPTS=3,
+        ),
     ):
         yield ehr
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
 
 
 @pytest.fixture

@@ -5,10 +5,9 @@ a GET (carrying the bearer token), count the GET's 200 as delivered, and lose th
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -21,6 +20,7 @@ from clinical_ai.audit.services import Actor
 from integrations.fhir.models import PushJob
 from integrations.fhir.push import push_job_run, push_jobs_create
 from tests.factories import EhrIdentity
+from tests.stand_in import loopback_server
 from tests.unit.fhir.test_outputs_fixtures import EhrGraph, ehr_graph_build, outputs_put, risk_assessment
 
 pytestmark = pytest.mark.django_db
@@ -74,17 +74,13 @@ def _handler(ehr: RedirectingEhr) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture
 def redirecting_ehr() -> Iterator[RedirectingEhr]:
     ehr = RedirectingEhr()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(ehr))
-    ehr.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    with override_settings(
-        FHIR_PUSH_BEARER_TOKEN=BEARER, FHIR_PUSH_BACKOFF_SECONDS=0, FHIR_PUSH_MAX_ATTEMPTS=3
+    with (
+        loopback_server(_handler(ehr)) as ehr.url,
+        override_settings(
+            FHIR_PUSH_BEARER_TOKEN=BEARER, FHIR_PUSH_BACKOFF_SECONDS=0, FHIR_PUSH_MAX_ATTEMPTS=3
+        ),
     ):
         yield ehr
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
 
 
 def _push_job(http: Client, identity: EhrIdentity, ehr: RedirectingEhr, capture: Any) -> PushJob:

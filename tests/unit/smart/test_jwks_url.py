@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlencode
 
@@ -19,6 +18,7 @@ from integrations.smart import jwks as jwks_module
 from integrations.smart.jwks import JwksCache, JwksUnavailable, JwksUrlError, jwks_fetch, jwks_url_check
 from integrations.smart.models import EhrClient
 from integrations.smart.services import EhrClientRegistrationError, ehr_client_register
+from tests.stand_in import loopback_server
 from tests.unit.smart.keys import KeyPair, claims_for, ec_key, rsa_key, sign, token_form
 
 
@@ -50,14 +50,9 @@ def key_server() -> Iterator[KeyServer]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/jwks.json"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with loopback_server(Handler) as base_url:
+        state.url = f"{base_url}/jwks.json"
+        yield state
 
 
 class FakeClock:
