@@ -15,6 +15,8 @@ class AuditFilters:
     occurred_before: datetime | None = None  # exclusive
     actor_type: str = ""
     actor_id: str = ""
+    # The console's search by name: the event's (actor_type, actor_id) must be one of these (None: any).
+    actors_in: frozenset[tuple[str, str]] | None = None
     action: str = ""  # exact
     action_prefix: str = ""  # e.g. "deid."
     # Set by the FHIR type/subtype/outcome searches: the action must be one of these (None: any), and must
@@ -23,6 +25,7 @@ class AuditFilters:
     actions_excluded: frozenset[str] = frozenset()
     outcome: str = ""
     patient_pseudonym: str = ""
+    patient_prefix: str = ""  # the console: the start of a pseudonym (the form asks for 6 characters or more)
     object_type: str = ""
     object_id: str = ""
     request_id: str = ""

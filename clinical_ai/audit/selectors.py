@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
 from django.db.models import Count, Max, Min, Q, QuerySet
 from django.utils import timezone
 
+from clinical_ai.audit.actors import actors_find
 from clinical_ai.audit.chain import GENESIS_HASH, ChainFields, VerifyResult, verify_chain
 from clinical_ai.audit.filters import AuditFilters
 from clinical_ai.audit.models import AuditChainHead, AuditEvent
@@ -89,6 +90,13 @@ def audit_events_filter(filters: AuditFilters) -> QuerySet[AuditEvent]:
     for field, value in exact.items():
         if value:
             query &= Q(**{field: value})
+    if filters.actors_in is not None:
+        actors = Q(pk__in=[])
+        for actor_type, actor_id in sorted(filters.actors_in):
+            actors |= Q(actor_type=actor_type, actor_id=actor_id)
+        query &= actors
+    if filters.patient_prefix:
+        query &= Q(patient_pseudonym__startswith=filters.patient_prefix)
     if filters.action_prefix:
         query &= Q(action__startswith=filters.action_prefix)
     if filters.actions_in is not None:
@@ -98,6 +106,17 @@ def audit_events_filter(filters: AuditFilters) -> QuerySet[AuditEvent]:
     if filters.entity:
         query &= Q(object_id=filters.entity) | Q(request_id=filters.entity)
     return AuditEvent.objects.filter(query)
+
+
+def audit_filters_by_actor(filters: AuditFilters, *, who: str) -> AuditFilters | None:
+    """``filters`` narrowed to the actors that ``who`` (a username, a registered name or a recorded id)
+    means; None when it means nobody, for the caller to say so. At most three queries."""
+    if not who:
+        return filters
+    found = actors_find(who, actor_type=filters.actor_type)
+    if not found:
+        return None
+    return replace(filters, actors_in=frozenset(found))
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from clinical_ai.accounts.selectors import user_can_audit
+from clinical_ai.audit.actors import actor_names
 from clinical_ai.audit.balp import audit_event_resource, event_codes, outcome_code
 from clinical_ai.audit.filters import AuditFilters
 from clinical_ai.audit.forms import AuditFilterForm
@@ -31,6 +32,7 @@ from clinical_ai.audit.selectors import (
     audit_event_get,
     audit_events_filter,
     audit_events_page,
+    audit_filters_by_actor,
     audit_patient_known,
     audit_patient_timeline,
 )
@@ -105,19 +107,35 @@ def _observer(request: HttpRequest) -> str:
     return settings.PUBLIC_BASE_URL or request.build_absolute_uri("/").rstrip("/")
 
 
+def _filters(form: AuditFilterForm) -> AuditFilters | None:
+    """The search the form describes, "Who" turned into actors; None (the form then says why) when the form
+    is invalid or "Who" names nobody: an empty list would read as "nobody did anything"."""
+    if form.is_bound and not form.is_valid():
+        return None
+    who = form.actor_text()
+    filters = audit_filters_by_actor(form.filters(), who=who)
+    if filters is None:
+        form.add_error(
+            "actor_id",
+            f"No such user: “{who}”. No person, EHR system or recorded id goes by this name; "
+            "check the spelling.",
+        )
+    return filters
+
+
 @console_page("list")
 @require_GET
 def event_list(request: HttpRequest) -> HttpResponse:
     form = AuditFilterForm(request.GET or None)
     bad_paging = any(request.GET.get(n) and _seq_param(request, n) is None for n in ("before", "after"))
-    if (form.is_bound and not form.is_valid()) or bad_paging:
+    filters = _filters(form)
+    if filters is None or bad_paging:
         return render(
             request,
             "audit/event_list.html",
             {"form": form, "page": None, "bad_paging": bad_paging, "filter_query": ""},
             status=400,
         )
-    filters = form.filters()
     page = audit_events_page(
         filters, before=_seq_param(request, "before"), after=_seq_param(request, "after")
     )
@@ -125,7 +143,12 @@ def event_list(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "audit/event_list.html",
-        {"form": form, "page": page, "filter_query": _filter_query(request)},
+        {
+            "form": form,
+            "page": page,
+            "actors": actor_names(page.events),
+            "filter_query": _filter_query(request),
+        },
     )
 
 
@@ -145,6 +168,7 @@ def event_detail(request: HttpRequest, seq: int) -> HttpResponse:
             "found": found,
             "event": event,
             "detail_items": sorted(event.detail.items()),
+            "actors": actor_names([event]),
             "fhir_type": codes.type,
             "fhir_action": codes.action,
             "fhir_outcome": outcome_code(event.action, event.outcome),
@@ -172,7 +196,12 @@ def patient_timeline(request: HttpRequest, pseudonym: str) -> HttpResponse:
         patient_pseudonym=pseudonym if known else "",
         detail={"known": known, "shown": timeline.event_count},
     )
-    return render(request, "audit/patient_timeline.html", {"timeline": timeline, "known": known})
+    events = [event for group in timeline.groups for event in group.events]
+    return render(
+        request,
+        "audit/patient_timeline.html",
+        {"timeline": timeline, "known": known, "actors": actor_names(events)},
+    )
 
 
 @console_page("export")
@@ -181,11 +210,11 @@ def export_ndjson(request: HttpRequest) -> HttpResponseBase:
     """The matching events as FHIR R4 AuditEvent resources, one JSON object per line, oldest first; up to
     the export's own audit event, which is not included."""
     form = AuditFilterForm(request.GET or None)
-    if form.is_bound and not form.is_valid():
+    filters = _filters(form)
+    if filters is None:
         return HttpResponse(
             json.dumps(form.errors.get_json_data()), status=400, content_type="application/json"
         )
-    filters = form.filters()
     export_event = _record(
         request,
         page="export",
