@@ -15,7 +15,7 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from clinical_ai.inference.engine.fhir_output import (
@@ -274,6 +274,49 @@ def progress_card(*, resource_count: int, review_queue_url: str) -> dict[str, An
         "links": [
             {"label": "Open the clinical-ai review queue", "url": review_queue_url, "type": "absolute"}
         ],
+    }
+
+
+def model_off_card(
+    *,
+    model_id: str,
+    model_name: str,
+    since: datetime,
+    reason: str,
+    gives_scores: bool,
+    model_card_url: str,
+) -> dict[str, Any]:
+    """The card for a model an admin has switched off, on every hook where it would have answered: silence
+    from it must not read as "nothing to report".
+
+    Indicator ``info``: the card says nothing about this patient (it is the same on every patient's chart),
+    so it must not outrank the patient's own warnings nor interrupt every order while a model is off; its
+    summary and detail carry the point. The uuid is stable for one switch-off, so repeated calls repeat it.
+    """
+    when = since.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    name = _md(model_name)
+    meaning = (
+        f"No {name} card does not mean a low score: check the patient's observations yourself."
+        if gives_scores
+        else f"No {name} card does not mean there is nothing to find."
+    )
+    detail = [
+        f"**{name} is switched off** by an administrator since {when}"
+        + (f" (reason: {_md(reason[:200])})." if reason else "."),
+        "",
+        f"It gives no new results while it is off. {meaning} "
+        "Cards from it shown here were made before it was switched off and may be out of date.",
+    ]
+    return {
+        "uuid": str(uuid.uuid5(CARD_NAMESPACE, f"model-off:{model_id}:{since.isoformat()}")),
+        "summary": _summary("Switched off", f"{model_name} gives no new results"),
+        "detail": "\n".join(detail),
+        "indicator": "info",
+        "source": {
+            "label": f"{SOURCE_LABEL}: {model_name}"[:200],
+            "url": model_card_url,
+            "topic": {"system": MODEL_SYSTEM, "code": model_id, "display": model_name},
+        },
     }
 
 

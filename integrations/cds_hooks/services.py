@@ -25,6 +25,7 @@ from clinical_ai.core.sealing import canonical_json
 from clinical_ai.fhir.outcome import Issue, operation_outcome
 from clinical_ai.fhir.validation_body import forbidden_character
 from clinical_ai.fhir.validation_resource import validate_resource
+from clinical_ai.inference.switched_off import models_switched_off
 from clinical_ai.intake.models import IngestJob
 from clinical_ai.intake.services import IntakeEntry, ingest_job_create
 from clinical_ai.pipeline.web import decision_record
@@ -337,6 +338,23 @@ def _cards(
     return cards, issued
 
 
+def _models_off_cards(service: ServiceDefinition, site_base_url: str) -> list[dict[str, Any]]:
+    """A card for each switched-off model that would have answered this hook (it could give one of the
+    urgencies the service shows): its silence here must not read as "nothing to report"."""
+    return [
+        card_builder.model_off_card(
+            model_id=model.model_id,
+            model_name=model.name,
+            since=model.since,
+            reason=model.reason,
+            gives_scores=model.gives_scores,
+            model_card_url=_model_card_url(site_base_url, model.model_id),
+        )
+        for model in models_switched_off()
+        if model.urgencies & set(service.urgencies)
+    ]
+
+
 def cds_service_call(
     *,
     caller: CdsCaller,
@@ -396,6 +414,8 @@ def cds_service_call(
 
     cards, issued = _cards(caller, service, request, pseudonyms, site_base_url)
     cards = card_builder.cards_order(cards)
+    models_off = _models_off_cards(service, site_base_url)
+    cards.extend(models_off)
     if not settled and ingested is not None:
         cards.append(
             card_builder.progress_card(
@@ -423,6 +443,7 @@ def cds_service_call(
                 "ingest_job": ingested.job_id if ingested else None,
                 "ingest_job_created": ingested.created if ingested else False,
                 "settled": settled,
+                "models_off_cards": len(models_off),
                 "missing_prefetch": gathered.missing,
                 "fetched": gathered.fetched,
                 "dropped_resources": gathered.dropped,
