@@ -32,11 +32,16 @@ from tests.pipeline import bundle_process
 from tests.unit.review.conftest import PASSWORD, make_user
 
 if TYPE_CHECKING:
-    from playwright.sync_api import BrowserContext, Page, Response, Route
+    from playwright.sync_api import BrowserContext, Page, Response, Route, ViewportSize
 
 CHROMIUM = Path("/usr/bin/chromium")
 WHY_SKIPPED = f"browser tests drive Debian's Chromium, and {CHROMIUM} is absent"
-WIDTH = 1280
+# The default window: a ward PC's 1366x900 screen (issue 15: the decision must be on the first screen there).
+WIDTH = 1366
+HEIGHT = 900
+WARD_PC: ViewportSize = {"width": WIDTH, "height": HEIGHT}
+PHONE: ViewportSize = {"width": 390, "height": 844}
+WARD_TABLET: ViewportSize = {"width": 820, "height": 1180}
 _EVERY_SEQ = 2**62
 
 SECOND_PATIENT_NAME = ("Tomasz", "Brennan-Achebe")
@@ -133,7 +138,7 @@ class BrowserSession:
             self.page.get_by_role("button", name="Sign in").click()
 
     def screenshot(self, path: Path) -> None:
-        """The whole page, 1280 pixels wide."""
+        """The whole page, as wide as the window (the ward PC's 1366 pixels unless the test changed it)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self.page.screenshot(path=str(path), full_page=True, animations="disabled", caret="hide")
 
@@ -174,7 +179,7 @@ def screenshots(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def browser(live_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[BrowserSession]:
-    """A fresh headless Chromium profile (under tmp_path) with one page, 1280 pixels wide."""
+    """A fresh headless Chromium profile (under tmp_path) with one page, a ward PC's 1366x900 window."""
     from playwright.sync_api import sync_playwright
 
     # Playwright's sync API runs an asyncio loop in this thread, and Django's ORM refuses to run in a
@@ -199,7 +204,7 @@ def browser(live_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
             user_data_dir=str(tmp_path / "profile"),
             executable_path=str(CHROMIUM),
             headless=True,
-            viewport={"width": WIDTH, "height": 900},
+            viewport=WARD_PC,
             locale="en-GB",
             timezone_id="UTC",
             args=[
