@@ -4,6 +4,7 @@ from the stages or the audit app."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -38,6 +39,37 @@ def user_is_admin(user: Any) -> bool:
     if user.is_superuser:
         return True
     return Membership.objects.filter(user=user, role=Role.ADMIN).exists()
+
+
+@dataclass(frozen=True)
+class Workplace:
+    """A page where a role does its work (a URL name, reversed by the view that links to it)."""
+
+    label: str
+    url_name: str
+
+
+# Each role's work, in the order that decides where someone with several roles lands first.
+ROLE_WORKPLACES = (
+    (Role.CLINICIAN, Workplace("Review queue", "review:queue")),
+    (Role.AUDITOR, Workplace("Audit console", "audit:list")),
+    (Role.ADMIN, Workplace("Models", "inference:model_list")),
+)
+
+
+def user_workplaces(user: Any) -> list[Workplace]:
+    """Where ``user``'s roles do their work, the first being where they land after signing in: the review
+    queue for a clinician, the audit console for an auditor, the models page for an admin. A superuser
+    without a role at any site has the audit console and the administration site."""
+    if not (getattr(user, "is_authenticated", False) and user.is_active):
+        return []
+    roles = set(Membership.objects.filter(user=user).values_list("role", flat=True))
+    places = [place for role, place in ROLE_WORKPLACES if role in roles]
+    if user.is_superuser:
+        for extra in (Workplace("Audit console", "audit:list"), Workplace("Administration", "admin:index")):
+            if extra not in places:
+                places.append(extra)
+    return places
 
 
 def user_has_second_factor(user: Any) -> bool:

@@ -32,6 +32,7 @@ from clinical_ai.accounts.selectors import (
     user_otp_required,
     user_second_factor_ok,
     user_totp_devices,
+    user_workplaces,
 )
 from clinical_ai.accounts.services import (
     LoginStep,
@@ -61,15 +62,28 @@ def _with_next(url: str, next_url: str) -> str:
     return f"{url}?{urlencode({REDIRECT_FIELD_NAME: next_url})}" if next_url else url
 
 
+def _workplaces(user: Any) -> list[tuple[str, str]]:
+    return [(place.label, reverse(place.url_name)) for place in user_workplaces(user)]
+
+
+def _landing(user: Any) -> str:
+    """Where someone signed in without a page to go back to lands: their first role's work (the home page,
+    which lists what they may use, when they have no role)."""
+    places = _workplaces(user)
+    return places[0][1] if places else reverse("home")
+
+
 @sensitive_post_parameters("password")
 @csrf_protect
 @never_cache
 @require_http_methods(["GET", "HEAD", "POST"])
 def login_view(request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
-    """``/accounts/login/`` and the admin site's login. A signed-in user is shown the form as well (with who
-    they are), never redirected onwards: a page they may not see sends them here, and redirecting back
-    would loop. A user with a TOTP device goes on to ``accounts:otp_verify``; one whose role requires a
-    second factor and who has none, to ``accounts:otp`` to enrol."""
+    """``/accounts/login/`` and the admin site's login. Signed in, a person goes back to ``next`` or lands on
+    their role's work. A signed-in user who comes here (a shift change, or a page they may not see sent
+    them) is offered to continue as themselves or to sign in as someone else (which signs them out first),
+    never redirected onwards: redirecting back would loop. A user with a TOTP device goes on to
+    ``accounts:otp_verify``; one whose role requires a second factor and who has none, to ``accounts:otp``
+    to enrol."""
     next_url = _safe_next(request)
     form = LoginForm(request.POST or None)
     failed = locked = False
@@ -85,8 +99,7 @@ def login_view(request: HttpRequest, extra_context: dict[str, Any] | None = None
         if step is LoginStep.SIGNED_IN:
             if user_otp_required(request.user):
                 return HttpResponseRedirect(_with_next(reverse("accounts:otp"), next_url))
-            # Without a page to go back to, this page again: it shows who is signed in and where they may go.
-            return HttpResponseRedirect(next_url or reverse("accounts:login"))
+            return HttpResponseRedirect(next_url or _landing(request.user))
         locked = step is LoginStep.LOCKED
         failed = not locked
     return render(
@@ -100,6 +113,8 @@ def login_view(request: HttpRequest, extra_context: dict[str, Any] | None = None
             "next": next_url,
             "can_audit": user_can_audit(request.user),
             "admin_url": reverse("admin:index") if request.user.is_staff else "",
+            "workplaces": _workplaces(request.user),
+            "continue_url": _landing(request.user) if request.user.is_authenticated else "",
         },
         # 429 Too Many Requests while locked out: the page says so, and scripts see it.
         status=429 if locked else 200,
@@ -125,7 +140,7 @@ def otp_verify_view(request: HttpRequest) -> HttpResponse:
     user: Any = pending if pending is not None else request.user
     if pending is None and not (request.user.is_authenticated and not user_second_factor_ok(request.user)):
         if request.user.is_authenticated:  # nothing to verify
-            return HttpResponseRedirect(next_url or reverse("accounts:login"))
+            return HttpResponseRedirect(next_url or _landing(request.user))
         return HttpResponseRedirect(_with_next(reverse("accounts:login"), next_url))
     form = OtpTokenForm(request.POST or None)
     error = ""
@@ -133,7 +148,7 @@ def otp_verify_view(request: HttpRequest) -> HttpResponse:
         verify = user_second_factor_log_in if pending is not None else session_second_factor_verify
         outcome = verify(request=request, token=form.cleaned_data["token"], request_id=request_id_of(request))
         if outcome is SecondFactorOutcome.VERIFIED:
-            return HttpResponseRedirect(next_url or reverse("accounts:login"))
+            return HttpResponseRedirect(next_url or _landing(request.user))
         if outcome is SecondFactorOutcome.NOTHING_PENDING or (
             pending is not None and otp_pending_user(request.session) is None
         ):
@@ -211,6 +226,7 @@ def otp_view(request: HttpRequest) -> HttpResponse:
 @never_cache
 @require_POST
 def logout_view(request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
-    """``/accounts/logout/`` (POST only, so a link or an image cannot sign anyone out) and the admin's."""
+    """``/accounts/logout/`` (POST only, so a link or an image cannot sign anyone out) and the admin's; back
+    to the sign-in form, with the page it should then go to ("Sign in as someone else")."""
     user_log_out(request=request, request_id=request_id_of(request))
-    return HttpResponseRedirect(reverse("accounts:login"))
+    return HttpResponseRedirect(_with_next(reverse("accounts:login"), _safe_next(request)))

@@ -24,6 +24,7 @@ from clinical_ai.review.signoff import SignOff
 
 _PSEUDONYM_PREFIX = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 MAX_COMMENT = 2000
+SIGNATURE_AUTOCOMPLETE = "one-time-code"
 
 
 class QueueFilterForm(forms.Form):
@@ -114,7 +115,9 @@ class SignOffForm(forms.Form):
     password = forms.CharField(
         label="Your password",
         strip=False,
-        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+        # Typed each time, never filled in by the browser: a saved password would make signing one click.
+        # Chromium ignores "off" on password fields; it fills no saved password into a one-time-code field.
+        widget=forms.PasswordInput(attrs={"autocomplete": SIGNATURE_AUTOCOMPLETE}),
         help_text="Your electronic signature: signing records your name with this decision.",
     )
 

@@ -103,8 +103,10 @@ class AlreadyDecided(SignOffRefused):
 
     reason = "already-decided"
 
-    def __init__(self, *, status: str, by: str = "", at: datetime | None = None) -> None:
-        self.status, self.by, self.at = status, by, at
+    def __init__(
+        self, *, status: str, by: str = "", at: datetime | None = None, decision: Decision | None = None
+    ) -> None:
+        self.status, self.by, self.at, self.decision = status, by, at, decision
         if by and at is not None:
             message = f"already decided by {by} at {at.isoformat(timespec='minutes')}"
         else:
@@ -166,7 +168,23 @@ def _already_decided(suggestion: Suggestion) -> AlreadyDecided:
     decision = Decision.objects.filter(suggestion_id=suggestion.pk).first()
     if decision is None:
         return AlreadyDecided(status=suggestion.status)
-    return AlreadyDecided(status=suggestion.status, by=decision.clinician_display, at=decision.signed_at)
+    return AlreadyDecided(
+        status=suggestion.status, by=decision.clinician_display, at=decision.signed_at, decision=decision
+    )
+
+
+def sign_off_too_late(*, user: Any, suggestion: Suggestion, outcome: str, request_id: str) -> AlreadyDecided:
+    """On record, in one transaction: a decision sent for a suggestion that is no longer pending (a stale
+    tab, a colleague who signed first, a superseded or withdrawn suggestion). Returns the refusal, with who
+    decided and when where there is a decision, for the page to say so. The password is not checked: there
+    is nothing it could sign."""
+    with transaction.atomic():
+        current = Suggestion.objects.select_related("organization").get(pk=suggestion.pk)
+        refusal = _already_decided(current)
+        sign_off_refused(
+            user=user, suggestion=current, reason=refusal.reason, request_id=request_id, outcome=outcome
+        )
+    return refusal
 
 
 def _decision_write(

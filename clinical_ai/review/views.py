@@ -8,28 +8,40 @@ another site's clinician a 404, as if it did not exist). Each view parses, calls
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from functools import wraps
 from typing import Any
+from urllib.parse import urlencode
 from uuid import UUID
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.middleware import HtmxDetails
 
 from clinical_ai.accounts.selectors import user_second_factor_ok
 from clinical_ai.core.middleware import request_id_of
 from clinical_ai.pipeline.web import suggestion_sign_off
+from clinical_ai.review.drafts import (
+    draft_drop,
+    draft_keep,
+    draft_owner,
+    draft_owner_token,
+    draft_take,
+    drafts_of_others_drop,
+)
 from clinical_ai.review.forms import QueueFilterForm, SignOffForm
 from clinical_ai.review.models import Suggestion
 from clinical_ai.review.selectors.access import ReviewAccess, review_access, suggestion_visible
+from clinical_ai.review.selectors.next_pending import next_pending
 from clinical_ai.review.selectors.queue import queue_model_ids
 from clinical_ai.review.selectors.suggestion import ProposedCondition, suggestion_proposal
 from clinical_ai.review.selectors.vocabulary import condition_vocabulary
@@ -46,6 +58,7 @@ from clinical_ai.review.signoff import (
     SignOffInvalid,
     SignOffNotAllowed,
     sign_off_refused,
+    sign_off_too_late,
 )
 
 _View = Callable[..., HttpResponseBase]
@@ -70,10 +83,45 @@ def signed_in(view: _View) -> _View:
     return never_cache(wrapper)
 
 
+# Not filters: when the queue was first shown (for the "New" marks), and where a suggestion was opened from.
+_NOT_FILTERS = ("page", "since", "queue")
+_MAX_QUEUE_QUERY = 1000
+
+
 def _filter_query(request: HttpRequest) -> str:
     query = request.GET.copy()
-    query.pop("page", None)
+    for name in _NOT_FILTERS:
+        query.pop(name, None)
     return query.urlencode()
+
+
+def _since(request: HttpRequest) -> datetime:
+    """When this queue was first shown: its refreshes mark the critical suggestions that came in since."""
+    try:
+        since = datetime.fromisoformat(request.GET.get("since") or "")
+    except ValueError:
+        return timezone.now()
+    return since if timezone.is_aware(since) and since <= timezone.now() else timezone.now()
+
+
+def _queue_query(request: HttpRequest) -> str:
+    """The queue's filters and page that a suggestion was opened from (``?queue=``), re-encoded so that it
+    can only ever be a query string of the queue."""
+    raw = request.POST.get("queue") if request.method == "POST" else request.GET.get("queue")
+    query = QueryDict((raw or "")[:_MAX_QUEUE_QUERY], mutable=True)
+    for name in ("since", "queue"):
+        query.pop(name, None)
+    return query.urlencode()
+
+
+def _queue_url(queue_query: str) -> str:
+    url = reverse("review:queue")
+    return f"{url}?{queue_query}" if queue_query else url
+
+
+def _suggestion_url(external_id: Any, queue_query: str) -> str:
+    url = reverse("review:suggestion", args=[external_id])
+    return f"{url}?{urlencode({'queue': queue_query})}" if queue_query else url
 
 
 @signed_in
@@ -88,6 +136,7 @@ def review_queue_page(request: HtmxHttpRequest) -> HttpResponse:
     template = "review/_queue_results.html" if partial else "review/queue.html"
     if form.is_bound and not form.is_valid():
         return render(request, template, {"form": form, "queue": None}, status=400)
+    drafts_of_others_drop(session=request.session, user=request.user)
     queue = review_queue_view(
         user=request.user,
         access=access,
@@ -95,7 +144,22 @@ def review_queue_page(request: HtmxHttpRequest) -> HttpResponse:
         page_number=request.GET.get("page") or 1,
         request_id=request_id_of(request),
     )
-    return render(request, template, {"form": form, "queue": queue, "filter_query": _filter_query(request)})
+    filter_query = _filter_query(request)
+    since = _since(request)
+    page_query = "&".join(part for part in (filter_query, f"page={queue.page.number}") if part)
+    return render(
+        request,
+        template,
+        {
+            "form": form,
+            "queue": queue,
+            "filter_query": filter_query,
+            # A suggestion opened from here links back to this page of these results.
+            "back_query": page_query if queue.page.number > 1 else filter_query,
+            "new_since": since,
+            "refresh_url": f"{reverse('review:queue')}?{page_query}&{urlencode({'since': since.isoformat()})}",
+        },
+    )
 
 
 def _visible_or_404(access: ReviewAccess, external_id: UUID) -> Suggestion:
@@ -106,10 +170,14 @@ def _visible_or_404(access: ReviewAccess, external_id: UUID) -> Suggestion:
 
 
 def _sign_off_form(
-    suggestion: Suggestion, proposal: ProposedCondition | None, data: Any = None
+    suggestion: Suggestion,
+    proposal: ProposedCondition | None,
+    data: Any = None,
+    initial: dict[str, str] | None = None,
 ) -> SignOffForm:
     return SignOffForm(
         data,
+        initial=initial,
         kind=suggestion.kind,
         proposal=proposal,
         vocabulary=condition_vocabulary() if suggestion.kind == "problem" else (),
@@ -123,11 +191,25 @@ def _render_suggestion(
     form: SignOffForm | None,
     status: int = 200,
     refusal: str = "",
+    draft_kept: bool = False,
 ) -> HttpResponse:
+    suggestion = page.review.suggestion
+    queue_query = _queue_query(request)
     return render(
         request,
         "review/suggestion.html",
-        {"page": page, "review": page.review, "patient": page.patient, "form": form, "refusal": refusal},
+        {
+            "page": page,
+            "review": page.review,
+            "patient": page.patient,
+            "form": form,
+            "refusal": refusal,
+            "refusal_decided": bool(refusal) and page.review.decision is not None,
+            "draft_kept": draft_kept,
+            "draft_token": draft_owner_token(user=request.user, suggestion=suggestion) if form else "",
+            "queue_query": queue_query,
+            "queue_url": _queue_url(queue_query),
+        },
         status=status,
     )
 
@@ -141,16 +223,59 @@ def suggestion_page(request: HttpRequest, external_id: UUID) -> HttpResponse:
         user=request.user, access=access, suggestion=suggestion, request_id=request_id_of(request)
     )
     pending = page.may_decide and suggestion.status == Suggestion.Status.PENDING
-    form = _sign_off_form(suggestion, page.review.proposal) if pending else None
-    return _render_suggestion(request, page, form=form)
+    draft = draft_take(session=request.session, external_id=external_id, user=request.user)
+    if draft is not None and not pending:
+        draft_drop(session=request.session, external_id=external_id)
+        draft = None
+    initial = dict(draft.values) if draft is not None else None
+    form = _sign_off_form(suggestion, page.review.proposal, initial=initial) if pending else None
+    return _render_suggestion(
+        request, page, form=form, draft_kept=draft is not None and draft.kept_while_signing_in
+    )
+
+
+def _too_late(refusal: AlreadyDecided) -> str:
+    """What a clinician whose decision came too late is told: who decided, and when, where someone did."""
+    decision = refusal.decision
+    if decision is None or refusal.at is None:
+        status = (
+            Suggestion.Status(refusal.status).label.lower() if refusal.status in Suggestion.Status else ""
+        )
+        return f"Not signed: this suggestion is no longer pending review{f' ({status})' if status else ''}."
+    when = timezone.localtime(refusal.at).strftime("%Y-%m-%d %H:%M")
+    outcome = decision.get_outcome_display().lower()
+    return f"Not signed: this suggestion was already {outcome} by {refusal.by} at {when}."
 
 
 @sensitive_post_parameters("password", "comment")
-@signed_in
-@require_POST
-def suggestion_sign_off_view(request: HttpRequest, external_id: UUID) -> HttpResponse:
-    """The signed decision. The page (and the patient's re-identification) is opened again only when it
-    has to be shown again: on a refusal; a decision signed goes back to the page with a fresh GET."""
+@never_cache
+@require_http_methods(["GET", "HEAD", "POST"])
+def suggestion_sign_off_view(request: HttpRequest, external_id: UUID) -> HttpResponseBase:
+    """The signed decision. Only the form posts here: a GET (the sign-in page sending someone back, a
+    reload, a bookmark) goes to the suggestion. A form that arrives after the session ended is kept as a
+    draft for the person it was shown to, who finds it filled in once signed in again."""
+    back = _suggestion_url(external_id, _queue_query(request))
+    if request.method != "POST":
+        return HttpResponseRedirect(back)
+    if not request.user.is_authenticated or not user_second_factor_ok(request.user):
+        owner = draft_owner(token=request.POST.get("drafted_for", ""), external_id=external_id)
+        if owner is not None and (not request.user.is_authenticated or str(request.user.pk) == owner):
+            draft_keep(
+                session=request.session,
+                external_id=external_id,
+                owner_id=owner,
+                data=request.POST,
+                kept_while_signing_in=True,
+            )
+        if request.user.is_authenticated:  # the second factor is still to be verified
+            return redirect_to_login(back, login_url=reverse("accounts:otp_verify"))
+        return redirect_to_login(back)
+    return _sign_off(request, external_id)
+
+
+def _sign_off(request: HttpRequest, external_id: UUID) -> HttpResponse:
+    """Signed in: sign, or refuse and show the page again (the page, and the patient's re-identification,
+    are opened again only then). A signed decision goes on to the next suggestion waiting."""
     access = review_access(request.user)
     suggestion = _visible_or_404(access, external_id)
     request_id = request_id_of(request)
@@ -161,13 +286,27 @@ def suggestion_sign_off_view(request: HttpRequest, external_id: UUID) -> HttpRes
         return render(request, "review/forbidden.html", status=403)
 
     def again(form: SignOffForm | None, status: int, refusal: str = "") -> HttpResponse:
+        if form is None:
+            draft_drop(session=request.session, external_id=external_id)
+        else:  # kept, so that a reload or a later visit finds the decision as typed
+            draft_keep(
+                session=request.session,
+                external_id=external_id,
+                owner_id=str(request.user.pk),
+                data=request.POST,
+            )
         page = suggestion_review_open(
             user=request.user, access=access, suggestion=suggestion, request_id=request_id
         )
         return _render_suggestion(request, page, form=form, status=status, refusal=refusal)
 
     if suggestion.status != Suggestion.Status.PENDING:  # decided before this form was sent
-        return again(None, 409, "Not signed: this suggestion is no longer pending review.")
+        outcome = str(request.POST.get("outcome") or "")[:16]
+        refusal = sign_off_too_late(
+            user=request.user, suggestion=suggestion, outcome=outcome, request_id=request_id
+        )
+        suggestion.refresh_from_db()
+        return again(None, 409, _too_late(refusal))
     form = _sign_off_form(suggestion, suggestion_proposal(suggestion), request.POST)
     if not form.is_valid():
         return again(form, 400)
@@ -195,8 +334,29 @@ def suggestion_sign_off_view(request: HttpRequest, external_id: UUID) -> HttpRes
         return again(form, 400)
     except AlreadyDecided as exc:
         suggestion.refresh_from_db()
-        return again(None, 409, f"Not signed: this suggestion was {exc}.")
+        return again(None, 409, _too_late(exc))
     except SignOffNotAllowed:
         return render(request, "review/forbidden.html", status=403)
-    messages.success(request, f"Signed: {decision.get_outcome_display().lower()}.")
-    return HttpResponseRedirect(reverse("review:suggestion", args=[suggestion.external_id]))
+    draft_drop(session=request.session, external_id=external_id)
+    return HttpResponseRedirect(_after_signing(request, access, suggestion, decision))
+
+
+def _after_signing(request: HttpRequest, access: ReviewAccess, signed: Suggestion, decision: Any) -> str:
+    """Straight on to the next suggestion waiting (of the same urgency while any is left), with a word on
+    what was signed; the queue when nothing is left."""
+    queue_query = _queue_query(request)
+    done = f"Signed: {decision.get_outcome_display().lower()} ({signed.get_urgency_display().lower()}, {signed.model_id})."
+    following = next_pending(access=access, after=signed)
+    if following is None:
+        messages.success(request, f"{done} Nothing else is waiting for your review.")
+        return _queue_url(queue_query)
+    urgency = following.get_urgency_display().lower()
+    if following.urgency == signed.urgency:
+        messages.success(request, f"{done} Here is the next {urgency} suggestion waiting.")
+    else:
+        messages.success(
+            request,
+            f"{done} No {signed.get_urgency_display().lower()} suggestions are left: here is the next one "
+            f"waiting ({urgency}).",
+        )
+    return _suggestion_url(following.external_id, queue_query)

@@ -37,7 +37,7 @@ def test_login_success_is_one_auth_login_row(client: Client, clinician: Any) -> 
         headers={"X-Request-Id": "login-req-1"},
     )
     assert response.status_code == 302
-    assert response["Location"] == "/accounts/login/"
+    assert response["Location"] == "/review/"  # a clinician lands on the review queue
     assert client.session["_auth_user_id"] == str(clinician.pk)
     rows = _rows()[before:]
     assert [(r.action, r.outcome) for r in rows] == [("auth.login", "success")]
@@ -55,7 +55,7 @@ def test_login_redirects_to_a_safe_next_only(client: Client, clinician: Any) -> 
     evil = client.post(
         "/accounts/login/", {"username": "dr-ward", "password": PASSWORD, "next": "https://evil.example/"}
     )
-    assert evil["Location"] == "/accounts/login/"
+    assert evil["Location"] == "/review/"
 
 
 def test_wrong_password_is_one_failed_row_naming_the_account_not_the_actor(

@@ -139,7 +139,7 @@ def test_enrol_with_a_wrong_code_is_refused_and_audited(client: Client, clinicia
 
 def test_login_without_a_device_is_one_step_and_one_auth_login_row(client: Client, clinician: Any) -> None:
     response = _password_step(client, "dr-ward")
-    assert response.status_code == 302 and response["Location"] == LOGIN
+    assert response.status_code == 302 and response["Location"] == "/review/"
     assert _signed_in(client) and OTP_PENDING_SESSION_KEY not in client.session
     assert _rows() == [("auth.login", "success")]
     assert AuditEvent.objects.get().detail["second_factor"] == "none"
@@ -352,7 +352,7 @@ def test_removal_requires_the_password(client: Client, clinician: Any) -> None:
     assert AuditEvent.objects.get(seq=since + 2).detail == {"removed": 1}
     assert "accounts/otp_enrol.html" in [t.name for t in client.get(OTP).templates]
     client.post("/accounts/logout/")
-    assert _password_step(client, "dr-ward")["Location"] == LOGIN  # one step again
+    assert _password_step(client, "dr-ward")["Location"] == "/review/"  # one step again
 
 
 def test_password_re_entry_elsewhere_needs_no_code(client: Client, clinician: Any) -> None:
@@ -382,7 +382,7 @@ def test_required_role_without_a_device_is_sent_to_enrol(
     client.post("/accounts/logout/")
     # A role not in the setting signs in as before.
     other = Client()
-    assert _password_step(other, "dr-ward")["Location"] == LOGIN
+    assert _password_step(other, "dr-ward")["Location"] == "/review/"
 
 
 def test_by_default_no_role_requires_a_second_factor(client: Client, admin: Any) -> None:

@@ -4,6 +4,7 @@ Decision, the FHIR resources it produces and its audit row written together."""
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from typing import Any
 
@@ -105,9 +106,15 @@ def test_the_form_needs_a_csrf_token(clinician: Any, risk_suggestion: Suggestion
     assert not Decision.objects.exists()
 
 
-def test_get_is_not_allowed_on_the_sign_url(client: Any, clinician: Any, risk_suggestion: Suggestion) -> None:
+def test_get_on_the_sign_url_goes_to_the_suggestion(
+    client: Any, clinician: Any, risk_suggestion: Suggestion
+) -> None:
+    """Issue 15 point 5: sign-in sending someone back, or a reload, must not answer 405."""
     client.force_login(clinician)
-    assert client.get(sign_url(risk_suggestion)).status_code == 405
+    response = client.get(sign_url(risk_suggestion))
+    assert response.status_code == 302
+    assert response["Location"] == f"/review/suggestions/{risk_suggestion.external_id}/"
+    assert not Decision.objects.exists()
 
 
 # --- the password as signature ------------------------------------------------------------------
@@ -150,7 +157,7 @@ def test_accepting_a_risk_writes_one_decision_the_provenance_and_one_audit_row(
     client.force_login(clinician)
     response = post(client, risk_suggestion, outcome="accepted")
     assert response.status_code == 302
-    assert response["Location"] == f"/review/suggestions/{risk_suggestion.external_id}/"
+    assert response["Location"] == "/review/"  # nothing else is pending: on to the queue
 
     decision = Decision.objects.get()
     assert decision.suggestion_id == risk_suggestion.pk
@@ -189,9 +196,9 @@ def test_accepting_a_risk_writes_one_decision_the_provenance_and_one_audit_row(
     assert not AuditEvent.objects.filter(action__in=["deid.reidentify", "review.suggestion.view"]).exists()
     decided = client.get("/review/", {"status": "decided"}).content.decode()
     assert "by Wanda Ward" in decided and "Accepted" in decided
+    assert "Signed: accepted (" in decided  # the notice, on the queue: nothing else was waiting
 
-    page = client.get(response["Location"]).content.decode()
-    assert "Signed: accepted." in page
+    page = client.get(f"/review/suggestions/{risk_suggestion.external_id}/").content.decode()
     assert "Signed by</dt><dd>Wanda Ward" in page and "intact" in page
     assert 'name="password"' not in page
 
@@ -320,7 +327,10 @@ def test_a_second_decision_is_refused_with_who_decided_first(
     client.force_login(colleague)
     response = post(client, risk_suggestion, outcome="rejected", reason_code="duplicate")
     assert response.status_code == 409
-    assert b"no longer pending review" in response.content
+    assert re.search(
+        r"Not signed: this suggestion was already accepted by Wanda Ward at \d{4}-\d\d-\d\d \d\d:\d\d\.",
+        response.content.decode(),
+    )
     assert Decision.objects.count() == 1
     assert Decision.objects.get().outcome == "accepted"
 

@@ -116,7 +116,18 @@ ROWS: tuple[Row, ...] = (
     Row("accounts:logout", lambda w: "/accounts/logout/", everyone(LOGIN), method="POST"),
     Row("accounts:otp", lambda w: "/accounts/otp/", html()),
     # Nothing to verify for a session without a device: back to the sign-in page, for everyone.
-    Row("accounts:otp_verify", lambda w: "/accounts/otp/verify/", everyone(LOGIN)),
+    # Nothing to verify: the anonymous go to sign in, the signed-in to their role's work (issue 15 point 7).
+    Row(
+        "accounts:otp_verify",
+        lambda w: "/accounts/otp/verify/",
+        {
+            **everyone(LOGIN),
+            "clinician": "302 -> /review/",
+            "other_site_clinician": "302 -> /review/",
+            "auditor": "302 -> /audit/",
+            "admin": "302 -> /models/",
+        },
+    ),
     # The audit console: auditors and admins (of any site: the log is one, docs/audit.md), read-only.
     Row("audit:list", lambda w: "/audit/", AUDIT_ONLY),
     Row("audit:event", lambda w: f"/audit/events/{w.audit_seq}/", AUDIT_ONLY),
