@@ -346,7 +346,10 @@ def result_summary(result: ModelResult) -> dict[str, Any]:
                 "key": finding.key[:128],
                 "kind": finding.kind,
                 "urgency": finding.urgency,
-                "band": str(risk.get("band", ""))[:32],
+                # A result that cannot be scored, or a lower bound, must not agree with a full score.
+                "band": {"not_scored": "not scored", "lower_bound": f"at least {risk.get('band', '')}"}.get(
+                    finding.completeness, str(risk.get("band", ""))
+                )[:32],
                 "score": round(float(finding.score), 6) if finding.score is not None else None,
             }
         )

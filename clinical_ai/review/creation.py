@@ -102,12 +102,15 @@ def suggestions_create(
             urgency=finding.urgency,
             urgency_rank=URGENCY_ORDER.get(finding.urgency, len(URGENCY_ORDER)),
             score=finding.score,
+            completeness=finding.completeness,
         )
         payload = {
             "summary": finding.summary[:140],
             "evidence": dict(finding.evidence),
             "proposal": dict(finding.proposal) if finding.proposal is not None else None,
             "risk": dict(finding.risk) if finding.risk is not None else None,
+            "completeness": finding.completeness,
+            "missing_inputs": list(finding.missing_inputs),
             "resources": [dict(r) for r in resources_by_key.get(finding.key, [])],
             "model": {"id": manifest.id, "version": manifest.version, "name": manifest.name},
         }

@@ -17,12 +17,19 @@ from clinical_ai.review.fhir_decision import (
     ConditionEdit,
 )
 from clinical_ai.review.models import Decision, Suggestion
-from clinical_ai.review.selectors.queue import AGE_WINDOWS, STATUS_FILTERS, QueueFilters
+from clinical_ai.review.selectors.queue import (
+    AGE_WINDOWS,
+    RESULT_FILTERS,
+    STATUS_FILTERS,
+    QueueFilters,
+)
 from clinical_ai.review.selectors.suggestion import ProposedCondition
 from clinical_ai.review.selectors.vocabulary import VocabularyConcept
 from clinical_ai.review.signoff import SignOff
 
 _PSEUDONYM_PREFIX = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+# A name (any alphabet, accents, apostrophes, hyphens, spaces), an MRN or a pseudonym prefix.
+_PATIENT_SEARCH = re.compile(r"^[\w .,'\u2019:/-]{1,64}$")
 MAX_COMMENT = 2000
 SIGNATURE_AUTOCOMPLETE = "one-time-code"
 
@@ -44,16 +51,31 @@ class QueueFilterForm(forms.Form):
         required=False,
         choices=[(key, label) for key, (label, _) in STATUS_FILTERS.items()],
     )
+    result = forms.ChoiceField(
+        label="Result",
+        required=False,
+        choices=[("", "Any"), *((key, label) for key, (label, _) in RESULT_FILTERS.items())],
+    )
 
-    def __init__(self, *args: Any, model_ids: Sequence[str] = (), **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, model_ids: Sequence[str] = (), by_identity: bool = False, **kwargs: Any
+    ) -> None:
+        """``by_identity``: the viewer is a clinician, who may find patients by name or MRN; anyone else
+        filters by pseudonym only."""
         super().__init__(*args, **kwargs)
+        self.by_identity = by_identity
+        if by_identity:
+            self.fields["patient"].label = "Patient: name, MRN or pseudonym"
+            self.fields["patient"].help_text = "A name or part of one (such as a family name), or an MRN."
         model_field = self.fields["model"]
         assert isinstance(model_field, forms.ChoiceField)
         model_field.choices = [("", "Any"), *((model_id, model_id) for model_id in model_ids)]
 
     def clean_patient(self) -> str:
         value = str(self.cleaned_data.get("patient") or "").strip()
-        if value and not _PSEUDONYM_PREFIX.match(value):
+        if value and self.by_identity and not _PATIENT_SEARCH.match(value):
+            raise forms.ValidationError("Type a name, an MRN or a pseudonym (letters, digits, spaces, '-').")
+        if value and not self.by_identity and not _PSEUDONYM_PREFIX.match(value):
             raise forms.ValidationError(
                 "Filter by the pseudonym the queue shows (letters, digits, '.', '_', ':' or '-')."
             )
@@ -68,6 +90,7 @@ class QueueFilterForm(forms.Form):
             urgency=data.get("urgency", ""),
             age=data.get("age", ""),
             status=data.get("status") or "pending",
+            result=data.get("result", ""),
         )
 
 

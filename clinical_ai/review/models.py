@@ -29,6 +29,13 @@ class Suggestion(models.Model):
         WARNING = "warning", "Warning"
         INFO = "info", "Info"
 
+    class Completeness(models.TextChoices):
+        """Whether the model had what it needs (``clinical_ai.inference.engine.types.Completeness``)."""
+
+        COMPLETE = "complete", "Scored"
+        LOWER_BOUND = "lower_bound", "Incomplete data"
+        NOT_SCORED = "not_scored", "Cannot be scored"
+
     external_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     run = models.ForeignKey("inference.InferenceRun", on_delete=models.PROTECT, related_name="suggestions")
     organization = models.ForeignKey("accounts.Organization", on_delete=models.PROTECT, related_name="+")
@@ -41,6 +48,10 @@ class Suggestion(models.Model):
     # 0 is the most urgent: the queue orders by it without a CASE expression.
     urgency_rank = models.PositiveSmallIntegerField()
     score = models.FloatField(null=True, blank=True)
+    # In the clear so the queue can count and filter results that cannot be scored; no identifier.
+    completeness = models.CharField(
+        max_length=16, choices=Completeness.choices, default=Completeness.COMPLETE
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     key_id = models.CharField(max_length=32)
     nonce = models.BinaryField()

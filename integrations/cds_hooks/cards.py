@@ -82,11 +82,40 @@ def _number(value: Any) -> str:
     return str(value)
 
 
-def _risk_basis(evidence: Mapping[str, Any]) -> list[str]:
+def _completeness(payload: Mapping[str, Any]) -> str:
+    evidence = payload.get("evidence")
+    stated = payload.get("completeness") or (
+        evidence.get("completeness") if isinstance(evidence, Mapping) else None
+    )
+    return str(stated) if stated in ("lower_bound", "not_scored") else "complete"
+
+
+def _not_scored_lines(payload: Mapping[str, Any]) -> list[str]:
+    """What a result that cannot be scored says first: that it is no score at all, and what is missing."""
+    missing = payload.get("missing_inputs")
+    named = ", ".join(_md(m) for m in missing if isinstance(m, str)) if isinstance(missing, list) else ""
+    lines = [
+        "**Cannot be scored: not enough observations.** This is not a low score: what was recorded is too "
+        "little to tell."
+    ]
+    evidence = payload.get("evidence")
+    listed = isinstance(evidence, Mapping) and _dicts(evidence.get("parameters"))
+    if named and not listed:  # a risk basis lists its missing parameters itself
+        lines.append(f"**Missing:** {named}")
+    return lines
+
+
+def _risk_basis(evidence: Mapping[str, Any], completeness: str = "complete") -> list[str]:
     lines: list[str] = []
-    if evidence.get("aggregate") is not None:
-        band = f" ({_md(evidence['band'])} risk)" if evidence.get("band") else ""
-        lines.append(f"**Score:** {_md(evidence['aggregate'])}{band}")
+    if evidence.get("aggregate") is not None and completeness != "not_scored":
+        band = evidence.get("band")
+        if completeness == "lower_bound":
+            floor = "" if band == "high" else "at least "
+            risk = f", {floor}{_md(band)} risk" if band else ""
+            lines.append(f"**Score:** at least {_md(evidence['aggregate'])} (partial score{risk})")
+        else:
+            risk = f" ({_md(band)} risk)" if band else ""
+            lines.append(f"**Score:** {_md(evidence['aggregate'])}{risk}")
     used = []
     missing = []
     for parameter in _dicts(evidence.get("parameters")):
@@ -139,7 +168,7 @@ def _basis(source: CardSource) -> list[str]:
     evidence = source.payload.get("evidence")
     evidence = evidence if isinstance(evidence, Mapping) else {}
     if source.kind == "risk":
-        return _risk_basis(evidence)
+        return _risk_basis(evidence, _completeness(source.payload))
     if source.kind == "problem":
         return _problem_basis(evidence)
     missing = evidence.get("missing")
@@ -226,9 +255,11 @@ def suggestion_card(source: CardSource) -> dict[str, Any]:
     pending = source.status == PENDING
     label = "Pending review" if pending else "Signed off"
     summary_text = str(source.payload.get("summary") or f"Finding of {source.model_name}")
+    not_scored = _not_scored_lines(source.payload) if _completeness(source.payload) == "not_scored" else []
     detail = [
         _status_line(source),
         "",
+        *not_scored,
         *_basis(source),
         "",
         f"Model: {_md(source.model_name)} {_md(source.model_version)} (see its model card for validation figures).",

@@ -2,7 +2,9 @@
 
 The manifest names each input (an Observation by its codes), and ``parameters.features`` says, in the
 order the module expects them, which input feeds each column, the unit to convert to (or "" to take the
-value as sent), and the value to use when the input is missing (reported as imputed, never hidden). The
+value as sent), and the value to use when the input is missing (reported as imputed, never hidden). An
+input the manifest marks ``required`` is never imputed: without it the finding "cannot be scored: not
+enough observations" says what is missing, with no probability and no band. The
 module maps a (batch, features) float tensor to a (batch,) or (batch, 1) tensor of probabilities (or
 logits with ``parameters.apply_sigmoid``). ``thresholds.warning`` and ``thresholds.critical`` turn the
 probability into the suggestion's urgency. docs/models.md builds and registers one end to end.
@@ -18,7 +20,13 @@ import torch
 
 from clinical_ai.inference.engine.manifest import ManifestError, ModelManifest, ModelSpec
 from clinical_ai.inference.engine.observations import CONVERTERS, convert, latest_reading, readings
-from clinical_ai.inference.engine.types import Finding, ModelResult, PatientContext, Urgency
+from clinical_ai.inference.engine.types import (
+    NOT_SCORED_TEXT,
+    Finding,
+    ModelResult,
+    PatientContext,
+    Urgency,
+)
 
 
 @dataclass(frozen=True)
@@ -27,6 +35,7 @@ class Feature:
     codes: tuple[str, ...]
     unit: str
     missing_value: float
+    required: bool = False
 
 
 def _features(manifest: ModelManifest) -> list[Feature]:
@@ -48,7 +57,10 @@ def _features(manifest: ModelManifest) -> list[Feature]:
             raise ManifestError(
                 f"{manifest.id}: parameters.features[{i}] needs a numeric missing_value"
             ) from exc
-        features.append(Feature(str(name), inputs[str(name)].codes, unit, missing_value))
+        declared_input = inputs[str(name)]
+        features.append(
+            Feature(str(name), declared_input.codes, unit, missing_value, declared_input.required)
+        )
     return features
 
 
@@ -82,7 +94,10 @@ class TabularModel:
                 value = convert(quantity, feature.unit) if feature.unit else quantity.value
             if reading is None or value is None:
                 values.append(feature.missing_value)
-                used.append({"name": feature.input, "status": "missing", "imputed": feature.missing_value})
+                used.append(
+                    {"name": feature.input, "status": "missing", "required": feature.required}
+                    | ({} if feature.required else {"imputed": feature.missing_value})
+                )
                 continue
             values.append(float(value))
             used.append(
@@ -122,6 +137,14 @@ class TabularModel:
             return ModelResult(
                 context.patient_pseudonym, (), features, ("none of the model's inputs recorded",)
             )
+        required_missing = [item["name"] for item in used if item["status"] == "missing" and item["required"]]
+        if required_missing:
+            return ModelResult(
+                context.patient_pseudonym,
+                (self._not_scored(used, missing, required_missing),),
+                features,
+                (f"required input(s) missing: {', '.join(required_missing)}",),
+            )
         urgency: Urgency
         if probability >= self.critical:
             urgency, band, qualitative = "critical", "high", "high"
@@ -153,8 +176,40 @@ class TabularModel:
                 "qualitative_risk": qualitative,
                 "outcome": self.outcome,
             },
+            missing_inputs=tuple(_words(name) for name in missing),
         )
         return ModelResult(context.patient_pseudonym, (finding,), {**features, "probability": probability})
+
+    def _not_scored(
+        self, used: list[dict[str, Any]], missing: list[str], required_missing: list[str]
+    ) -> Finding:
+        """A required input is missing: no probability from guessed values, no band, what to record."""
+        names = ", ".join(_words(name) for name in required_missing)
+        return Finding(
+            key="risk",
+            kind="risk",
+            urgency="info",
+            summary=f"{self.manifest.name} {NOT_SCORED_TEXT} (missing {names})"[:139],
+            evidence={
+                "parameters": used,
+                "missing": missing,
+                "stale": [],
+                "complete": False,
+                "completeness": "not_scored",
+                "clinical_response": (
+                    f"Not enough observations for this model ({names} not recorded): this is not a "
+                    "low risk. Record them; meanwhile assess the patient as usual."
+                ),
+            },
+            risk={"outcome": self.outcome},
+            completeness="not_scored",
+            missing_inputs=tuple(_words(name) for name in missing),
+        )
+
+
+def _words(name: str) -> str:
+    """An input's name as words ("heart_rate" -> "heart rate"): the manifest names inputs, not labels."""
+    return name.replace("_", " ")
 
 
 def build(spec: ModelSpec) -> TabularModel:

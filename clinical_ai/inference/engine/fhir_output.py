@@ -230,7 +230,7 @@ def _finding_base(
     }
 
 
-def _qualitative_risk(risk: Mapping[str, Any]) -> dict[str, Any] | None:
+def _qualitative_risk(risk: Mapping[str, Any], *, lower_bound: bool) -> dict[str, Any] | None:
     code = risk.get("qualitative_risk")
     band = risk.get("band")
     concept: dict[str, Any] = {}
@@ -239,7 +239,7 @@ def _qualitative_risk(risk: Mapping[str, Any]) -> dict[str, Any] | None:
             {"system": RISK_PROBABILITY_SYSTEM, "code": code, "display": _RISK_PROBABILITY_DISPLAY[code]}
         ]
     if isinstance(band, str) and band:
-        concept["text"] = band
+        concept["text"] = f"at least {band}" if lower_bound else band
     return concept or None
 
 
@@ -248,7 +248,7 @@ def _prediction(finding: Finding, risk: Mapping[str, Any], score: int | float | 
     outcome = risk.get("outcome")
     if isinstance(outcome, str) and outcome:
         prediction["outcome"] = {"text": outcome}
-    qualitative = _qualitative_risk(risk)
+    qualitative = _qualitative_risk(risk, lower_bound=finding.completeness == "lower_bound")
     if qualitative is not None:
         prediction["qualitativeRisk"] = qualitative
     probability = _number(risk.get("probability"))
@@ -260,21 +260,31 @@ def _prediction(finding: Finding, risk: Mapping[str, Any], score: int | float | 
     return prediction
 
 
-def _score_note(risk: Mapping[str, Any], score: int | float | None) -> list[dict[str, Any]]:
-    if score is None:
-        return []
-    band = risk.get("band")
-    suffix = f" ({band})" if isinstance(band, str) and band else ""
-    return [{"text": f"Score {score}{suffix}"}]
+def _score_note(finding: Finding, risk: Mapping[str, Any], score: int | float | None) -> list[dict[str, Any]]:
+    notes: list[dict[str, Any]] = []
+    if score is not None:
+        band = risk.get("band")
+        suffix = f" ({band})" if isinstance(band, str) and band else ""
+        if finding.completeness == "lower_bound":
+            notes.append({"text": f"Partial score {score}, a lower bound: at least{suffix}"})
+        else:
+            notes.append({"text": f"Score {score}{suffix}"})
+    if finding.missing_inputs:
+        notes.append({"text": f"Missing or out of date, not scored: {', '.join(finding.missing_inputs)}"})
+    return notes
 
 
 def risk_assessment(run: RunContext, finding: Finding, suggestion_id: str) -> dict[str, Any]:
+    """A risk finding as a RiskAssessment. One that cannot be scored has no prediction (no band, no score,
+    no qualitative risk) and the status ``registered`` (R4: "no result yet available"); its notes say why
+    and what is missing."""
     risk = finding.risk or {}
-    score = _number(risk.get("score", finding.score))
+    not_scored = finding.completeness == "not_scored"
+    score = None if not_scored else _number(risk.get("score", finding.score))
     resource = _finding_base(run, finding, "RiskAssessment", suggestion_id)
     resource.update(
         {
-            "status": "preliminary",
+            "status": "registered" if not_scored else "preliminary",
             "method": {
                 "coding": [{"system": MODEL_SYSTEM, "code": _model_key(run.model)}],
                 "text": _model_label(run.model),
@@ -283,10 +293,11 @@ def risk_assessment(run: RunContext, finding: Finding, suggestion_id: str) -> di
             "subject": patient_reference(run.patient_pseudonym),
             "occurrenceDateTime": _datetime(run.occurred),
             "performer": _device_reference(run.model),
-            "prediction": [_prediction(finding, risk, score)],
-            "note": [{"text": finding.summary}, *_score_note(risk, score)],
+            "note": [{"text": finding.summary}, *_score_note(finding, risk, score)],
         }
     )
+    if not not_scored:
+        resource["prediction"] = [_prediction(finding, risk, score)]
     basis = source_references(finding.evidence)
     if basis:
         resource["basis"] = basis

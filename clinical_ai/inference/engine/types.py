@@ -15,6 +15,12 @@ from typing import Any, Literal, Protocol
 Urgency = Literal["info", "warning", "critical"]
 URGENCY_ORDER: dict[str, int] = {"critical": 0, "warning": 1, "info": 2}
 FindingKind = Literal["risk", "problem"]
+# How much of what a finding needs was recorded. "complete": every input used. "lower_bound": inputs missing,
+# but the known part already reaches ``risk["band"]``: the true result is that band or worse ("at least").
+# "not_scored": too little was recorded to say anything; no band, no score, no risk: "cannot be scored".
+Completeness = Literal["complete", "lower_bound", "not_scored"]
+COMPLETENESS_VALUES: tuple[Completeness, ...] = ("complete", "lower_bound", "not_scored")
+NOT_SCORED_TEXT = "cannot be scored: not enough observations"
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,11 @@ class Finding:
     score and the thresholds it was compared with. ``proposal`` is a FHIR resource the clinician may accept
     (e.g. a provisional Condition); ``risk`` carries RiskAssessment details (``band``, ``score``,
     ``qualitative_risk``, ``outcome``) for risk findings.
+
+    ``completeness`` says whether the result stands on every input it needs (see ``Completeness``), and
+    ``missing_inputs`` names what was missing or out of date in words a clinician reads ("pulse",
+    "temperature (over 24 h old)"). A "not_scored" finding carries no score and no band: a partial sum is a
+    lower bound, and a lower bound below every trigger says nothing about the patient.
     """
 
     key: str
@@ -61,6 +72,20 @@ class Finding:
     score: float | None = None
     proposal: Mapping[str, Any] | None = None
     risk: Mapping[str, Any] | None = None
+    completeness: Completeness = "complete"
+    missing_inputs: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.completeness not in COMPLETENESS_VALUES:
+            raise ValueError(f"finding {self.key!r}: unknown completeness {self.completeness!r}")
+        if self.completeness != "complete" and not self.missing_inputs:
+            raise ValueError(f"finding {self.key!r}: an incomplete result must say what is missing")
+        if self.completeness == "not_scored" and (
+            self.score is not None or any((self.risk or {}).get(k) for k in ("band", "qualitative_risk"))
+        ):
+            raise ValueError(f"finding {self.key!r}: a result that cannot be scored has no score or band")
+        if self.completeness == "lower_bound" and not (self.risk or {}).get("band"):
+            raise ValueError(f"finding {self.key!r}: a lower-bound result names the band it reaches")
 
 
 @dataclass(frozen=True)

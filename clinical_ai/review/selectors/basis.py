@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from clinical_ai.review.selectors.evidence import label_of, mappings_of, strings_of, text_of
+from clinical_ai.review.times import ShownTime, TimeLens
 
 # UCUM codes as a clinician reads them (the stored evidence keeps the codes).
 _UNIT_DISPLAY = {"Cel": "°C", "[degF]": "°F", "mm[Hg]": "mmHg", "/min": "/min", "%": "%", "L/min": "L/min"}
@@ -15,6 +17,10 @@ _UNIT_DISPLAY = {"Cel": "°C", "[degF]": "°F", "mm[Hg]": "mmHg", "/min": "/min"
 
 def _display_unit(unit: str) -> str:
     return _UNIT_DISPLAY.get(unit, unit)
+
+
+# Without a lens, times are read as the de-identified copy holds them, and shown as shifted.
+_SHIFTED = TimeLens(zone=UTC, now=datetime.fromtimestamp(0, UTC))
 
 
 # --- risk findings --------------------------------------------------------------------------------
@@ -33,6 +39,7 @@ class ParameterRow:
     range: str
     status: str
     reason: str
+    effective_time: ShownTime | None = None  # ``effective`` as shown: real, or labelled as shifted
 
 
 @dataclass(frozen=True)
@@ -52,9 +59,30 @@ class RiskBasis:
     clinical_response: str
     reference_time: str
     scale: str
+    reference: ShownTime | None = None  # ``reference_time`` as shown
+    real_times: bool = False  # the times are the record's own (the shift undone), in the site's zone
+    # "complete", "lower_bound" (the band is a floor: "at least") or "not_scored" (no score, no band)
+    completeness: str = "complete"
+
+    @property
+    def not_scored(self) -> bool:
+        return self.completeness == "not_scored"
+
+    @property
+    def lower_bound(self) -> bool:
+        return self.completeness == "lower_bound"
+
+    @property
+    def at_least(self) -> bool:
+        """The band is a floor worth saying: a lower bound below the top band ("at least high" is high)."""
+        return self.lower_bound and self.band != "high"
 
 
-def _parameter_row(item: Mapping[str, Any]) -> ParameterRow:
+def _shown(text: str, times: TimeLens | None) -> ShownTime | None:
+    return (times or _SHIFTED).show(text) if text else None
+
+
+def _parameter_row(item: Mapping[str, Any], times: TimeLens | None = None) -> ParameterRow:
     original = " ".join(
         p for p in (text_of(item.get("original_value")), text_of(item.get("original_unit"))) if p
     )
@@ -72,12 +100,25 @@ def _parameter_row(item: Mapping[str, Any]) -> ParameterRow:
         range=text_of(item.get("range")),
         status=text_of(item.get("status")) or "unknown",
         reason=text_of(item.get("reason")),
+        effective_time=_shown(text_of(item.get("effective")), times),
     )
 
 
-def risk_basis(evidence: Mapping[str, Any], risk: Mapping[str, Any] | None) -> RiskBasis:
+def _completeness(evidence: Mapping[str, Any], risk: Mapping[str, Any]) -> str:
+    """What the model wrote; for evidence from before it did, an incomplete result without a band."""
+    stated = text_of(evidence.get("completeness"))
+    if stated in ("complete", "lower_bound", "not_scored"):
+        return stated
+    if evidence.get("complete") is False:
+        return "lower_bound" if evidence.get("band") or risk.get("band") else "not_scored"
+    return "complete"
+
+
+def risk_basis(
+    evidence: Mapping[str, Any], risk: Mapping[str, Any] | None, times: TimeLens | None = None
+) -> RiskBasis:
     risk = risk if isinstance(risk, Mapping) else {}
-    rows = [_parameter_row(item) for item in mappings_of(evidence.get("parameters"))]
+    rows = [_parameter_row(item, times) for item in mappings_of(evidence.get("parameters"))]
     labels = {row.name: row.label for row in rows}
 
     def named(key: str, status: str) -> list[str]:
@@ -106,6 +147,9 @@ def risk_basis(evidence: Mapping[str, Any], risk: Mapping[str, Any] | None) -> R
         clinical_response=text_of(evidence.get("clinical_response")),
         reference_time=text_of(evidence.get("reference_time")),
         scale=text_of(evidence.get("scale")),
+        reference=_shown(text_of(evidence.get("reference_time")), times),
+        completeness=_completeness(evidence, risk),
+        real_times=times is not None and times.real,
     )
 
 
@@ -119,6 +163,7 @@ class ExcerptView:
     section: str
     similarity: str
     match: str
+    note_time: ShownTime | None = None  # ``note_date`` as shown: real, or labelled as shifted
 
 
 @dataclass(frozen=True)
@@ -132,6 +177,7 @@ class ProblemBasis:
     affirmed_mentions: str
     notes_with_mentions: str
     matching: str
+    real_times: bool = False
 
 
 def highlight_segments(text: str, highlight: Any) -> list[tuple[str, bool]]:
@@ -150,7 +196,7 @@ def highlight_segments(text: str, highlight: Any) -> list[tuple[str, bool]]:
     return [(text, False)] if text else []
 
 
-def _excerpt(item: Mapping[str, Any]) -> ExcerptView:
+def _excerpt(item: Mapping[str, Any], times: TimeLens | None = None) -> ExcerptView:
     text = item.get("text") if isinstance(item.get("text"), str) else ""
     highlight = item.get("highlight")
     if highlight is None and "start" in item and "end" in item:
@@ -164,6 +210,7 @@ def _excerpt(item: Mapping[str, Any]) -> ExcerptView:
         if isinstance(similarity, int | float) and not isinstance(similarity, bool)
         else "",
         match=text_of(item.get("match")),
+        note_time=_shown(text_of(item.get("note_date") or item.get("date")), times),
     )
 
 
@@ -181,17 +228,18 @@ def _skipped(value: Any) -> list[tuple[str, int]]:
     return list(counted.items())
 
 
-def problem_basis(evidence: Mapping[str, Any]) -> ProblemBasis:
+def problem_basis(evidence: Mapping[str, Any], times: TimeLens | None = None) -> ProblemBasis:
     concept = evidence.get("concept")
     concept = concept if isinstance(concept, Mapping) else {"display": text_of(concept)}
     return ProblemBasis(
         concept_display=text_of(concept.get("display")) or text_of(concept.get("code")),
         concept_code=text_of(concept.get("code")),
         concept_system=text_of(concept.get("system")),
-        excerpts=[_excerpt(item) for item in mappings_of(evidence.get("excerpts"))],
+        excerpts=[_excerpt(item, times) for item in mappings_of(evidence.get("excerpts"))],
         threshold=text_of(evidence.get("threshold")),
         skipped=_skipped(evidence.get("skipped")),
         affirmed_mentions=text_of(evidence.get("affirmed_mentions")),
         notes_with_mentions=text_of(evidence.get("notes_with_mentions")),
         matching=text_of(evidence.get("matching")),
+        real_times=times is not None and times.real,
     )

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from clinical_ai.core.crypto import DecryptionError
@@ -16,9 +16,10 @@ from clinical_ai.core.sealing import open_json
 from clinical_ai.inference.registry import catalogue
 from clinical_ai.review.models import Decision, Suggestion
 from clinical_ai.review.selectors.access import ReviewAccess
+from clinical_ai.review.selectors.patient import SHORT_PSEUDONYM, PatientHeader
+from clinical_ai.review.times import local_time_text
 
 PAGE_SIZE = 25
-SHORT_PSEUDONYM = 10
 
 AGE_WINDOWS: dict[str, str] = {
     "24h": "Last 24 hours",
@@ -40,17 +41,30 @@ STATUS_FILTERS: dict[str, tuple[str, tuple[str, ...] | None]] = {
 }
 
 
+# "Cannot be scored" (too few observations: no score, no band) apart from the results that have one.
+RESULT_FILTERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "not_scored": ("Cannot be scored", (Suggestion.Completeness.NOT_SCORED,)),
+    "scored": (
+        "Scored (full or partial)",
+        (Suggestion.Completeness.COMPLETE, Suggestion.Completeness.LOWER_BOUND),
+    ),
+}
+
+
 def short_pseudonym(pseudonym: str) -> str:
     return pseudonym[:SHORT_PSEUDONYM]
 
 
 @dataclass(frozen=True)
 class QueueFilters:
-    patient: str = ""  # a pseudonym, or its first characters as the queue shows them
+    patient: str = ""  # a pseudonym or its first characters; for a clinician also a name or an MRN
     model_id: str = ""
     urgency: str = ""
     age: str = ""  # a key of AGE_WINDOWS
     status: str = "pending"  # a key of STATUS_FILTERS
+    result: str = ""  # a key of RESULT_FILTERS: results that cannot be scored, or the others
+    # The patients whose name or MRN is ``patient`` (the vault's blind index, searched by the service).
+    patients_found: frozenset[str] = field(default_factory=frozenset)
 
     def used(self) -> list[str]:
         """The names of the filters in use (for the audit row: names, never the values typed)."""
@@ -60,6 +74,7 @@ class QueueFilters:
             "urgency": self.urgency,
             "age": self.age,
             "status": self.status if self.status != "pending" else "",
+            "result": self.result,
         }
         return [name for name, value in values.items() if value]
 
@@ -71,6 +86,9 @@ class QueueRow:
     patient_short: str
     decision: Decision | None
     sealed_ok: bool = True
+    created_text: str = ""  # in the site's time zone: "2026-12-05 13:40 GMT"
+    decided_text: str = ""
+    patient: PatientHeader | None = None  # who the patient is, where the viewer may know (the service's)
 
 
 @dataclass(frozen=True)
@@ -86,6 +104,7 @@ class QueuePage:
     page: Page[Suggestion]
     counts: list[UrgencyCount]  # within the other filters, so each says what choosing it would show
     total: int
+    not_scored: int = 0  # results that cannot be scored, within the other filters
 
 
 def _queue_queryset(access: ReviewAccess, filters: QueueFilters, now: datetime) -> QuerySet[Suggestion]:
@@ -94,7 +113,10 @@ def _queue_queryset(access: ReviewAccess, filters: QueueFilters, now: datetime) 
     if statuses is not None:
         found = found.filter(status__in=statuses)
     if filters.patient:
-        found = found.filter(patient_pseudonym__startswith=filters.patient)
+        found = found.filter(
+            Q(patient_pseudonym__startswith=filters.patient)
+            | Q(patient_pseudonym__in=sorted(filters.patients_found))
+        )
     if filters.model_id:
         found = found.filter(model_id=filters.model_id)
     if filters.age == "24h":
@@ -122,27 +144,40 @@ def review_queue(
     whatever the page holds; only the page's payloads are opened."""
     now = now or timezone.now()
     base = _queue_queryset(access, filters, now)
-    by_urgency = dict(base.order_by().values_list("urgency").annotate(n=Count("pk")))
+    groups = base.order_by().values_list("urgency", "completeness").annotate(n=Count("pk"))
+    results = RESULT_FILTERS[filters.result][1] if filters.result in RESULT_FILTERS else None
+    by_urgency: dict[str, int] = {}
+    not_scored = 0
+    for urgency, completeness, n in groups:
+        if results is None or completeness in results:
+            by_urgency[urgency] = by_urgency.get(urgency, 0) + n
+        if completeness == Suggestion.Completeness.NOT_SCORED and filters.urgency in ("", urgency):
+            not_scored += n
     counts = [
         UrgencyCount(value, str(label), by_urgency.get(value, 0))
         for value, label in Suggestion.Urgency.choices
     ]
     found = base.filter(urgency=filters.urgency) if filters.urgency else base
-    found = found.select_related("decision").order_by("urgency_rank", "created_at", "pk")
+    found = found.filter(completeness__in=results) if results is not None else found
+    found = found.select_related("decision", "organization").order_by("urgency_rank", "created_at", "pk")
     page = Paginator(found, PAGE_SIZE).get_page(page_number)
     rows = []
     for suggestion in page.object_list:
         summary, sealed_ok = _summary(suggestion)
+        decision = getattr(suggestion, "decision", None)
+        zone = suggestion.organization.zone
         rows.append(
             QueueRow(
                 suggestion=suggestion,
                 summary=summary,
                 patient_short=short_pseudonym(suggestion.patient_pseudonym),
-                decision=getattr(suggestion, "decision", None),
+                decision=decision,
                 sealed_ok=sealed_ok,
+                created_text=local_time_text(suggestion.created_at, zone),
+                decided_text=local_time_text(decision.signed_at, zone) if decision else "",
             )
         )
-    return QueuePage(rows=rows, page=page, counts=counts, total=page.paginator.count)
+    return QueuePage(rows=rows, page=page, counts=counts, total=page.paginator.count, not_scored=not_scored)
 
 
 def queue_model_ids(access: ReviewAccess) -> list[str]:

@@ -355,10 +355,15 @@ def test_a_stale_value_is_reported_but_not_scored() -> None:
     item = parameter(found, "temperature")
     assert item["status"] == "stale"
     assert (item["value"], item["age_hours"], item["score"]) == (39.5, 30.0, None)
-    assert found.evidence["aggregate"] == 0
+    assert found.evidence["partial_sum"] == 0
+    assert "aggregate" not in found.evidence and "band" not in found.evidence
     assert found.evidence["stale"] == ["temperature"]
     assert found.evidence["complete"] is False
-    assert found.summary == "NEWS2 ≥0 (incomplete: 1 of 7 parameters stale) — low risk"
+    assert found.completeness == "not_scored"
+    assert found.missing_inputs == ("Temperature (over 24 h old)",)
+    assert found.summary == (
+        "NEWS2 cannot be scored: not enough observations (1 of 7 parameters out of date)"
+    )
 
 
 def test_a_value_exactly_at_the_stale_limit_is_still_scored() -> None:
@@ -399,14 +404,16 @@ def test_missing_parameters_are_listed_and_the_aggregate_is_partial() -> None:
         "age_hours": None,
         "reason": "not recorded",
     }
-    assert found.summary.startswith("NEWS2 ≥3")
-    assert "(incomplete: 2 of 7 parameters missing)" in found.summary
+    assert found.summary.startswith("NEWS2 at least 3")
+    assert "incomplete (2 of 7 parameters missing)" in found.summary
     assert "partial" in found.evidence["note"].lower()
 
 
 def test_missing_and_stale_together_in_the_summary() -> None:
     found = finding(vitals(consciousness=None, pulse=pulse(131, when=NOW - timedelta(days=2))))
-    assert found.summary == "NEWS2 ≥0 (incomplete: 1 of 7 parameters missing, 1 stale) — low risk"
+    assert found.summary == (
+        "NEWS2 cannot be scored: not enough observations (1 of 7 parameters missing, 1 out of date)"
+    )
 
 
 def test_sample_bundle_patient() -> None:
@@ -426,7 +433,8 @@ def test_sample_bundle_patient() -> None:
     assert found.evidence["aggregate"] == 9
     assert found.evidence["band"] == "high"
     assert found.urgency == "critical"
-    assert found.summary == "NEWS2 ≥9 (incomplete: 2 of 7 parameters missing) — high risk"
+    assert found.completeness == "lower_bound"
+    assert found.summary == "NEWS2 at least 9, incomplete (2 of 7 parameters missing) — high risk"
 
 
 # --- risk bands -----------------------------------------------------------------------------------
@@ -509,10 +517,11 @@ def test_summaries_stay_short() -> None:
             temperature=temperature(35.0),
         )
     )
-    assert found.evidence["band"] == "low-medium"
+    assert found.evidence["band"] == "medium"  # a red score with parameters unscored: at least medium
     assert len(found.summary) < 140
     assert found.summary == (
-        "NEWS2 ≥3, red score in temperature (incomplete: 2 of 7 parameters missing, 1 stale) — low-medium risk"
+        "NEWS2 at least 3, red score in temperature, incomplete (2 of 7 parameters missing, 1 out of date)"
+        " — at least medium risk"
     )
 
 
@@ -645,7 +654,7 @@ def test_features_are_the_values_used() -> None:
         "pulse": None,  # stale: not used
         "consciousness": 2,  # ACVPU ordinal: A0 C1 V2 P3 U4
         "temperature": 38.5,
-        "news2_aggregate": 6,
+        "news2_aggregate": None,  # a partial sum is not an aggregate: drift compares whole scores only
     }
     assert result.messages == ("NEWS2 incomplete: missing respiratory_rate; stale pulse",)
 

@@ -6,8 +6,11 @@ patients a clinician has prescribed a lower target saturation for, which the rec
 
 A parameter that is not recorded, or whose latest value cannot be read (unknown unit, unrecognised answer,
 implausible number), is *missing*; one older than ``stale_after_hours`` before the newest vital sign used is
-*stale*. Neither is scored, never as normal: the aggregate is then a partial score (a lower bound), and the
-finding says so. Pure Python: no Django, no database, no logging of inputs.
+*stale*. Neither is scored, never as normal: the aggregate is then a partial score, a lower bound. A lower
+bound that already reaches a trigger of the RCP chart still escalates, worded "at least" (a partial sum of 7
+or more: high; 5 or more, or a red score in one parameter: at least medium); one that reaches none gives no
+band at all: the finding "cannot be scored: not enough observations", which says what is missing and asks
+for a full set of observations. Pure Python: no Django, no database, no logging of inputs.
 
 Modules: ``chart`` (the chart document, validated), ``reading`` (one parameter's latest reading, units
 converted), ``result`` (evidence and wording), ``model`` (the model), ``options`` (the manifest's thresholds
@@ -28,6 +31,7 @@ from clinical_ai.inference.builtin.news2.options import (
     URGENCIES,
     by_band_parse,
     thresholds_parse,
+    urgency_not_scored_parse,
 )
 from clinical_ai.inference.engine.manifest import ManifestError, ModelSpec
 from clinical_ai.inference.engine.types import Urgency
@@ -53,4 +57,5 @@ def build(spec: ModelSpec) -> News2Model:
             QUALITATIVE_RISKS,
             "qualitative_risk_by_band",
         ),
+        urgency_not_scored=urgency_not_scored_parse(outputs.get("urgency_when_not_scored")),
     )

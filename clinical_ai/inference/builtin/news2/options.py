@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from clinical_ai.inference.builtin.news2.chart import BANDS
 from clinical_ai.inference.engine.manifest import ManifestError
@@ -24,6 +24,9 @@ DEFAULT_URGENCY: dict[str, Urgency] = {
 # A red score calls for an urgent ward-based review, as a medium score does: both read "moderate".
 DEFAULT_QUALITATIVE_RISK = {"low": "low", "low-medium": "moderate", "medium": "moderate", "high": "high"}
 URGENCIES = ("info", "warning", "critical")
+# "Cannot be scored" is info: it must not outrank the real warnings (most records lack a full set), and its
+# label, not its urgency, keeps it from reading as a low score (docs/models.md, the NEWS2 card).
+DEFAULT_URGENCY_NOT_SCORED: Urgency = "info"
 QUALITATIVE_RISKS = ("low", "moderate", "high")
 
 
@@ -48,3 +51,12 @@ def by_band_parse(raw: Any, default: Mapping[str, str], allowed: Sequence[str], 
             f"news2: {what} must map each of {', '.join(BANDS)} to one of {', '.join(allowed)}"
         )
     return {band: str(chosen[band]) for band in BANDS}
+
+
+def urgency_not_scored_parse(raw: Any) -> Urgency:
+    """The urgency of a result that cannot be scored: the manifest's ``urgency_when_not_scored``, else info."""
+    if raw is None:
+        return DEFAULT_URGENCY_NOT_SCORED
+    if raw not in URGENCIES:
+        raise ManifestError(f"news2: urgency_when_not_scored must be one of {', '.join(URGENCIES)}")
+    return cast(Urgency, raw)
