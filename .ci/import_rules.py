@@ -34,6 +34,8 @@ PURE = (
     "clinical_ai.inference.engine",
     "clinical_ai.vault.pseudonyms",
     "clinical_ai.vault.crypto",
+    "clinical_ai.vault.dates",
+    "clinical_ai.review.times",
     "clinical_ai.core.crypto",
     "clinical_ai.audit.chain",
     "clinical_ai.monitoring.stats",

@@ -8,6 +8,7 @@ no default secret key and no default encryption key: start-up refuses (fail clos
 from __future__ import annotations
 
 import contextlib
+import zoneinfo as _zoneinfo
 from pathlib import Path
 
 import dj_database_url
@@ -182,6 +183,15 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# The time zone a new site (Organization) starts with; each site's own is set in the admin. Clinicians see
+# patients' times in their site's zone. An IANA name, checked here: a typo fails at start-up.
+SITE_TIME_ZONE = env_str("CLINICAL_AI_SITE_TIME_ZONE", "Europe/London")
+try:
+    _zoneinfo.ZoneInfo(SITE_TIME_ZONE)
+except (_zoneinfo.ZoneInfoNotFoundError, ValueError) as _error:
+    raise ConfigurationError(
+        f"CLINICAL_AI_SITE_TIME_ZONE {SITE_TIME_ZONE!r} is not an IANA time zone"
+    ) from _error
 
 STATIC_URL = "static/"
 # `manage.py collectstatic` fills it for production (served by WhiteNoise); DEBUG serves from the apps.

@@ -19,7 +19,7 @@ admin.site.logout = logout_view  # type: ignore[method-assign,assignment]
 
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin[Organization]):
-    list_display = ("name", "slug", "external_id")
+    list_display = ("name", "slug", "time_zone", "external_id")
 
 
 @admin.register(Membership)

@@ -1,9 +1,25 @@
 from __future__ import annotations
 
 import uuid
+import zoneinfo
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
+
+
+def default_site_time_zone() -> str:
+    return str(settings.SITE_TIME_ZONE)
+
+
+def validate_time_zone(value: str) -> None:
+    """An IANA time zone name this machine knows ("Europe/London", "America/New_York")."""
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(
+            "%(value)s is not a time zone name such as Europe/London.", params={"value": value}
+        ) from None
 
 
 class Organization(models.Model):
@@ -12,10 +28,24 @@ class Organization(models.Model):
     external_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     slug = models.SlugField(max_length=64, unique=True)
     name = models.CharField(max_length=200)
+    time_zone = models.CharField(
+        max_length=64,
+        default=default_site_time_zone,
+        validators=[validate_time_zone],
+        help_text="The site's IANA time zone (such as Europe/London): clinicians see patients' times in it.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        """The site's time zone; the default one if the stored name is no longer known here."""
+        try:
+            return zoneinfo.ZoneInfo(self.time_zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            return zoneinfo.ZoneInfo(default_site_time_zone())
 
 
 class Role(models.TextChoices):

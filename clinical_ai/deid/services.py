@@ -27,8 +27,13 @@ from clinical_ai.deid.runtime import anonymizer, text_scrubber
 from clinical_ai.intake.models import IngestJob
 from clinical_ai.intake.services import OpenedEntry, PermanentJobError, StageOutcome
 from clinical_ai.vault.crypto import public_key_from_text, seal_to
-from clinical_ai.vault.pseudonyms import PATIENT_REFERENCE_INDEX_KIND
-from clinical_ai.vault.services import reference_index_key
+from clinical_ai.vault.pseudonyms import (
+    PATIENT_MRN_INDEX_KIND,
+    PATIENT_NAME_INDEX_KIND,
+    PATIENT_REFERENCE_INDEX_KIND,
+    name_tokens,
+)
+from clinical_ai.vault.services import mrn_index_key, name_index_key, reference_index_key
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +98,9 @@ def ingest_job_deidentify(job: IngestJob, entries: list[OpenedEntry], actor: Act
     vault_rows.extend(
         patient_reference_index_entries(organization=organization, originals=originals, vault_key=vault_key)
     )
+    vault_rows.extend(
+        patient_search_index_entries(organization=organization, originals=originals, vault_key=vault_key)
+    )
     per_patient = Counter(o.patient_pseudonym for o in result.outputs)
 
     def writes() -> None:
@@ -143,4 +151,41 @@ def patient_reference_index_entries(
             vault_key, original.encode("utf-8"), associated_data=entry.associated_data
         )
         entries.append(entry)
+    return entries
+
+
+def patient_search_index_entries(
+    *,
+    organization: Organization,
+    originals: Mapping[tuple[str, str, str], str],
+    vault_key: X25519PublicKey,
+) -> list[PseudonymVaultEntry]:
+    """The entries a clinician's search by name or medical record number finds the patient by: one per
+    token of the ``patient_name`` original and one for the ``patient_mrn`` original, each keyed by a keyed
+    HMAC (``clinical_ai.vault.pseudonyms``); what they stand for is sealed like any entry, never stored
+    in the clear."""
+    entries = []
+    for (patient, kind, _), original in originals.items():
+        keyed: list[tuple[str, str, str]] = []
+        if kind == "patient_name":
+            keyed = [
+                (PATIENT_NAME_INDEX_KIND, name_index_key(organization=organization.slug, token=token), token)
+                for token in name_tokens(original)
+            ]
+        elif kind == "patient_mrn":
+            keyed = [
+                (
+                    PATIENT_MRN_INDEX_KIND,
+                    mrn_index_key(organization=organization.slug, mrn=original),
+                    original,
+                )
+            ]
+        for index_kind, index_key, value in keyed:
+            entry = PseudonymVaultEntry(
+                organization=organization, patient_pseudonym=patient, kind=index_kind, pseudonym=index_key
+            )
+            entry.sealed_original = seal_to(
+                vault_key, value.encode("utf-8"), associated_data=entry.associated_data
+            )
+            entries.append(entry)
     return entries

@@ -7,19 +7,28 @@ creating suggestions (inference workers) is ``creation``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import tzinfo
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
+from django.utils import timezone
 
 from clinical_ai.audit.models import Outcome
 from clinical_ai.audit.services import Actor, audit_record
 from clinical_ai.core.sealing import open_json
 from clinical_ai.review.models import OutputResource, Suggestion
 from clinical_ai.review.selectors.access import ReviewAccess
+from clinical_ai.review.selectors.patient import PatientHeader, patient_header
 from clinical_ai.review.selectors.queue import QueueFilters, QueuePage, review_queue
 from clinical_ai.review.selectors.suggestion import SuggestionReview, suggestion_review
-from clinical_ai.vault.services import patient_reidentify
+from clinical_ai.review.times import TimeLens
+from clinical_ai.vault.services import (
+    patient_date_shift_days,
+    patient_pseudonyms_search,
+    patient_reidentify,
+    patients_reidentify,
+)
 
 
 def suggestion_payload(suggestion: Suggestion) -> dict[str, Any]:
@@ -38,18 +47,7 @@ def output_resource_body(row: OutputResource) -> dict[str, Any]:
 QUEUE_VIEW_ACTION = "review.queue.view"
 SUGGESTION_VIEW_ACTION = "review.suggestion.view"
 REIDENTIFY_PURPOSE = "review"
-
-
-@dataclass(frozen=True)
-class PatientHeader:
-    """Who the patient is, as the review page shows it: re-identified for a clinician of the patient's
-    site, the pseudonym for everyone else (and where the vault holds nothing for this patient)."""
-
-    pseudonym: str
-    reidentified: bool = False
-    name: str = ""
-    birth_date: str = ""
-    reference: str = ""  # the EHR's Patient id or medical record number
+QUEUE_REIDENTIFY_PURPOSE = "review-queue"
 
 
 @dataclass(frozen=True)
@@ -57,13 +55,22 @@ class ReviewPage:
     patient: PatientHeader
     review: SuggestionReview
     may_decide: bool
+    zone: tzinfo  # the site's: the page's times are shown in it
+    real_times: bool = False  # the patient's dates are shown unshifted (else labelled as shifted)
 
 
 def review_queue_view(
     *, user: Any, access: ReviewAccess, filters: QueueFilters, page_number: Any, request_id: str
 ) -> QueuePage:
-    """A page of the queue, on record (which filters were used, never their values)."""
+    """A page of the queue, on record (which filters were used, never their values). A clinician sees
+    the patients of their own sites re-identified (one ``deid.reidentify`` row for the page, naming them
+    by pseudonym) and may find them by name or MRN; everyone else sees pseudonyms and filters by them."""
+    if filters.patient and access.decide:
+        filters = replace(
+            filters, patients_found=frozenset(patient_pseudonyms_search(user=user, text=filters.patient))
+        )
     page = review_queue(access=access, filters=filters, page_number=page_number)
+    page = _queue_patients(user=user, access=access, page=page, request_id=request_id)
     audit_record(
         actor=Actor.user(user.pk),
         action=QUEUE_VIEW_ACTION,
@@ -79,6 +86,32 @@ def review_queue_view(
     return page
 
 
+def _queue_patients(*, user: Any, access: ReviewAccess, page: QueuePage, request_id: str) -> QueuePage:
+    """The page's rows with their patients: re-identified at the viewer's clinician sites, in one vault
+    call (a fixed number of queries, one audit row), the pseudonym elsewhere."""
+    patients = {
+        row.suggestion.patient_pseudonym: row.suggestion.organization
+        for row in page.rows
+        if access.may_decide(row.suggestion.organization_id) and row.suggestion.patient_pseudonym
+    }
+    opened = patients_reidentify(
+        user=user, patients=patients, purpose=QUEUE_REIDENTIFY_PURPOSE, request_id=request_id
+    )
+    now = timezone.now()
+    rows = [
+        replace(
+            row,
+            patient=patient_header(
+                row.suggestion.patient_pseudonym,
+                opened.get(row.suggestion.patient_pseudonym, {}),
+                now.astimezone(row.suggestion.organization.zone).date(),
+            ),
+        )
+        for row in page.rows
+    ]
+    return replace(page, rows=rows)
+
+
 def review_queue_refused(*, user: Any, request_id: str) -> None:
     """On record: someone without a role at any site asked for the queue (403)."""
     audit_record(
@@ -91,9 +124,12 @@ def review_queue_refused(*, user: Any, request_id: str) -> None:
     )
 
 
-def _patient_header(*, user: Any, suggestion: Suggestion, may_decide: bool, request_id: str) -> PatientHeader:
+def _patient_header(
+    *, user: Any, suggestion: Suggestion, may_decide: bool, request_id: str
+) -> tuple[PatientHeader, bool]:
+    """The patient's header, and whether the viewer was allowed to re-identify them (on record)."""
     if not may_decide:
-        return PatientHeader(pseudonym=suggestion.patient_pseudonym)
+        return PatientHeader(pseudonym=suggestion.patient_pseudonym), False
     try:
         originals = patient_reidentify(
             user=user,
@@ -103,19 +139,9 @@ def _patient_header(*, user: Any, suggestion: Suggestion, may_decide: bool, requ
             request_id=request_id,
         )
     except PermissionDenied:  # no vault key in this process: the refusal is on record already
-        return PatientHeader(pseudonym=suggestion.patient_pseudonym)
-
-    def first(kind: str) -> str:
-        return next(iter(originals.get(kind, [])), "")
-
-    reference = first("patient_reference") or first("patient_identity")
-    return PatientHeader(
-        pseudonym=suggestion.patient_pseudonym,
-        reidentified=bool(originals),
-        name=first("patient_name"),
-        birth_date=first("birth_date"),
-        reference=reference,
-    )
+        return PatientHeader(pseudonym=suggestion.patient_pseudonym), False
+    today = timezone.now().astimezone(suggestion.organization.zone).date()
+    return patient_header(suggestion.patient_pseudonym, originals, today), True
 
 
 def suggestion_review_open(
@@ -124,8 +150,20 @@ def suggestion_review_open(
     """A suggestion as a reviewer sees it, on record: a clinician of its site gets the patient
     re-identified (audited as ``deid.reidentify``, purpose "review"); auditors and admins the pseudonym."""
     may_decide = access.may_decide(suggestion.organization_id)
-    patient = _patient_header(user=user, suggestion=suggestion, may_decide=may_decide, request_id=request_id)
-    review = suggestion_review(suggestion, with_comment=may_decide)
+    patient, reidentified = _patient_header(
+        user=user, suggestion=suggestion, may_decide=may_decide, request_id=request_id
+    )
+    # The patient's real dates for the viewer the vault has just allowed (on record); shifted, and said
+    # to be, for anyone else.
+    zone = suggestion.organization.zone
+    times = TimeLens(
+        zone=zone,
+        now=timezone.now(),
+        shift_days=patient_date_shift_days(patient_pseudonym=suggestion.patient_pseudonym)
+        if reidentified
+        else None,
+    )
+    review = suggestion_review(suggestion, with_comment=may_decide, times=times)
     audit_record(
         actor=Actor.user(user.pk),
         action=SUGGESTION_VIEW_ACTION,
@@ -141,4 +179,4 @@ def suggestion_review_open(
             "reidentified": patient.reidentified,
         },
     )
-    return ReviewPage(patient=patient, review=review, may_decide=may_decide)
+    return ReviewPage(patient=patient, review=review, may_decide=may_decide, zone=zone, real_times=times.real)

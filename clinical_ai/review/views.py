@@ -88,11 +88,17 @@ _NOT_FILTERS = ("page", "since", "queue")
 _MAX_QUEUE_QUERY = 1000
 
 
+def _filters_only(query: QueryDict) -> str:
+    """The filters chosen, re-encoded: the other parameters and the filters left empty are dropped."""
+    kept = QueryDict(mutable=True)
+    for name, values in query.lists():
+        if name not in _NOT_FILTERS:
+            kept.setlist(name, [value for value in values if value])
+    return kept.urlencode()
+
+
 def _filter_query(request: HttpRequest) -> str:
-    query = request.GET.copy()
-    for name in _NOT_FILTERS:
-        query.pop(name, None)
-    return query.urlencode()
+    return _filters_only(request.GET)
 
 
 def _since(request: HttpRequest) -> datetime:
@@ -108,10 +114,12 @@ def _queue_query(request: HttpRequest) -> str:
     """The queue's filters and page that a suggestion was opened from (``?queue=``), re-encoded so that it
     can only ever be a query string of the queue."""
     raw = request.POST.get("queue") if request.method == "POST" else request.GET.get("queue")
-    query = QueryDict((raw or "")[:_MAX_QUEUE_QUERY], mutable=True)
-    for name in ("since", "queue"):
-        query.pop(name, None)
-    return query.urlencode()
+    query = QueryDict((raw or "")[:_MAX_QUEUE_QUERY])
+    page = query.get("page", "")
+    filters = _filters_only(query)
+    if page.isdigit() and page != "1":
+        filters = "&".join(part for part in (filters, f"page={page}") if part)
+    return filters
 
 
 def _queue_url(queue_query: str) -> str:
@@ -131,7 +139,9 @@ def review_queue_page(request: HtmxHttpRequest) -> HttpResponse:
     if not access.read:
         review_queue_refused(user=request.user, request_id=request_id_of(request))
         return render(request, "review/forbidden.html", status=403)
-    form = QueueFilterForm(request.GET or None, model_ids=queue_model_ids(access))
+    form = QueueFilterForm(
+        request.GET or None, model_ids=queue_model_ids(access), by_identity=bool(access.decide)
+    )
     partial = bool(request.htmx) and not request.htmx.history_restore_request
     template = "review/_queue_results.html" if partial else "review/queue.html"
     if form.is_bound and not form.is_valid():
@@ -195,23 +205,25 @@ def _render_suggestion(
 ) -> HttpResponse:
     suggestion = page.review.suggestion
     queue_query = _queue_query(request)
-    return render(
-        request,
-        "review/suggestion.html",
-        {
-            "page": page,
-            "review": page.review,
-            "patient": page.patient,
-            "form": form,
-            "refusal": refusal,
-            "refusal_decided": bool(refusal) and page.review.decision is not None,
-            "draft_kept": draft_kept,
-            "draft_token": draft_owner_token(user=request.user, suggestion=suggestion) if form else "",
-            "queue_query": queue_query,
-            "queue_url": _queue_url(queue_query),
-        },
-        status=status,
-    )
+    # The page's times (created, signed) in the site's time zone; the patient's through ``page.review``.
+    with timezone.override(page.zone):
+        return render(
+            request,
+            "review/suggestion.html",
+            {
+                "page": page,
+                "review": page.review,
+                "patient": page.patient,
+                "form": form,
+                "refusal": refusal,
+                "refusal_decided": bool(refusal) and page.review.decision is not None,
+                "draft_kept": draft_kept,
+                "draft_token": draft_owner_token(user=request.user, suggestion=suggestion) if form else "",
+                "queue_query": queue_query,
+                "queue_url": _queue_url(queue_query),
+            },
+            status=status,
+        )
 
 
 @signed_in

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +24,15 @@ SHIFT_SPAN_DAYS = 150  # shifts are in [-180, -30] or [30, 180] days: never triv
 # HMAC of the reference. The web app computes the same HMAC from the id the EHR searches by and finds the
 # patient's pseudonyms with one indexed query, without opening the vault.
 PATIENT_REFERENCE_INDEX_KIND = "patient_reference_index"
+
+# The blind index a clinician searches the review queue by: one entry per token of the patient's name
+# (case-folded, accents stripped) and one for the medical record number, each a keyed HMAC like the one
+# above. The web process hashes what is typed the same way; it never holds a list of names or MRNs.
+PATIENT_NAME_INDEX_KIND = "patient_name_index"
+PATIENT_MRN_INDEX_KIND = "patient_mrn_index"
+INDEX_KINDS = frozenset({PATIENT_REFERENCE_INDEX_KIND, PATIENT_NAME_INDEX_KIND, PATIENT_MRN_INDEX_KIND})
+_NAME_SEPARATORS = re.compile(r"[^\w]+|_")
+_MRN_SEPARATORS = re.compile(r"[\s\-/.]+")
 
 
 def _hmac(key: bytes, message: str) -> bytes:
@@ -56,3 +67,40 @@ def patient_identity(resource: Mapping[str, Any], full_url: str | None) -> str:
 def patient_reference_index_key(*, key: bytes, organization: str, reference: str) -> str:
     """The blind index of ``reference`` (``Patient/<id>``) in ``organization`` (its slug)."""
     return hmac.new(key, f"ref|{organization}|{reference}".encode(), hashlib.sha256).hexdigest()
+
+
+def name_tokens(text: str) -> list[str]:
+    """The words of a name as the index keys them: accents stripped, case-folded, split at anything that
+    is not a letter or digit ("Okafor-Lindqvist" gives "okafor" and "lindqvist"); each once, in order."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+    return list(dict.fromkeys(token for token in _NAME_SEPARATORS.split(plain) if token))
+
+
+def normalized_mrn(text: str) -> str:
+    """A medical record number as the index keys it: case-folded, without spaces, dashes, dots or slashes
+    (a clinician may type "4471 2290" for "4471-2290")."""
+    return _MRN_SEPARATORS.sub("", text.strip().casefold())
+
+
+def patient_name_index_key(*, key: bytes, organization: str, token: str) -> str:
+    """The blind index of one name token (from ``name_tokens``) in ``organization`` (its slug)."""
+    return hmac.new(key, f"name|{organization}|{token}".encode(), hashlib.sha256).hexdigest()
+
+
+def patient_mrn_index_key(*, key: bytes, organization: str, mrn: str) -> str:
+    """The blind index of a medical record number (normalized here) in ``organization`` (its slug)."""
+    return hmac.new(key, f"mrn|{organization}|{normalized_mrn(mrn)}".encode(), hashlib.sha256).hexdigest()
+
+
+def patient_mrn(resource: Mapping[str, Any]) -> str:
+    """The patient's medical record number (the first identifier typed MR), or ""."""
+    for identifier in resource.get("identifier") or []:
+        if not isinstance(identifier, dict) or not identifier.get("value"):
+            continue
+        codes = {
+            c.get("code") for c in (identifier.get("type") or {}).get("coding") or [] if isinstance(c, dict)
+        }
+        if codes & MR_CODES:
+            return str(identifier["value"])
+    return ""

@@ -20,7 +20,7 @@ from clinical_ai.deid.engine.types import (
     TextItem,
     TextScrubber,
 )
-from clinical_ai.vault.pseudonyms import date_shift_days, patient_identity, patient_pseudonym
+from clinical_ai.vault.pseudonyms import date_shift_days, patient_identity, patient_mrn, patient_pseudonym
 
 # Elements through which a resource says whose it is, in the order they are tried.
 PATIENT_LINKS = ("subject", "patient", "beneficiary", "individual", "who", "for", "focus")
@@ -150,10 +150,49 @@ class PipelineResult:
     patient_pseudonyms: list[str]
 
 
-def _header_records(group: PatientGroup, pseudonym: str) -> list[tuple[str, str, str, str]]:
-    """What the web app needs to show an authorized clinician who this patient is."""
+# Encounter.location[].physicalType (or the Location's) codes, as the review pages name them.
+_PLACE_KINDS = {"wa": "ward", "bd": "bed", "ro": "room"}
+_CURRENT_ENCOUNTER = ("in-progress", "arrived", "triaged", "onleave")
+
+
+def _place_kind(concept: Any) -> str | None:
+    codings = concept.get("coding") if isinstance(concept, dict) else None
+    for coding in codings if isinstance(codings, list) else []:
+        if isinstance(coding, dict) and coding.get("code") in _PLACE_KINDS:
+            return _PLACE_KINDS[str(coding["code"])]
+    return None
+
+
+def _current_places(group: PatientGroup, locations: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """(ward|bed|room, name) of where the patient is now: the locations of their current Encounter (one
+    in progress, else the last one sent), by the name the Encounter gives or the Location's own. A
+    location of no known kind counts as the ward."""
+    encounters = [e.resource for e in group.entries if e.resource.get("resourceType") == "Encounter"]
+    current = [e for e in encounters if e.get("status") in _CURRENT_ENCOUNTER] or encounters[-1:]
+    places: dict[str, str] = {}
+    for encounter in current[-1:]:
+        for item in encounter.get("location") or []:
+            if not isinstance(item, dict) or item.get("status") in ("completed", "planned"):
+                continue
+            pointer = item.get("location")
+            reference: Mapping[str, Any] = pointer if isinstance(pointer, dict) else {}
+            target = locations.get(str(reference.get("reference") or ""), {})
+            name = reference.get("display") or target.get("name")
+            kind = _place_kind(item.get("physicalType")) or _place_kind(target.get("physicalType"))
+            if isinstance(name, str) and name.strip():
+                places.setdefault(kind or "ward", name.strip())
+    return sorted(places.items())
+
+
+def _header_records(
+    group: PatientGroup, pseudonym: str, locations: Mapping[str, Mapping[str, Any]]
+) -> list[tuple[str, str, str, str]]:
+    """What the web app needs to show an authorized clinician who this patient is: the EHR's ids, name,
+    medical record number, birth date, administrative sex, and ward and bed from the current Encounter."""
     records = [(pseudonym, "patient_identity", pseudonym, group.identity)]
     patient = group.patient_resource
+    for kind, place in _current_places(group, locations):
+        records.append((pseudonym, kind, pseudonym, place))
     if patient is None:
         return records
     if patient.get("id"):
@@ -164,9 +203,29 @@ def _header_records(group: PatientGroup, pseudonym: str) -> list[tuple[str, str,
             if text:
                 records.append((pseudonym, "patient_name", pseudonym, str(text)))
                 break
+    mrn = patient_mrn(patient)
+    if mrn:
+        records.append((pseudonym, "patient_mrn", pseudonym, mrn))
     if patient.get("birthDate"):
         records.append((pseudonym, "birth_date", pseudonym, str(patient["birthDate"])))
+    if isinstance(patient.get("gender"), str) and patient["gender"]:
+        records.append((pseudonym, "administrative_sex", pseudonym, patient["gender"]))
     return records
+
+
+def _locations(entries: Sequence[EntryInput]) -> dict[str, Mapping[str, Any]]:
+    """The bundle's Location resources, by the ways an Encounter may point at them."""
+    found: dict[str, Mapping[str, Any]] = {}
+    for entry in entries:
+        if entry.resource.get("resourceType") != "Location":
+            continue
+        for alias in (
+            entry.full_url,
+            f"Location/{entry.resource['id']}" if entry.resource.get("id") else None,
+        ):
+            if alias:
+                found[alias] = entry.resource
+    return found
 
 
 def deidentify_entries(
@@ -179,6 +238,7 @@ def deidentify_entries(
     organization: str,
 ) -> PipelineResult:
     groups, orphans = group_by_patient(entries)
+    locations = _locations(entries)
     outputs: list[EntryOutput] = []
     vault: list[tuple[str, str, str, str]] = []
     for group in groups:
@@ -193,7 +253,7 @@ def deidentify_entries(
             date_shift_days=date_shift_days(key=pseudonym_key, pseudonym=pseudonym),
             identifiers=identifiers,
         )
-        vault.extend(_header_records(group, pseudonym))
+        vault.extend(_header_records(group, pseudonym, locations))
         sink = _PatientSink(vault, pseudonym)
         # One collection per patient: the engine scrubs all of the patient's free text in one batch.
         collection = {

@@ -14,6 +14,7 @@ from clinical_ai.review.selectors.basis import ProblemBasis, RiskBasis, problem_
 from clinical_ai.review.selectors.decision import DecisionView, decision_view
 from clinical_ai.review.selectors.evidence import mapping_of, mappings_of, strings_of, text_of
 from clinical_ai.review.selectors.queue import short_pseudonym
+from clinical_ai.review.times import TimeLens
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class ModelCardView:
     version: str
     name: str
     found: bool
+    clinical_summary: str = ""  # plain words: what it does, for whom, its limits, when not to rely on it
     intended_use: str = ""
     intended_users: list[str] = field(default_factory=list)
     inputs: list[str] = field(default_factory=list)
@@ -81,6 +83,7 @@ def model_card(model_id: str, version: str, name: str = "") -> ModelCardView:
         version=version,
         name=manifest.name,
         found=True,
+        clinical_summary=text_of(card.get("clinical_summary")),
         intended_use=text_of(card.get("intended_use")),
         intended_users=strings_of(card.get("intended_users")),
         inputs=strings_of(card.get("inputs")),
@@ -108,9 +111,12 @@ class SuggestionReview:
     messages: list[str]  # the run's messages ("no vital signs recorded"): never PHI
 
 
-def suggestion_review(suggestion: Suggestion, *, with_comment: bool = False) -> SuggestionReview:
+def suggestion_review(
+    suggestion: Suggestion, *, with_comment: bool = False, times: TimeLens | None = None
+) -> SuggestionReview:
     """A suggestion as the review page shows it: its summary and basis, the proposal, the model's card,
-    and the decision when there is one."""
+    and the decision when there is one. The basis's times through ``times`` (real or labelled shifted);
+    without it, as the de-identified copy holds them, labelled as shifted."""
     payload = mapping_of(open_json(suggestion.sealed, associated_data=suggestion.associated_data))
     evidence = mapping_of(payload.get("evidence"))
     model = mapping_of(payload.get("model"))
@@ -120,8 +126,8 @@ def suggestion_review(suggestion: Suggestion, *, with_comment: bool = False) -> 
         suggestion=suggestion,
         summary=text_of(payload.get("summary")),
         patient_short=short_pseudonym(suggestion.patient_pseudonym),
-        risk=risk_basis(evidence, payload.get("risk")) if suggestion.kind == "risk" else None,
-        problem=problem_basis(evidence) if suggestion.kind == "problem" else None,
+        risk=risk_basis(evidence, payload.get("risk"), times) if suggestion.kind == "risk" else None,
+        problem=problem_basis(evidence, times) if suggestion.kind == "problem" else None,
         proposal=proposed_condition(payload.get("proposal")),
         model=model_card(suggestion.model_id, suggestion.model_version, text_of(model.get("name"))),
         decision=decision_view(decision, with_comment=with_comment) if decision else None,

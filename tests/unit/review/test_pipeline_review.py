@@ -30,10 +30,13 @@ def test_a_clinician_reviews_and_accepts_the_sample_patients_news2(
     client.force_login(clinician)
     queue = client.get("/review/").content.decode()
     assert page_url in queue
-    assert suggestion.patient_pseudonym[:10] in queue and "Okafor-Lindqvist" not in queue
+    # The queue names the clinician's own patients (re-identified for the page, on record once).
+    assert "Margaret Okafor-Lindqvist" in queue and "MRN 4471-2290" in queue
+    [queue_reidentified] = AuditEvent.objects.filter(action="deid.reidentify")
+    assert queue_reidentified.detail["patients"] == [suggestion.patient_pseudonym]
     page = client.get(page_url).content.decode()
     assert "Margaret Okafor-Lindqvist" in page and "1959-03-14" in page
-    assert AuditEvent.objects.get(action="deid.reidentify").detail == {"purpose": "review"}
+    assert AuditEvent.objects.filter(action="deid.reidentify").latest("seq").detail == {"purpose": "review"}
 
     response = client.post(f"{page_url}sign/", {"outcome": "accepted", "password": PASSWORD})
     assert response.status_code == 302

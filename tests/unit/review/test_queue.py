@@ -126,7 +126,9 @@ def test_the_query_count_does_not_grow_with_the_rows(
     with CaptureQueriesContext(connection) as thirty:
         assert len(summaries(client.get(QUEUE, {"status": "all"}))) == 25
     assert len(thirty.captured_queries) == len(five.captured_queries)
-    assert len(five.captured_queries) <= 16
+    # 7 of them re-identify the page's patients, all at once: the clinician check, the vault entries and
+    # the one audit row (its savepoint, chain head, insert and update).
+    assert len(five.captured_queries) <= 23
 
 
 def test_htmx_gets_the_results_fragment_only(

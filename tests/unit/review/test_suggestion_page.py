@@ -3,12 +3,15 @@ record), the basis of a risk and of a problem, the model card, escaping, defensi
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
 
 from clinical_ai.audit.models import AuditEvent
 from clinical_ai.review.models import Suggestion
+from clinical_ai.vault.pseudonyms import date_shift_days
+from clinical_ai.vault.services import pseudonym_key
 from tests.unit.review.conftest import store_finding
 from tests.unit.review.findings import problem_finding, problem_manifest
 
@@ -98,7 +101,12 @@ def test_the_problem_basis_highlights_the_evidence(
     assert (
         '<blockquote class="excerpt">Known <mark>type 2 diabetes</mark>, on metformin.</blockquote>' in page
     )
-    assert "Note of 2026-10-02, section “assessment”; similarity 1.00" in page
+    # The note's date is the real one (the de-identified copy's, unshifted), for this clinician.
+    shift = date_shift_days(key=pseudonym_key(), pseudonym=problem_suggestion.patient_pseudonym)
+    real = (date(2026, 10, 2) - timedelta(days=shift)).isoformat()
+    assert f'Note of <time datetime="{real}">{real}</time> (' in page
+    assert "section “assessment”; similarity 1.00" in page
+    assert "2026-10-02" not in page
     assert "<li>negated: 1</li>" in page and "<li>family: 2</li>" in page and "<li>historical" not in page
     assert "Similarity threshold</dt><dd>0.8" in page
     assert 'name="code"' in page and 'name="clinical_status"' in page
