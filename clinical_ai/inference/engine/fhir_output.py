@@ -266,7 +266,9 @@ def _score_note(finding: Finding, risk: Mapping[str, Any], score: int | float | 
         band = risk.get("band")
         suffix = f" ({band})" if isinstance(band, str) and band else ""
         if finding.completeness == "lower_bound":
-            notes.append({"text": f"Partial score {score}, a lower bound: at least{suffix}"})
+            notes.append(
+                {"text": f"Partial score {score:g}, a lower bound: the risk band is at least {band}"}
+            )
         else:
             notes.append({"text": f"Score {score}{suffix}"})
     if finding.missing_inputs:
