@@ -25,7 +25,16 @@ class PatientHeader:
     sex: str = ""  # as a person reads it: "Female"
     age: int | None = None  # whole years today, in the site's time zone
     ward: str = ""
-    bed: str = ""  # the bed, else the room, when the EHR sent one
+    bed: str = ""
+    room: str = ""
+
+    @property
+    def place(self) -> str:
+        """Where the patient is, as the EHR's current Encounter says: "Ward 7B, bed 12" ("" if unsaid)."""
+        spot = (f"bed {self.bed}" if self.bed else "") or (f"room {self.room}" if self.room else "")
+        if (self.bed or self.room).casefold().startswith(("bed", "room")):
+            spot = self.bed or self.room  # the EHR's own name says what it is: "Bed 12"
+        return ", ".join(part for part in (self.ward, spot) if part)
 
     @property
     def short(self) -> str:
@@ -50,5 +59,6 @@ def patient_header(pseudonym: str, originals: dict[str, list[str]], today: date)
         sex=_SEX.get(first("administrative_sex"), first("administrative_sex").capitalize()),
         age=age_in_years(birth_date, today) if birth_date else None,
         ward=first("ward"),
-        bed=first("bed") or first("room"),
+        bed=first("bed"),
+        room=first("room"),
     )
