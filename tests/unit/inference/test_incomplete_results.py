@@ -4,6 +4,7 @@ a tabular model does not impute a required input, and the FHIR RiskAssessment sa
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -13,10 +14,11 @@ import pytest
 import torch
 
 from clinical_ai.fhir.validation_resource import validate_resource
+from clinical_ai.inference.builtin.news2 import build
 from clinical_ai.inference.builtin.news2.result import NOT_SCORED_RESPONSE
 from clinical_ai.inference.builtin.tabular import TabularModel
 from clinical_ai.inference.engine.fhir_output import RunContext, risk_assessment
-from clinical_ai.inference.engine.manifest import ModelSpec, artifacts_verify, manifest_parse
+from clinical_ai.inference.engine.manifest import ManifestError, ModelSpec, artifacts_verify, manifest_parse
 from clinical_ai.inference.engine.types import Finding, PatientContext, SourceResource
 from tests.unit.inference.hospital_model import write_hospital_model
 from tests.unit.inference.test_news2 import (
@@ -256,3 +258,24 @@ def test_a_tabular_model_does_not_impute_a_required_input(tmp_path: Path) -> Non
     scored = no_pulse.findings[0]
     assert scored.completeness == "complete" and scored.score is not None
     assert scored.missing_inputs == ("heart rate",) and "imputed" in scored.summary
+
+
+def test_the_urgency_of_a_result_that_cannot_be_scored_comes_from_the_manifest() -> None:
+    loaded = manifest()
+    assert loaded.outputs["urgency_when_not_scored"] == "info"
+    for value, refused in (("warning", False), ("panic", True)):
+        outputs = {**loaded.outputs, "urgency_when_not_scored": value}
+        spec = ModelSpec(
+            manifest=dataclasses.replace(loaded, outputs=outputs), artifacts=artifacts_verify(loaded)
+        )
+        if refused:
+            with pytest.raises(ManifestError, match="urgency_when_not_scored"):
+                build(spec)
+        else:
+            assert (
+                build(spec)
+                .predict([PatientContext("p", (SourceResource("r", systolic(120)),))])[0]
+                .findings[0]
+                .urgency
+                == "warning"
+            )

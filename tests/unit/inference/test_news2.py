@@ -656,7 +656,7 @@ def test_features_are_the_values_used() -> None:
         "temperature": 38.5,
         "news2_aggregate": None,  # a partial sum is not an aggregate: drift compares whole scores only
     }
-    assert result.messages == ("NEWS2 incomplete: missing respiratory_rate; stale pulse",)
+    assert result.messages == ("NEWS2 incomplete; not recorded: Respiration rate; out of date: Pulse",)
 
 
 def test_evidence_is_json_and_in_chart_order() -> None:

@@ -179,5 +179,5 @@ class News2Model:
         }
         # Drift monitoring compares whole scores only: a partial sum is a lower bound, not an aggregate.
         features["news2_aggregate"] = aggregate if complete else None
-        messages = () if complete else (incomplete_message(missing, stale),)
+        messages = () if complete else (incomplete_message(results),)
         return ModelResult(pseudonym, (finding,), features, messages)

@@ -114,9 +114,12 @@ def missing_labels(results: list[ParameterResult], stale_after_hours: float) -> 
     )
 
 
-def incomplete_message(missing: list[str], stale: list[str]) -> str:
+def incomplete_message(results: list[ParameterResult]) -> str:
+    """The run's note, in the chart's words (it is shown to clinicians with the run)."""
+    missing = [r.parameter.label for r in results if r.status == "missing"]
+    stale = [r.parameter.label for r in results if r.status == "stale"]
     parts = [
-        f"missing {', '.join(missing)}" if missing else "",
-        f"stale {', '.join(stale)}" if stale else "",
+        f"not recorded: {', '.join(missing)}" if missing else "",
+        f"out of date: {', '.join(stale)}" if stale else "",
     ]
-    return f"NEWS2 incomplete: {'; '.join(p for p in parts if p)}"
+    return f"NEWS2 incomplete; {'; '.join(p for p in parts if p)}"
