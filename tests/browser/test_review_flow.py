@@ -115,8 +115,7 @@ def test_the_queue_puts_the_most_urgent_first_and_filters_in_place(
     expect(first_link).to_have_attribute("href", suggestion_path(review_data.sample_news2))
     expect(first_link).to_contain_text("NEWS2")
     main = page.locator("main")
-    expect(main).to_contain_text(review_data.sample_news2.patient_pseudonym[:10])
-    expect(main).not_to_contain_text("Okafor-Lindqvist")  # the queue shows pseudonyms, never names
+    expect(main).to_contain_text("Margaret Okafor-Lindqvist")  # a clinician's own patients, by name
     browser.screenshot(screenshots / "review-queue.png")
 
     # Choosing an urgency swaps the results in place (htmx): no reload, so the page's state survives.
@@ -126,8 +125,8 @@ def test_the_queue_puts_the_most_urgent_first_and_filters_in_place(
     assert filtered.value.request.headers.get("hx-request") == "true"
     expect(rows).to_have_count(1)
     expect(rows.first.locator("td").first).to_have_text("Warning")
-    expect(rows.first.get_by_role("link")).to_have_attribute(
-        "href", suggestion_path(review_data.second_news2)
+    expect(rows.first.get_by_role("link")).to_have_attribute(  # the filters ride along, to come back to
+        "href", f"{suggestion_path(review_data.second_news2)}?queue=urgency%3Dwarning"
     )
     expect(page.get_by_role("status")).to_have_text("1 suggestion.")
     expect(counts).to_have_text(expected_counts)  # each count says what choosing it would show
@@ -168,7 +167,10 @@ def test_a_clinician_reads_the_basis_and_rejects_and_the_decision_is_locked(
         "Missing, not scored: Air or oxygen, Consciousness (ACVPU)."
     )
     expect(basis).to_contain_text("9 (partial: a lower bound)")
-    card = page.get_by_role("region", name="The model: NEWS2 early warning score 1.0.0")
+    # The model card: a summary in plain words, the full card one click away.
+    card = page.get_by_role("region", name="About this model: NEWS2 early warning score")
+    expect(card).to_contain_text("to help nurses and doctors spot a patient who may be getting worse")
+    card.get_by_text("The full model card (version 1.0.0)").click()
     for heading in ("Intended use", "Intended users", "Limitations", "Validation"):
         expect(card.get_by_role("heading", name=heading, exact=True)).to_be_visible()
     browser.screenshot(screenshots / "review-suggestion.png")
@@ -197,8 +199,10 @@ def test_a_clinician_reads_the_basis_and_rejects_and_the_decision_is_locked(
 
     # Rejected with a coded reason and a comment, signed with the password.
     assert sign(page, outcome="Reject", reason="disagree-with-evidence", password=PASSWORD) == 302
-    expect(page).to_have_url(browser.url(suggestion_path(suggestion)))
-    expect(page.get_by_role("status")).to_contain_text("Signed: rejected.")
+    # Straight on to the next one waiting (no critical one is left: the warning), saying what was signed.
+    expect(page).to_have_url(browser.url(suggestion_path(review_data.second_news2)))
+    expect(page.get_by_role("status").first).to_contain_text("Signed: rejected (critical, news2).")
+    page.goto(browser.url(suggestion_path(suggestion)))
     decision_section = page.get_by_role("region", name="Decision")
     for text in (
         "Rejected",
@@ -217,7 +221,9 @@ def test_a_clinician_reads_the_basis_and_rejects_and_the_decision_is_locked(
     # The stale tab's form is refused: the suggestion is no longer pending, nothing is signed twice.
     assert sign(stale, outcome="Accept", password=PASSWORD) == 409
     expect(stale.get_by_role("alert")).to_have_text(
-        "Not signed: this suggestion is no longer pending review."
+        re.compile(
+            r"Not signed: this suggestion was already rejected by Wanda Ward at [0-9: -]+\. See the decision"
+        )
     )
     expect_locked(stale)
     expect(stale.get_by_role("region", name="Decision")).to_contain_text("Rejected")
@@ -242,12 +248,17 @@ def test_a_clinician_accepts_the_second_patients_score(
     page.get_by_label("Urgency", exact=True).select_option("warning")
     expect(queue_rows(page)).to_have_count(1)
     queue_rows(page).first.get_by_role("link").click()
-    expect(page).to_have_url(browser.url(suggestion_path(suggestion)))
+    expect(page).to_have_url(browser.url(f"{suggestion_path(suggestion)}?queue=urgency%3Dwarning"))
     expect(page.get_by_role("region", name="Patient")).to_contain_text("Tomasz Brennan-Achebe")
     expect(page.get_by_role("region", name="Basis")).to_contain_text("medium (moderate risk)")
 
     assert sign(page, outcome="Accept", password=PASSWORD) == 302
-    expect(page.get_by_role("status")).to_contain_text("Signed: accepted.")
+    # On to the next one waiting: no warning is left, so the critical one, with the filters kept.
+    expect(page).to_have_url(
+        browser.url(f"{suggestion_path(review_data.sample_news2)}?queue=urgency%3Dwarning")
+    )
+    expect(page.get_by_role("status").first).to_contain_text("Signed: accepted (warning, news2).")
+    page.goto(browser.url(suggestion_path(suggestion)))
     expect(page.get_by_role("region", name="Decision")).to_contain_text("Accepted")
     expect_locked(page)
     suggestion.refresh_from_db()
