@@ -15,7 +15,7 @@ from django.test import Client
 
 from clinical_ai.accounts.models import Organization, Role
 from clinical_ai.review.models import Suggestion
-from tests.browser.conftest import CHROMIUM, WHY_SKIPPED, BrowserSession
+from tests.browser.conftest import CHROMIUM, WHY_SKIPPED, BrowserSession, ReviewData
 from tests.factories import EhrIdentity, sample_bundle
 from tests.pipeline import bundle_process
 from tests.unit.review.conftest import make_user
@@ -94,4 +94,27 @@ def test_one_blood_pressure_reading_reads_cannot_be_scored(
     expect(basis.get_by_text("Risk band")).to_have_count(0)
     assert not REASSURANCE.search(page.locator("body").inner_text())
     _shots(browser, "suggestion-cannot-be-scored")
+    browser.assert_clean()
+
+
+def test_a_partial_score_that_reaches_a_trigger_reads_at_least(
+    browser: BrowserSession, review_data: ReviewData
+) -> None:
+    """The sample patients miss two parameters: NEWS2 at least 9 is high, at least 5 is at least medium."""
+    from playwright.sync_api import expect
+
+    page = browser.page
+    browser.log_in("dr-ward")
+    high = page.locator("#queue-results tbody tr", has_text="NEWS2 at least 9")
+    expect(high).to_contain_text("Incomplete data")
+    expect(high).to_contain_text("— high risk")
+    medium = page.locator("#queue-results tbody tr", has_text="NEWS2 at least 5")
+    expect(medium).to_contain_text("Incomplete data")
+    expect(medium).to_contain_text("— at least medium risk")
+    with page.expect_navigation():
+        medium.locator("a").first.click()
+    basis = page.locator("section", has=page.get_by_role("heading", name="Basis", level=2))
+    expect(basis.locator("dd", has_text="at least medium (at least moderate risk)")).to_have_count(1)
+    expect(basis).to_contain_text("Key threshold for urgent response")
+    _shots(browser, "suggestion-at-least-medium")
     browser.assert_clean()
