@@ -408,8 +408,13 @@ def finding_resources(run: RunContext, finding: Finding, suggestion_id: str) -> 
 
 
 def _guidance_status(result: ModelResult) -> str:
-    """No findings but messages means the model lacked inputs; no findings and no messages is a clean run."""
-    return "data-required" if not result.findings and result.messages else "success"
+    """No findings but messages means the model lacked inputs; no findings and no messages is a clean run.
+    A finding that cannot be scored also needs more data ("data-required"); a lower bound is a result that
+    more data may raise ("data-requested")."""
+    completeness = {finding.completeness for finding in result.findings}
+    if (not result.findings and result.messages) or "not_scored" in completeness:
+        return "data-required"
+    return "data-requested" if "lower_bound" in completeness else "success"
 
 
 def guidance_response(

@@ -17,7 +17,12 @@ from clinical_ai.fhir.validation_resource import validate_resource
 from clinical_ai.inference.builtin.news2 import build
 from clinical_ai.inference.builtin.news2.result import NOT_SCORED_RESPONSE
 from clinical_ai.inference.builtin.tabular import TabularModel
-from clinical_ai.inference.engine.fhir_output import RunContext, risk_assessment
+from clinical_ai.inference.engine.fhir_output import (
+    RunContext,
+    risk_assessment,
+    run_output_issues,
+    run_resources,
+)
 from clinical_ai.inference.engine.manifest import ManifestError, ModelSpec, artifacts_verify, manifest_parse
 from clinical_ai.inference.engine.types import Finding, PatientContext, SourceResource
 from tests.unit.inference.hospital_model import write_hospital_model
@@ -200,6 +205,18 @@ def test_the_risk_assessment_of_a_result_that_cannot_be_scored_has_no_prediction
     assert any(text.startswith("Missing or out of date, not scored: Respiration rate") for text in notes)
     assert "low" not in json.dumps(resource).lower().replace("not a low score", "").replace("flow", "")
     assert resource["mitigation"] == NOT_SCORED_RESPONSE
+
+
+def test_the_guidance_response_asks_for_more_data() -> None:
+    for resources, status in (
+        ([systolic(120)], "data-required"),
+        ([respiratory_rate(25), systolic(120)], "data-requested"),
+        (vitals(), "success"),
+    ):
+        result = run(resources)
+        output = run_resources(_run_context(), result, {"news2": "sugg-1"})
+        assert run_output_issues(output) == []
+        assert output.guidance_response["status"] == status
 
 
 def test_the_risk_assessment_of_a_lower_bound_says_at_least() -> None:
