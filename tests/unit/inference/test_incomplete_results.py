@@ -25,6 +25,7 @@ from clinical_ai.inference.engine.fhir_output import (
 )
 from clinical_ai.inference.engine.manifest import ManifestError, ModelSpec, artifacts_verify, manifest_parse
 from clinical_ai.inference.engine.types import Finding, PatientContext, SourceResource
+from clinical_ai.inference.services import result_summary
 from tests.unit.inference.hospital_model import write_hospital_model
 from tests.unit.inference.test_news2 import (
     NOW,
@@ -296,3 +297,11 @@ def test_the_urgency_of_a_result_that_cannot_be_scored_comes_from_the_manifest()
                 .urgency
                 == "warning"
             )
+
+
+def test_shadow_agreement_tells_cannot_be_scored_and_at_least_from_a_full_score() -> None:
+    bands = [
+        result_summary(run(resources))["findings"][0]["band"]
+        for resources in ([systolic(120)], [respiratory_rate(25), systolic(120)], vitals())
+    ]
+    assert bands == ["not scored", "at least medium", "low"]
