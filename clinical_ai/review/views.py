@@ -246,15 +246,16 @@ def suggestion_page(request: HttpRequest, external_id: UUID) -> HttpResponse:
     )
 
 
-def _too_late(refusal: AlreadyDecided) -> str:
-    """What a clinician whose decision came too late is told: who decided, and when, where someone did."""
+def _too_late(refusal: AlreadyDecided, suggestion: Suggestion) -> str:
+    """What a clinician whose decision came too late is told: who decided, and when (in the site's time
+    zone, as the page shows times), where someone did."""
     decision = refusal.decision
     if decision is None or refusal.at is None:
         status = (
             Suggestion.Status(refusal.status).label.lower() if refusal.status in Suggestion.Status else ""
         )
         return f"Not signed: this suggestion is no longer pending review{f' ({status})' if status else ''}."
-    when = timezone.localtime(refusal.at).strftime("%Y-%m-%d %H:%M")
+    when = refusal.at.astimezone(suggestion.organization.zone).strftime("%Y-%m-%d %H:%M %Z")
     outcome = decision.get_outcome_display().lower()
     return f"Not signed: this suggestion was already {outcome} by {refusal.by} at {when}."
 
@@ -318,7 +319,7 @@ def _sign_off(request: HttpRequest, external_id: UUID) -> HttpResponse:
             user=request.user, suggestion=suggestion, outcome=outcome, request_id=request_id
         )
         suggestion.refresh_from_db()
-        return again(None, 409, _too_late(refusal))
+        return again(None, 409, _too_late(refusal, suggestion))
     form = _sign_off_form(suggestion, suggestion_proposal(suggestion), request.POST)
     if not form.is_valid():
         return again(form, 400)
@@ -346,7 +347,7 @@ def _sign_off(request: HttpRequest, external_id: UUID) -> HttpResponse:
         return again(form, 400)
     except AlreadyDecided as exc:
         suggestion.refresh_from_db()
-        return again(None, 409, _too_late(exc))
+        return again(None, 409, _too_late(exc, suggestion))
     except SignOffNotAllowed:
         return render(request, "review/forbidden.html", status=403)
     draft_drop(session=request.session, external_id=external_id)

@@ -155,7 +155,7 @@ def test_a_second_tab_is_told_who_decided_and_when_and_it_is_on_record(
     expect(alert).to_have_text(
         re.compile(
             r"Not signed: this suggestion was already accepted by Wanda Ward at "
-            r"\d{4}-\d\d-\d\d \d\d:\d\d\. See the decision"
+            r"\d{4}-\d\d-\d\d \d\d:\d\d [A-Z][A-Za-z0-9+-]*\. See the decision"
         )
     )
     alert.get_by_role("link", name="See the decision").click()

@@ -328,7 +328,7 @@ def test_a_second_decision_is_refused_with_who_decided_first(
     response = post(client, risk_suggestion, outcome="rejected", reason_code="duplicate")
     assert response.status_code == 409
     assert re.search(
-        r"Not signed: this suggestion was already accepted by Wanda Ward at \d{4}-\d\d-\d\d \d\d:\d\d\.",
+        r"Not signed: this suggestion was already accepted by Wanda Ward at \d{4}-\d\d-\d\d \d\d:\d\d \w+\.",
         response.content.decode(),
     )
     assert Decision.objects.count() == 1

@@ -182,7 +182,7 @@ def test_a_decision_too_late_is_on_record_and_names_who_decided_and_when(
     )
     assert response.status_code == 409
     html = response.content.decode()
-    when = timezone.localtime(decision.signed_at).strftime("%Y-%m-%d %H:%M")
+    when = decision.signed_at.astimezone(organization.zone).strftime("%Y-%m-%d %H:%M %Z")  # the site's zone
     assert f"Not signed: this suggestion was already rejected by Wanda Ward at {when}." in html
     assert '<a href="#decision-heading">See the decision</a>' in html
     assert 'id="decision-heading"' in html
