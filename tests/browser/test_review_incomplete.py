@@ -62,6 +62,14 @@ def _shots(browser: BrowserSession, name: str) -> None:
     page.set_viewport_size({"width": 1366, "height": 900})
 
 
+def _assert_accessible(browser: BrowserSession) -> None:
+    """axe-core as the accessibility tests run it: no serious or critical WCAG A/AA violation."""
+    from tests.browser.test_accessibility import axe_run, describe
+
+    serious = [v for v in axe_run(browser.page) if v["impact"] in ("serious", "critical")]
+    assert serious == [], describe(serious)
+
+
 def test_one_blood_pressure_reading_reads_cannot_be_scored(
     browser: BrowserSession, not_scored: Suggestion
 ) -> None:
@@ -73,8 +81,9 @@ def test_one_blood_pressure_reading_reads_cannot_be_scored(
     expect(row).to_have_count(1)
     expect(row).to_contain_text("Cannot be scored")
     expect(row).to_contain_text("NEWS2 cannot be scored: not enough observations (6 of 7 parameters missing)")
-    expect(page.locator("#queue-results .counts")).to_contain_text("Cannot be scored: 1")
+    expect(page.locator("#queue-results .counts-not-scored")).to_contain_text("Cannot be scored: 1")
     assert not REASSURANCE.search(page.locator("body").inner_text())
+    _assert_accessible(browser)
     _shots(browser, "queue-cannot-be-scored")
 
     page.get_by_label("Result").select_option(label="Cannot be scored")
@@ -93,6 +102,7 @@ def test_one_blood_pressure_reading_reads_cannot_be_scored(
     expect(basis).to_contain_text("Missing, not scored: Respiration rate, SpO2 (scale 1), Air or oxygen")
     expect(basis.get_by_text("Risk band")).to_have_count(0)
     assert not REASSURANCE.search(page.locator("body").inner_text())
+    _assert_accessible(browser)
     _shots(browser, "suggestion-cannot-be-scored")
     browser.assert_clean()
 

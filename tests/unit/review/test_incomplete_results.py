@@ -66,7 +66,7 @@ def test_the_queue_labels_and_counts_results_that_cannot_be_scored(
     assert 'class="result-not_scored">Cannot be scored</span>' in info
     assert "NEWS2 cannot be scored: not enough observations" in info
     assert not any(word in info.lower() for word in REASSURANCE)
-    assert re.search(r'<span class="result-not_scored">Cannot be scored</span>: 1</li>', page)
+    assert re.search(r'<span class="result-not_scored">Cannot be scored</span>: 1</p>', page)
 
 
 def test_the_queue_filters_results_that_cannot_be_scored(
@@ -79,7 +79,7 @@ def test_the_queue_filters_results_that_cannot_be_scored(
     assert [str(at_least_medium.external_id) in row for row in _rows(others)] == [True]
     # The count of results that cannot be scored stays within the other filters (urgency here).
     warnings = client.get(QUEUE, {"urgency": "warning"}).content.decode()
-    assert re.search(r"Cannot be scored</span>: 0</li>", warnings)
+    assert re.search(r"Cannot be scored</span>: 0</p>", warnings)
 
 
 def test_the_suggestion_page_says_cannot_be_scored_and_what_is_missing(
