@@ -250,7 +250,9 @@ def test_a_clinician_accepts_the_second_patients_score(
     queue_rows(page).first.get_by_role("link").click()
     expect(page).to_have_url(re.compile(re.escape(f"{suggestion_path(suggestion)}?queue=urgency%3Dwarning")))
     expect(page.get_by_role("region", name="Patient")).to_contain_text("Tomasz Brennan-Achebe")
-    expect(page.get_by_role("region", name="Basis")).to_contain_text("at least medium (at least moderate risk)")
+    expect(page.get_by_role("region", name="Basis")).to_contain_text(
+        "at least medium (at least moderate risk)"
+    )
 
     assert sign(page, outcome="Accept", password=PASSWORD) == 302
     # On to the next one waiting: no warning is left, so the critical one, with the filters kept.
