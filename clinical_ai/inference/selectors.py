@@ -129,6 +129,7 @@ class Figure:
 class ModelCard:
     """A manifest's card, every section as text or a list of texts, whatever shape the manifest used."""
 
+    clinical_summary: str
     intended_use: str
     intended_users: str
     inputs: str
@@ -169,6 +170,7 @@ def model_card(card: Mapping[str, Any]) -> ModelCard:
         for item in (raw_figures if isinstance(raw_figures, list) else [raw_figures])
     ]
     return ModelCard(
+        clinical_summary=_as_text(card.get("clinical_summary")),
         intended_use=_as_text(card.get("intended_use")),
         intended_users=_as_text(card.get("intended_users")),
         inputs=_as_text(card.get("inputs")),

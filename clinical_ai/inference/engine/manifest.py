@@ -24,6 +24,16 @@ _VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _ENTRYPOINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 PACKAGE_PREFIX = "package:"
+# The card's summary in plain words, shown to clinicians beside every suggestion: two to four sentences.
+CLINICAL_SUMMARY_MAX = 700
+CARD_SECTIONS = (
+    "clinical_summary",
+    "intended_use",
+    "intended_users",
+    "development",
+    "validation",
+    "limitations",
+)
 
 
 class ManifestError(ValueError):
@@ -148,9 +158,15 @@ def manifest_parse(data: Any, *, source: Path, sha256: str = "") -> ModelManifes
             )
         )
     card = _require(data, "card", dict, where)
-    for section in ("intended_use", "intended_users", "development", "validation", "limitations"):
+    for section in CARD_SECTIONS:
         if section not in card:
             raise ManifestError(f"{where}: the model card lacks '{section}'")
+    summary = card["clinical_summary"]
+    if not isinstance(summary, str) or not summary.strip() or len(summary) > CLINICAL_SUMMARY_MAX:
+        raise ManifestError(
+            f"{where}: the model card's 'clinical_summary' must be plain text of 1 to {CLINICAL_SUMMARY_MAX} "
+            "characters (what the model does, for whom, its main limitation, when not to rely on it)"
+        )
     return ModelManifest(
         id=model_id,
         version=version,

@@ -49,6 +49,7 @@ def write_hospital_model(folder: Path, *, version: str = "1.0.0", default_enable
             ]
         },
         "card": {
+            "clinical_summary": "Flags adult ward patients who may need intensive care. A test model only.",
             "intended_use": "Flag adult ward patients at risk of unplanned ICU transfer.",
             "intended_users": "Ward nurses and doctors.",
             "inputs": "Latest heart rate and respiratory rate.",

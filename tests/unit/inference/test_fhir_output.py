@@ -55,6 +55,7 @@ def manifest(*, version: str = "1.2.0", sha256: str = "0" * 64) -> ModelManifest
             "artifacts": [],
             "inputs": [],
             "card": {
+                "clinical_summary": "Flags deterioration in adult inpatients. Not for children.",
                 "intended_use": "Flags deterioration in adult inpatients for review by a clinician.",
                 "intended_users": "Ward nurses and doctors",
                 "development": "Royal College of Physicians NEWS2 chart",

@@ -61,6 +61,7 @@ def _manifest(version: str, **card: Any) -> dict[str, Any]:
             }
         ],
         "card": {
+            "clinical_summary": "Flags adults whose lactate suggests sepsis. Adults only.",
             "intended_use": "Flags adults whose lactate suggests sepsis.",
             "intended_users": "Ward nurses and doctors.",
             "inputs": "The latest lactate.",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,35 @@ def test_malformed_manifests_are_refused_with_the_reason(
     data = {**json.loads(path.read_text()), **change}
     with pytest.raises(ManifestError, match=message):
         manifest_parse(data, source=path)
+
+
+DEVELOPER_WORDS = r"\b(?:tests?|sha256|json|tokens?|per second|thresholds?|pipeline|manifest)\b|\w_\w|\.py\b"
+
+
+@pytest.mark.parametrize("summary", [None, "", "   ", 42, "x" * 701])
+def test_a_card_without_a_plain_words_summary_is_refused(tmp_path: Path, summary: object) -> None:
+    """Clinicians read the card's clinical summary beside every suggestion: it must be there, as text of a
+    readable length."""
+    path = write_hospital_model(tmp_path / "m")
+    data = json.loads(path.read_text())
+    if summary is None:
+        del data["card"]["clinical_summary"]
+    else:
+        data["card"]["clinical_summary"] = summary
+    with pytest.raises(ManifestError, match="clinical_summary"):
+        manifest_parse(data, source=path)
+
+
+def test_the_built_in_cards_summaries_are_in_plain_words() -> None:
+    """Two to four sentences, none of the developer's words the full card may use."""
+    for model_id in ("news2", "problem-list-gaps"):
+        manifest = catalogue().manifest(model_id)
+        assert manifest is not None
+        summary = manifest.card["clinical_summary"]
+        sentences = [part for part in re.split(r"(?<=[.!?])\s+", summary.strip()) if part]
+        assert 2 <= len(sentences) <= 4, (model_id, sentences)
+        developer_words = re.findall(DEVELOPER_WORDS, summary, flags=re.IGNORECASE)
+        assert developer_words == [], (model_id, developer_words)
 
 
 def test_a_hospital_torchscript_model_runs_batched_from_its_manifest(hospital_dir: Path) -> None:

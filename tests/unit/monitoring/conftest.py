@@ -51,6 +51,7 @@ def manifest(version: str = VERSION) -> dict[str, Any]:
             }
         ],
         "card": {
+            "clinical_summary": "Flags adults whose vital signs suggest sepsis. Adults only.",
             "intended_use": "Flags adults whose vital signs suggest sepsis.",
             "intended_users": "Ward nurses and doctors.",
             "inputs": "The latest vital signs.",

@@ -84,6 +84,7 @@ def problem_manifest() -> ModelManifest:
             "inputs": [],
             "thresholds": {"similarity": 0.8},
             "card": {
+                "clinical_summary": "Tests only.",
                 "intended_use": "Tests only.",
                 "intended_users": ["Clinicians"],
                 "development": "By hand.",
