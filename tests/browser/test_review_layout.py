@@ -88,6 +88,7 @@ def test_the_sign_button_is_on_a_ward_pcs_first_screen_beside_the_basis(
     assert page.evaluate("window.scrollY") == 0
     keep_screenshot(browser, f"suggestion-{which}-1366")
     sign = sign_button_box(page)
+    print(f"{which} at 1366x900: the Sign button at {sign['top']:.0f}-{sign['bottom']:.0f} px")
     assert sign["top"] >= 0 and sign["bottom"] <= WARD_PC["height"], (
         f"the Sign button is at {sign['top']:.0f}-{sign['bottom']:.0f} px, below the first screen "
         f"({WARD_PC['height']} px)"
