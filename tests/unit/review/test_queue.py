@@ -23,7 +23,9 @@ QUEUE = "/review/"
 
 def summaries(response: Any) -> list[str]:
     # A row's link carries the queue's filters (?queue=...) when there are any, to come back to them.
-    return re.findall(r'/review/suggestions/[0-9a-f-]+/(?:\?queue=[^"]*)?">([^<]*)</a>', response.content.decode())
+    return re.findall(
+        r'/review/suggestions/[0-9a-f-]+/(?:\?queue=[^"]*)?">([^<]*)</a>', response.content.decode()
+    )
 
 
 def test_anonymous_is_sent_to_the_login_page(client: Any) -> None:
