@@ -20,7 +20,7 @@ from clinical_ai.core.sealing import open_json
 from clinical_ai.review.models import OutputResource, Suggestion
 from clinical_ai.review.selectors.access import ReviewAccess
 from clinical_ai.review.selectors.patient import PatientHeader, patient_header
-from clinical_ai.review.selectors.queue import QueueFilters, QueuePage, review_queue
+from clinical_ai.review.selectors.queue import QueueFilters, QueuePage, queue_fingerprint, review_queue
 from clinical_ai.review.selectors.suggestion import SuggestionReview, suggestion_review
 from clinical_ai.review.times import TimeLens
 from clinical_ai.vault.services import (
@@ -60,16 +60,25 @@ class ReviewPage:
 
 
 def review_queue_view(
-    *, user: Any, access: ReviewAccess, filters: QueueFilters, page_number: Any, request_id: str
-) -> QueuePage:
+    *,
+    user: Any,
+    access: ReviewAccess,
+    filters: QueueFilters,
+    page_number: Any,
+    request_id: str,
+    seen: str = "",
+) -> QueuePage | None:
     """A page of the queue, on record (which filters were used, never their values). A clinician sees
     the patients of their own sites re-identified (one ``deid.reidentify`` row for the page, naming them
-    by pseudonym) and may find them by name or MRN; everyone else sees pseudonyms and filters by them."""
+    by pseudonym) and may find them by name or MRN; everyone else sees pseudonyms and filters by them.
+    ``seen``: the fingerprint of the page the browser holds (its refresh); None when it is still the same."""
     if filters.patient and access.decide:
         filters = replace(
             filters, patients_found=frozenset(patient_pseudonyms_search(user=user, text=filters.patient))
         )
     page = review_queue(access=access, filters=filters, page_number=page_number)
+    if seen and seen == queue_fingerprint(page):
+        return None  # a refresh of a page that has not changed: nothing new is shown, nothing opened
     page = _queue_patients(user=user, access=access, page=page, request_id=request_id)
     audit_record(
         actor=Actor.user(user.pk),

@@ -42,7 +42,7 @@ from clinical_ai.review.forms import QueueFilterForm, SignOffForm
 from clinical_ai.review.models import Suggestion
 from clinical_ai.review.selectors.access import ReviewAccess, review_access, suggestion_visible
 from clinical_ai.review.selectors.next_pending import next_pending
-from clinical_ai.review.selectors.queue import queue_model_ids
+from clinical_ai.review.selectors.queue import queue_fingerprint, queue_model_ids
 from clinical_ai.review.selectors.suggestion import ProposedCondition, suggestion_proposal
 from clinical_ai.review.selectors.vocabulary import condition_vocabulary
 from clinical_ai.review.services import (
@@ -83,8 +83,9 @@ def signed_in(view: _View) -> _View:
     return never_cache(wrapper)
 
 
-# Not filters: when the queue was first shown (for the "New" marks), and where a suggestion was opened from.
-_NOT_FILTERS = ("page", "since", "queue")
+# Not filters: when the queue was first shown (for the "New" marks), where a suggestion was opened from, and
+# the fingerprint of the results a refresh already holds.
+_NOT_FILTERS = ("page", "since", "queue", "seen")
 _MAX_QUEUE_QUERY = 1000
 
 
@@ -153,7 +154,10 @@ def review_queue_page(request: HtmxHttpRequest) -> HttpResponse:
         filters=form.filters(),
         page_number=request.GET.get("page") or 1,
         request_id=request_id_of(request),
+        seen=request.GET.get("seen", "")[:64] if partial else "",
     )
+    if queue is None:  # the refresh holds these very results: no content, htmx leaves the page alone
+        return HttpResponse(status=204)
     filter_query = _filter_query(request)
     since = _since(request)
     page_query = "&".join(part for part in (filter_query, f"page={queue.page.number}") if part)
@@ -167,7 +171,8 @@ def review_queue_page(request: HtmxHttpRequest) -> HttpResponse:
             # A suggestion opened from here links back to this page of these results.
             "back_query": page_query if queue.page.number > 1 else filter_query,
             "new_since": since,
-            "refresh_url": f"{reverse('review:queue')}?{page_query}&{urlencode({'since': since.isoformat()})}",
+            "refresh_url": f"{reverse('review:queue')}?{page_query}&"
+            + urlencode({"since": since.isoformat(), "seen": queue_fingerprint(queue)}),
         },
     )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -105,6 +107,24 @@ class QueuePage:
     counts: list[UrgencyCount]  # within the other filters, so each says what choosing it would show
     total: int
     not_scored: int = 0  # results that cannot be scored, within the other filters
+
+
+def queue_fingerprint(page: QueuePage) -> str:
+    """What the page shows, in 16 hex characters: rows, statuses, urgencies, counts. The queue's refresh
+    sends back the one it holds, and an unchanged page is not sent (or re-identified, or put on record)
+    again."""
+    state = [
+        page.total,
+        page.not_scored,
+        page.page.number,
+        page.page.paginator.num_pages,
+        [(count.value, count.count) for count in page.counts],
+        [
+            (str(row.suggestion.external_id), row.suggestion.status, row.suggestion.urgency)
+            for row in page.rows
+        ],
+    ]
+    return hashlib.sha256(json.dumps(state).encode("utf-8")).hexdigest()[:16]
 
 
 def _queue_queryset(access: ReviewAccess, filters: QueueFilters, now: datetime) -> QuerySet[Suggestion]:

@@ -5,9 +5,11 @@ role lands on its work after signing in; the signature password is never filled 
 
 from __future__ import annotations
 
+import html
 import re
 from datetime import timedelta
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from django.conf import settings
@@ -238,19 +240,43 @@ def test_the_queue_links_carry_its_filters_and_marks_new_critical_items(
     client.force_login(clinician)
     first = client.get("/review/", {"urgency": "critical"}).content.decode()
     assert f'/review/suggestions/{old.external_id}/?queue=urgency%3Dcritical">' in first
-    since = re.search(r'hx-get="/review/\?urgency=critical&amp;page=1&amp;since=([^"]+)"', first)
-    assert since is not None and 'hx-trigger="queue-refresh"' in first
+    refresh = refresh_query(first)
+    assert refresh["urgency"] == "critical" and refresh["page"] == "1" and refresh["since"]
+    assert 'hx-trigger="queue-refresh"' in first
     assert "New</strong>" not in first
     queue_rows(organization, 1, urgency="critical", prefix="Arrived")
     queue_rows(organization, 1, urgency="warning", prefix="Warning")
-    refreshed = client.get(
-        "/review/",
-        {"urgency": "critical", "page": "1", "since": since.group(1).replace("%3A", ":").replace("%2B", "+")},
-        headers={"HX-Request": "true"},
-    ).content.decode()
+    refreshed = client.get("/review/", refresh, headers={"HX-Request": "true"}).content.decode()
     rows = re.findall(r"<tr>.*?</tr>", refreshed, flags=re.S)
     marked = [row for row in rows if "New</strong>" in row]
     assert len(marked) == 1 and "Arrived 0" in marked[0]
+
+
+def refresh_query(page: str) -> dict[str, str]:
+    """The query of the queue's own refresh, as the results part names it for htmx."""
+    found = re.search(r'<div id="queue-results" hx-get="([^"]+)"', page)
+    assert found is not None, "the results part names no refresh"
+    return dict(parse_qsl(urlsplit(html.unescape(found.group(1))).query))
+
+
+def test_a_refresh_of_an_unchanged_queue_sends_nothing_and_opens_no_one_again(
+    client: Client, clinician: Any, organization: Any, queue_rows: QueueRows
+) -> None:
+    """Every open queue asks again every 30 s: while nothing changed, the answer is 204 (htmx leaves the
+    page as it is), with no patient re-identified and nothing put on record; a change gets the results."""
+    queue_rows(organization, 2, urgency="warning", prefix="Waiting")
+    client.force_login(clinician)
+    refresh = refresh_query(client.get("/review/").content.decode())
+    rows_before = AuditEvent.objects.count()
+    unchanged = client.get("/review/", refresh, headers={"HX-Request": "true"})
+    assert unchanged.status_code == 204 and unchanged.content == b""
+    assert AuditEvent.objects.count() == rows_before
+    queue_rows(organization, 1, urgency="critical", prefix="Arrived")
+    changed = client.get("/review/", refresh, headers={"HX-Request": "true"})
+    assert changed.status_code == 200 and "Arrived 0" in changed.content.decode()
+    assert AuditEvent.objects.filter(action="review.queue.view").count() == 2
+    # A full page load (no htmx) always answers, whatever it is sent.
+    assert client.get("/review/", refresh).status_code == 200
 
 
 # --- point 7: each role lands on its work --------------------------------------------------------
