@@ -22,6 +22,7 @@ from clinical_ai.review.selectors.queue import (
     RESULT_FILTERS,
     STATUS_FILTERS,
     QueueFilters,
+    model_names,
 )
 from clinical_ai.review.selectors.suggestion import ProposedCondition
 from clinical_ai.review.selectors.vocabulary import VocabularyConcept
@@ -69,7 +70,11 @@ class QueueFilterForm(forms.Form):
             self.fields["patient"].help_text = "A name or part of one (such as a family name), or an MRN."
         model_field = self.fields["model"]
         assert isinstance(model_field, forms.ChoiceField)
-        model_field.choices = [("", "Any"), *((model_id, model_id) for model_id in model_ids)]
+        names = model_names()
+        model_field.choices = [
+            ("", "Any"),
+            *((model_id, names.get(model_id, model_id)) for model_id in model_ids),
+        ]
 
     def clean_patient(self) -> str:
         value = str(self.cleaned_data.get("patient") or "").strip()

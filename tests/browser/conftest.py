@@ -78,6 +78,7 @@ def second_patient_bundle() -> dict[str, Any]:
             resource["identifier"][0]["value"] = SECOND_PATIENT_MRN
             resource["name"] = [{"use": "official", "family": family, "given": [given]}]
             resource["birthDate"] = "1948-07-02"
+            resource["gender"] = "male"
             resource["telecom"] = [{"system": "phone", "value": "023 9261 7715", "use": "home"}]
             resource["address"][0]["line"] = ["4 Quay Lane"]
         elif resource["resourceType"] == "Observation":
@@ -141,6 +142,16 @@ class BrowserSession:
         """The whole page, as wide as the window (the ward PC's 1366 pixels unless the test changed it)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self.page.screenshot(path=str(path), full_page=True, animations="disabled", caret="hide")
+
+    def screenshots_at_both(self, folder: Path, name: str) -> None:
+        """The whole page at a ward PC's size and a phone's, as ``NAME-1366.png`` and ``NAME-390.png`` in
+        ``folder`` (the ``screenshots`` fixture); the window is then set back as it was."""
+        before = self.page.viewport_size
+        for size in (WARD_PC, PHONE):
+            self.page.set_viewport_size(size)
+            self.screenshot(folder / f"{name}-{size['width']}.png")
+        if before is not None:
+            self.page.set_viewport_size(before)
 
     def assert_clean(self) -> None:
         assert self.blocked == [], f"the browser tried to reach beyond the live server: {self.blocked}"

@@ -3,7 +3,6 @@ patient's pseudonym, and a patient's timeline whose times each stay on one line,
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,6 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
 ]
 
-SHOTS = Path(os.environ.get("AUDIT_CONSOLE_SHOTS", "/tmp/console"))
 
 # Each time element's height against its own line height: one line, whatever the font.
 TIMES_ON_ONE_LINE = """() => [...document.querySelectorAll('td.when time')].map(el => {
@@ -27,14 +25,8 @@ TIMES_ON_ONE_LINE = """() => [...document.querySelectorAll('td.when time')].map(
 })"""
 
 
-def _shot(browser: BrowserSession, name: str, width: int, height: int) -> None:
-    browser.page.set_viewport_size({"width": width, "height": height})
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    browser.page.screenshot(path=str(SHOTS / f"{name}-{width}.png"), full_page=False)
-
-
 def test_an_auditor_finds_a_person_by_username_and_a_patient_by_a_prefix(
-    browser: BrowserSession, review_data: ReviewData, organization: Organization
+    browser: BrowserSession, review_data: ReviewData, organization: Organization, screenshots: Path
 ) -> None:
     from playwright.sync_api import expect
 
@@ -52,8 +44,7 @@ def test_an_auditor_finds_a_person_by_username_and_a_patient_by_a_prefix(
     actors = page.locator("table tbody tr td:nth-child(3)")
     expect(actors.first).to_have_text("Wanda Ward (dr-ward)")
     assert set(actors.all_inner_texts()) == {"Wanda Ward (dr-ward)"}
-    _shot(browser, "audit-who", 1366, 900)
-    _shot(browser, "audit-who", 390, 844)
+    browser.screenshots_at_both(screenshots, "audit-who")
     page.set_viewport_size({"width": 1366, "height": 900})
 
     page.get_by_label("Who").fill("dr-nobody")
@@ -82,5 +73,5 @@ def test_an_auditor_finds_a_person_by_username_and_a_patient_by_a_prefix(
         assert times, "the timeline shows no times"
         wrapped = [t for t in times if t["height"] > t["lineHeight"] * 1.2]
         assert wrapped == [], f"times wrapped at {width} px: {wrapped[:3]}"
-        _shot(browser, "audit-timeline", width, height)
+    browser.screenshots_at_both(screenshots, "audit-timeline")
     browser.assert_clean()

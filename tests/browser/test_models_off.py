@@ -3,7 +3,6 @@ the NEWS2 suggestion page say so (since when, why, what the silence means)."""
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -19,22 +18,11 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
 ]
 
-SHOTS = Path(os.environ.get("MODELS_OFF_SHOTS", "/tmp/console"))
 REASON = "oxygen scale under review"
 
 
-def _shots(browser: BrowserSession, name: str) -> None:
-    """The page at a ward PC's size and a phone's, for a person to look at."""
-    page = browser.page
-    for width, height in ((1366, 900), (390, 844)):
-        page.set_viewport_size({"width": width, "height": height})
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SHOTS / f"{name}-{width}.png"), full_page=False)
-    page.set_viewport_size({"width": 1366, "height": 900})
-
-
 def test_an_admin_switches_news2_off_and_the_clinicians_queue_says_so(
-    browser: BrowserSession, review_data: ReviewData, organization: Organization
+    browser: BrowserSession, review_data: ReviewData, organization: Organization, screenshots: Path
 ) -> None:
     from playwright.sync_api import expect
 
@@ -62,12 +50,12 @@ def test_an_admin_switches_news2_off_and_the_clinicians_queue_says_so(
     )
     box = banner.bounding_box()
     assert box is not None and box["y"] < 300  # at the top, before the queue itself
-    _shots(browser, "queue-model-off")
+    browser.screenshots_at_both(screenshots, "review-queue-model-off")
 
     page.goto(browser.url(f"/review/suggestions/{review_data.sample_news2.external_id}/"))
     banner = page.get_by_role("status", name="Models switched off")
     expect(banner).to_contain_text(
         "This score may be out of date, and no newer one will come while it is off."
     )
-    _shots(browser, "suggestion-model-off")
+    browser.screenshots_at_both(screenshots, "review-suggestion-model-off")
     browser.assert_clean()

@@ -2,7 +2,8 @@
 filtering in place), reads a suggestion's basis with the patient re-identified, and signs decisions that
 are then locked. The suggestions come from the real pipeline (see ``conftest.review_data``).
 
-``UPDATE_SCREENSHOTS=1`` refreshes docs/screenshots/review-{queue,suggestion,decided}.png.
+``UPDATE_SCREENSHOTS=1`` refreshes docs/screenshots/review-{queue,suggestion,decided}-{1366,390}.png, at a ward PC's
+1366x900 and a phone's 390x844 (the other browser modules add theirs beside them).
 """
 
 from __future__ import annotations

