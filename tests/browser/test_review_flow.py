@@ -117,7 +117,7 @@ def test_the_queue_puts_the_most_urgent_first_and_filters_in_place(
     expect(first_link).to_contain_text("NEWS2")
     main = page.locator("main")
     expect(main).to_contain_text("Margaret Okafor-Lindqvist")  # a clinician's own patients, by name
-    browser.screenshot(screenshots / "review-queue.png")
+    browser.screenshots_at_both(screenshots, "review-queue")
 
     # Choosing an urgency swaps the results in place (htmx): no reload, so the page's state survives.
     page.evaluate("window.sameDocument = true")
@@ -174,7 +174,7 @@ def test_a_clinician_reads_the_basis_and_rejects_and_the_decision_is_locked(
     card.get_by_text("The full model card (version 1.0.0)").click()
     for heading in ("Intended use", "Intended users", "Limitations", "Validation"):
         expect(card.get_by_role("heading", name=heading, exact=True)).to_be_visible()
-    browser.screenshot(screenshots / "review-suggestion.png")
+    browser.screenshots_at_both(screenshots, "review-suggestion")
 
     # A second tab keeps the pending form, to be sent after the decision is signed.
     stale = browser.context.new_page()
@@ -217,7 +217,7 @@ def test_a_clinician_reads_the_basis_and_rejects_and_the_decision_is_locked(
     decision = Decision.objects.get(suggestion=suggestion)
     assert (decision.outcome, decision.reason_code) == ("rejected", "disagree-with-evidence")
     assert decision.clinician_id == review_data.clinician.pk
-    browser.screenshot(screenshots / "review-decided.png")
+    browser.screenshots_at_both(screenshots, "review-decided")
 
     # The stale tab's form is refused: the suggestion is no longer pending, nothing is signed twice.
     assert sign(stale, outcome="Accept", password=PASSWORD) == 409
