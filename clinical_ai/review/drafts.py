@@ -7,11 +7,13 @@ the comment) and names the user it was typed for, proved by a signed token the f
 that expired is anonymous when the form arrives, and the next person to sign in on that screen must not
 be shown someone else's draft. A draft is dropped once the decision is signed or refused as too late, when
 someone else signs in and opens the review pages, and with the session (sign-out, 8 hours at most). It is
-never logged; the comment it may hold is no more than what the signed decision keeps, sealed.
+never logged, and its values are sealed with the key ring (the session table holds no comment in clear),
+bound to the suggestion and the user, like the signed decision that will keep them.
 """
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +23,8 @@ from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase
 from django.core import signing
 
+from clinical_ai.core.crypto import DecryptionError, SealedValue
+from clinical_ai.core.sealing import open_json, seal_json
 from clinical_ai.review.models import Suggestion
 
 DRAFTS_SESSION_KEY = "review_drafts"
@@ -59,6 +63,35 @@ def draft_owner(*, token: str, external_id: Any) -> str | None:
     return str(owner) if str(for_suggestion) == str(external_id) else None
 
 
+def _associated_data(external_id: Any, owner_id: str) -> str:
+    return f"review-draft:{external_id}:{owner_id}"
+
+
+def _seal(values: dict[str, str], *, external_id: Any, owner_id: str) -> list[str]:
+    """JSON-safe for the session: key id, nonce and ciphertext (base64)."""
+    sealed = seal_json(values, associated_data=_associated_data(external_id, owner_id))
+    return [
+        sealed.key_id,
+        base64.b64encode(sealed.nonce).decode(),
+        base64.b64encode(sealed.ciphertext).decode(),
+    ]
+
+
+def _open(kept: Any, *, external_id: Any, owner_id: str) -> dict[str, str]:
+    """The values of a draft; none where it cannot be opened (a key retired since, a changed session)."""
+    try:
+        key_id, nonce, ciphertext = kept
+        values = open_json(
+            SealedValue(str(key_id), base64.b64decode(nonce), base64.b64decode(ciphertext)),
+            associated_data=_associated_data(external_id, owner_id),
+        )
+    except (DecryptionError, TypeError, ValueError):
+        return {}
+    if not isinstance(values, dict):
+        return {}
+    return {str(k): str(v) for k, v in values.items() if k in DRAFT_FIELDS}
+
+
 def _drafts(session: SessionBase) -> dict[str, Any]:
     kept = session.get(DRAFTS_SESSION_KEY)
     return dict(kept) if isinstance(kept, dict) else {}
@@ -79,7 +112,7 @@ def draft_keep(
     drafts.pop(str(external_id), None)
     drafts[str(external_id)] = {
         "owner": owner_id,
-        "values": values,
+        "sealed": _seal(values, external_id=external_id, owner_id=owner_id),
         "reauth": kept_while_signing_in,
         "kept": int(time.time()),
     }
@@ -98,11 +131,8 @@ def draft_take(*, session: SessionBase, external_id: Any, user: Any) -> Draft | 
     kept = mine.get(str(external_id))
     draft = None
     if kept is not None:
-        values = kept.get("values")
         draft = Draft(
-            values={k: str(v) for k, v in values.items() if k in DRAFT_FIELDS}
-            if isinstance(values, dict)
-            else {},
+            values=_open(kept.get("sealed"), external_id=external_id, owner_id=str(user.pk)),
             kept_while_signing_in=bool(kept.get("reauth")),
         )
         mine[str(external_id)] = {**kept, "reauth": False}

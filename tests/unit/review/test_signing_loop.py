@@ -94,7 +94,9 @@ def test_a_decision_sent_after_the_session_ended_is_kept_through_signing_in_agai
     assert response.status_code == 302
     assert response["Location"] == f"/accounts/login/?next={page_url(risk_suggestion)}"
     assert not Decision.objects.exists()
-    assert PASSWORD not in str(dict(client.session.items()))  # the password is never kept
+    kept = str(dict(client.session.items()))
+    assert PASSWORD not in kept  # the password is never kept
+    assert "nebuliser" not in kept and "rejected" not in kept  # the rest is sealed, not in clear
 
     signed_in = client.post(response["Location"], {"username": "dr-ward", "password": PASSWORD})
     assert signed_in["Location"] == page_url(risk_suggestion)
