@@ -7,7 +7,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import Count, Max, Min, Q, QuerySet
+from django.db.models import Count, Max, Min, Q, QuerySet, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from clinical_ai.audit.actors import actors_find
@@ -81,7 +82,6 @@ def audit_events_filter(filters: AuditFilters) -> QuerySet[AuditEvent]:
         "actor_id": filters.actor_id,
         "action": filters.action,
         "outcome": filters.outcome,
-        "patient_pseudonym": filters.patient_pseudonym,
         "object_type": filters.object_type,
         "object_id": filters.object_id,
         "request_id": filters.request_id,
@@ -95,6 +95,8 @@ def audit_events_filter(filters: AuditFilters) -> QuerySet[AuditEvent]:
         for actor_type, actor_id in sorted(filters.actors_in):
             actors |= Q(actor_type=actor_type, actor_id=actor_id)
         query &= actors
+    if filters.patient_pseudonym:
+        query &= _naming_patient(filters.patient_pseudonym)
     if filters.patient_prefix:
         query &= Q(patient_pseudonym__startswith=filters.patient_prefix)
     if filters.action_prefix:
@@ -189,16 +191,30 @@ class PatientTimeline:
     truncated: bool
 
 
+def _naming_patient(patient_pseudonym: str) -> Q:
+    """The events about one patient: those that name them, and those about a page of several patients
+    that list them in ``detail["patients"]`` (a review queue page re-identified: one row for the page).
+    The list is matched as JSON text, quotes included, so that one pseudonym never matches inside another."""
+    listed = (
+        AuditEvent.objects.filter(patient_pseudonym="")
+        .annotate(detail_text=Cast("detail", TextField()))
+        .filter(detail_text__contains=f'"{patient_pseudonym}"')
+        .values("pk")
+    )
+    return Q(patient_pseudonym=patient_pseudonym) | Q(pk__in=listed)
+
+
 def audit_patient_timeline(*, patient_pseudonym: str, limit: int = TIMELINE_LIMIT) -> PatientTimeline:
     """Everything that happened to one patient's data, in order: the events that name the patient, plus
     the events that share their object (the ingest job a de-identification ran on) or their request id
     (the intake request that brought the data in). One hop only: jobs and requests of those are not
     followed further. Three queries."""
-    own = AuditEvent.objects.filter(patient_pseudonym=patient_pseudonym)
+    naming = _naming_patient(patient_pseudonym)
+    own = AuditEvent.objects.filter(naming)
     keys = list(own.values_list("object_id", "request_id")[:limit])
     object_ids = sorted({object_id for object_id, _ in keys if object_id})
     request_ids = sorted({request_id for _, request_id in keys if request_id})
-    related = Q(patient_pseudonym=patient_pseudonym)
+    related = naming
     if object_ids:
         related |= Q(object_id__in=object_ids)
     if request_ids:
@@ -222,7 +238,7 @@ def audit_patient_timeline(*, patient_pseudonym: str, limit: int = TIMELINE_LIMI
 
 
 def audit_patient_known(*, patient_pseudonym: str) -> bool:
-    return AuditEvent.objects.filter(patient_pseudonym=patient_pseudonym).exists()
+    return AuditEvent.objects.filter(_naming_patient(patient_pseudonym)).exists()
 
 
 @dataclass(frozen=True)

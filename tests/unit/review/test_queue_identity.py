@@ -108,6 +108,29 @@ def test_the_queue_names_a_clinicians_patients_with_one_audit_row_per_page(
     assert AuditEvent.objects.filter(action="deid.reidentify").count() == 2  # one more page, one more row
 
 
+def test_each_patients_audit_trail_shows_the_queue_page_that_named_them(
+    client: Any,
+    clinician: Any,
+    auditor: Any,
+    two_patients: tuple[list[Suggestion], list[Suggestion]],
+) -> None:
+    """The page's one re-identification row leaves the patient field empty (it is about two patients): an
+    auditor asking about either patient still finds it, in the timeline and by the patient filter."""
+    first, second = two_patients
+    client.force_login(clinician)
+    client.get(QUEUE, {"status": "all"})
+    [row] = AuditEvent.objects.filter(action="deid.reidentify")
+    assert row.patient_pseudonym == ""
+    client.force_login(auditor)
+    for suggestion in (first[0], second[0]):
+        pseudonym = suggestion.patient_pseudonym
+        timeline = client.get(f"/audit/patients/{pseudonym}/")
+        assert timeline.status_code == 200
+        assert f'/audit/events/{row.seq}/' in timeline.content.decode()
+        listed = client.get("/audit/", {"patient": pseudonym})
+        assert f'/audit/events/{row.seq}/' in listed.content.decode()
+
+
 def test_a_clinician_finds_patients_by_name_words_or_mrn(
     client: Any, clinician: Any, two_patients: tuple[list[Suggestion], list[Suggestion]]
 ) -> None:
