@@ -126,9 +126,9 @@ def test_each_patients_audit_trail_shows_the_queue_page_that_named_them(
         pseudonym = suggestion.patient_pseudonym
         timeline = client.get(f"/audit/patients/{pseudonym}/")
         assert timeline.status_code == 200
-        assert f'/audit/events/{row.seq}/' in timeline.content.decode()
+        assert f"/audit/events/{row.seq}/" in timeline.content.decode()
         listed = client.get("/audit/", {"patient": pseudonym})
-        assert f'/audit/events/{row.seq}/' in listed.content.decode()
+        assert f"/audit/events/{row.seq}/" in listed.content.decode()
 
 
 def test_a_clinician_finds_patients_by_name_words_or_mrn(
