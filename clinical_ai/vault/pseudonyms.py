@@ -49,8 +49,8 @@ def date_shift_days(*, key: bytes, pseudonym: str) -> int:
     return -magnitude if value & 0x80000000 else magnitude
 
 
-def patient_identity(resource: Mapping[str, Any], full_url: str | None) -> str:
-    """The most stable name the EHR gives this patient: a medical record number, else its id."""
+def _mrn_identifier(resource: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The first identifier with a value typed as a medical record number (v2-0203 MR)."""
     for identifier in resource.get("identifier") or []:
         if not isinstance(identifier, dict) or not identifier.get("value"):
             continue
@@ -58,7 +58,15 @@ def patient_identity(resource: Mapping[str, Any], full_url: str | None) -> str:
             c.get("code") for c in (identifier.get("type") or {}).get("coding") or [] if isinstance(c, dict)
         }
         if codes & MR_CODES:
-            return f"identifier:{identifier.get('system', '')}|{identifier['value']}"
+            return identifier
+    return None
+
+
+def patient_identity(resource: Mapping[str, Any], full_url: str | None) -> str:
+    """The most stable name the EHR gives this patient: a medical record number, else its id."""
+    identifier = _mrn_identifier(resource)
+    if identifier is not None:
+        return f"identifier:{identifier.get('system', '')}|{identifier['value']}"
     if resource.get("id"):
         return f"Patient/{resource['id']}"
     return f"fullUrl:{full_url or ''}"
@@ -95,12 +103,5 @@ def patient_mrn_index_key(*, key: bytes, organization: str, mrn: str) -> str:
 
 def patient_mrn(resource: Mapping[str, Any]) -> str:
     """The patient's medical record number (the first identifier typed MR), or ""."""
-    for identifier in resource.get("identifier") or []:
-        if not isinstance(identifier, dict) or not identifier.get("value"):
-            continue
-        codes = {
-            c.get("code") for c in (identifier.get("type") or {}).get("coding") or [] if isinstance(c, dict)
-        }
-        if codes & MR_CODES:
-            return str(identifier["value"])
-    return ""
+    identifier = _mrn_identifier(resource)
+    return str(identifier["value"]) if identifier is not None else ""
