@@ -60,6 +60,7 @@ from clinical_ai.review.signoff import (
     sign_off_refused,
     sign_off_too_late,
 )
+from clinical_ai.review.times import local_time_text
 
 _View = Callable[..., HttpResponseBase]
 
@@ -260,7 +261,7 @@ def _too_late(refusal: AlreadyDecided, suggestion: Suggestion) -> str:
             Suggestion.Status(refusal.status).label.lower() if refusal.status in Suggestion.Status else ""
         )
         return f"Not signed: this suggestion is no longer pending review{f' ({status})' if status else ''}."
-    when = refusal.at.astimezone(suggestion.organization.zone).strftime("%Y-%m-%d %H:%M %Z")
+    when = local_time_text(refusal.at, suggestion.organization.zone)
     outcome = decision.get_outcome_display().lower()
     return f"Not signed: this suggestion was already {outcome} by {refusal.by} at {when}."
 
