@@ -60,6 +60,14 @@ class Membership(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=16, choices=Role.choices)
+
+    class Source(models.TextChoices):
+        GRANTED = "granted", "Granted here (admin or manage.py)"
+        IDENTITY_PROVIDER = "idp", "From the identity provider's groups"
+
+    # Where the role came from: the identity provider's groups are re-read at every sign-in and re-check,
+    # and only the memberships they made are taken away when a group goes; a role granted here stays.
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.GRANTED)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -101,3 +109,44 @@ class LoginThrottle(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope}:{self.key[:12]}"
+
+
+class ExternalIdentity(models.Model):
+    """Who a staff account is at an identity provider: the hospital's OpenID provider (``sub`` of its
+    id_tokens) or an EHR's SMART authorization server (the value of its configured claim, ``fhirUser`` by
+    default, such as ``Practitioner/123``). Signing in through that issuer finds the account by this pair
+    alone, never by a name or an e-mail address that the provider lets people change."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="identities")
+    issuer = models.CharField(max_length=255)
+    subject = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_login_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["issuer", "subject"], name="unique_external_identity"),
+        ]
+        verbose_name_plural = "external identities"
+
+    def __str__(self) -> str:
+        return f"{self.subject} at {self.issuer}"
+
+
+class GroupRole(models.Model):
+    """A group of the hospital's identity provider (a value of its groups claim) that gives a role at a
+    site. Memberships of single sign-on accounts are made from these at every sign-in and re-check: a
+    person removed from the group loses the role."""
+
+    group = models.CharField(max_length=255)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="group_roles")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["group", "organization", "role"], name="unique_group_role"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.group} -> {self.role}@{self.organization_id}"
