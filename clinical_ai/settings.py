@@ -343,6 +343,24 @@ INTAKE_TASK_EXPIRES_SECONDS = env_int("INTAKE_TASK_EXPIRES_SECONDS", 3600)
 OTP_REQUIRED_ROLES = tuple(env_list("CLINICAL_AI_OTP_REQUIRED_ROLES"))
 OTP_TOTP_ISSUER = "clinical-ai"
 
+# Single sign-on with the hospital's OpenID Connect provider (Entra ID, Okta, Keycloak, ADFS...): off while
+# CLINICAL_AI_OIDC_ISSUER is empty. The gateway is a confidential client (code flow with PKCE); roles and
+# sites come from the groups claim through GroupRole rows (manage.py staff_group_role), re-read at every
+# sign-in and every OIDC_RECHECK_SECONDS of a session. See docs/operations.md.
+OIDC_ISSUER = env_str("CLINICAL_AI_OIDC_ISSUER").rstrip("/")
+OIDC_CLIENT_ID = env_str("CLINICAL_AI_OIDC_CLIENT_ID")
+OIDC_CLIENT_SECRET = env_secret("CLINICAL_AI_OIDC_CLIENT_SECRET")
+OIDC_SCOPE = env_str("CLINICAL_AI_OIDC_SCOPE", "openid profile email groups")
+OIDC_GROUPS_CLAIM = env_str("CLINICAL_AI_OIDC_GROUPS_CLAIM", "groups")
+OIDC_USERNAME_CLAIM = env_str("CLINICAL_AI_OIDC_USERNAME_CLAIM", "preferred_username")
+OIDC_RECHECK_SECONDS = env_int("CLINICAL_AI_OIDC_RECHECK_SECONDS", 300)
+# Hosts the provider's endpoints may be on besides the issuer's own (its discovery document names them).
+OIDC_EXTRA_HOSTS = tuple(env_list("CLINICAL_AI_OIDC_EXTRA_HOSTS"))
+# What the sign-in button says: "Sign in with <label>".
+OIDC_PROVIDER_LABEL = env_str("CLINICAL_AI_OIDC_PROVIDER_LABEL", "your hospital login")
+# Local passwords (break-glass admin accounts, the demo). Off: only single sign-on signs anyone in.
+LOCAL_LOGIN_ENABLED = env_bool("CLINICAL_AI_LOCAL_LOGIN", True)
+
 # Inference. Model manifests are read from the shipped fixtures/models and from each folder named in
 # CLINICAL_AI_MODEL_DIRS (separated by ":"); see docs/models.md.
 INFERENCE_MODEL_DIRS = [BASE_DIR / "fixtures" / "models"] + [
