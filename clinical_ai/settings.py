@@ -19,6 +19,7 @@ from clinical_ai.core.env import (
     ConfigurationError,
     env_bool,
     env_int,
+    env_int_map,
     env_list,
     env_secret,
     env_str,
@@ -128,6 +129,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
+    # Idle and absolute time-outs per role: before anything else looks at who is signed in.
+    "clinical_ai.accounts.sessions.SessionTimeoutMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -207,8 +210,25 @@ CSRF_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-# A signed-in session lasts one shift at most (default 8 hours), not Django's two weeks.
+# The session cookie's lifetime (default 8 hours, not Django's two weeks), renewed whenever the session is
+# saved: with the time-outs below, every activity saves it, so they decide when a session ends.
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600)
+# Idle and absolute time-outs per role, enforced by clinical_ai.accounts.sessions.SessionTimeoutMiddleware
+# (the strictest of a person's roles applies; "default" is for accounts without a role). A ward PC is
+# shared and left signed in: a clinician is signed out after 30 minutes without activity and at the end of
+# a 12-hour shift; auditors and admins, whose pages show more and change more, sooner. The cookie's age is
+# renewed with activity, so keep SESSION_COOKIE_AGE above every idle limit.
+_SESSION_ROLES = ("clinician", "auditor", "admin", "default")
+SESSION_IDLE_SECONDS = env_int_map(
+    "CLINICAL_AI_SESSION_IDLE_SECONDS",
+    {"clinician": 30 * 60, "auditor": 15 * 60, "admin": 15 * 60, "default": 15 * 60},
+    keys=_SESSION_ROLES,
+)
+SESSION_ABSOLUTE_SECONDS = env_int_map(
+    "CLINICAL_AI_SESSION_ABSOLUTE_SECONDS",
+    {"clinician": 12 * 3600, "auditor": 8 * 3600, "admin": 4 * 3600, "default": 8 * 3600},
+    keys=_SESSION_ROLES,
+)
 # Sent on HTML responses by clinical_ai.core.middleware.ContentSecurityPolicyMiddleware ("" sends none).
 # Scripts only from our static files (htmx); the templates' styles are inline <style> blocks.
 CONTENT_SECURITY_POLICY = env_str(

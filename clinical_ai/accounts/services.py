@@ -44,6 +44,7 @@ from clinical_ai.accounts.selectors import (
     user_has_second_factor,
     user_second_factor_ok,
 )
+from clinical_ai.accounts.sessions import session_started
 from clinical_ai.audit.models import Outcome
 from clinical_ai.audit.services import Actor, audit_record
 
@@ -139,6 +140,7 @@ def user_log_in(
 
 def _session_start(*, request: HttpRequest, user: Any, device: Any | None, request_id: str) -> None:
     login(request, user, backend=getattr(user, "backend", None))
+    session_started(request)  # the idle and absolute time-outs count from here
     if device is not None:
         otp_login(request, device)
     audit_record(

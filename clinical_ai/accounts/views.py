@@ -46,6 +46,7 @@ from clinical_ai.accounts.services import (
     user_log_out,
     user_second_factor_log_in,
 )
+from clinical_ai.accounts.sessions import signed_out_notice_pop
 from clinical_ai.core.middleware import request_id_of
 
 
@@ -115,6 +116,8 @@ def login_view(request: HttpRequest, extra_context: dict[str, Any] | None = None
             "admin_url": reverse("admin:index") if request.user.is_staff else "",
             "workplaces": _workplaces(request.user),
             "continue_url": _landing(request.user) if request.user.is_authenticated else "",
+            # Why the last session here ended, when it timed out (shown once).
+            "signed_out_notice": signed_out_notice_pop(request.session),
         },
         # 429 Too Many Requests while locked out: the page says so, and scripts see it.
         status=429 if locked else 200,

@@ -7,6 +7,7 @@ container orchestrators mount secrets.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -62,3 +63,30 @@ def env_secret(name: str) -> str:
         except OSError as exc:
             raise ConfigurationError(f"{name}_FILE={path!r} cannot be read: {exc}") from exc
     return ""
+
+
+def env_int_map(name: str, default: Mapping[str, int], *, keys: Collection[str]) -> dict[str, int]:
+    """A mapping of names to positive integers, written ``a=1,b=2``: the names given replace the defaults'
+    values, the others keep them. A name outside ``keys``, a value that is not a positive integer, or an
+    item without ``=`` is refused (the process must not start with a limit it did not understand)."""
+    result = dict(default)
+    raw = os.environ.get(name)
+    if raw is None:
+        return result
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        key, sep, value = (piece.strip() for piece in item.partition("="))
+        if not sep or key not in keys:
+            raise ConfigurationError(
+                f"{name} must be a comma-separated list of name=number with names among "
+                f"{', '.join(sorted(keys))}, got {item!r}"
+            )
+        try:
+            number = int(value)
+        except ValueError:
+            number = 0
+        if number <= 0:
+            raise ConfigurationError(f"{name}: {key} must be a positive whole number, got {value!r}")
+        result[key] = number
+    return result
