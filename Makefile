@@ -27,7 +27,14 @@ $(BROWSER_TOOLS): tests/browser/package.json tests/browser/package-lock.json
 	npm ci --prefix tests/browser --no-audit --no-fund
 	touch $@
 
-browser-tools: $(BROWSER_TOOLS)
+# The tests' identity provider (panva's oidc-provider, OpenID Certified), run with Node by the SSO tests; pinned
+# by its lock file like axe-core.
+OIDC_PROVIDER := tests/oidc_provider/node_modules/.installed
+$(OIDC_PROVIDER): tests/oidc_provider/package.json tests/oidc_provider/package-lock.json
+	npm ci --prefix tests/oidc_provider --no-audit --no-fund
+	touch $@
+
+browser-tools: $(BROWSER_TOOLS) $(OIDC_PROVIDER)
 
 install: $(VENV)/.installed
 

@@ -7,6 +7,9 @@ import pytest
 
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
+# The test identity provider (fixtures oidc_provider, oidc_provider_for), for every test.
+pytest_plugins = ["tests.sso_harness"]
+
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:

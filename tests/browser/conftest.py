@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import pytest
 from django.db import connection, connections, transaction
@@ -126,6 +127,17 @@ class BrowserSession:
     base_url: str
     blocked: list[str] = field(default_factory=list)  # requests aborted: not to the live server
     problems: list[str] = field(default_factory=list)  # script errors, failed scripts and fetches
+    # The origins the browser may reach: the live server's, and loopback servers the test started and allowed
+    # (the test identity provider, the EHR stand-in).
+    allowed_origins: list[str] = field(default_factory=list)
+
+    def allow_origin(self, origin: str) -> None:
+        """Let the browser reach ``origin`` too (``http://127.0.0.1:PORT`` of a server the test started);
+        every other request stays blocked."""
+        split = urlsplit(origin)
+        if split.hostname not in ("127.0.0.1", "localhost") or split.path not in ("", "/"):
+            raise ValueError(f"only a loopback origin may be allowed, not {origin!r}")
+        self.allowed_origins.append(f"{split.scheme}://{split.netloc}")
 
     def url(self, path: str) -> str:
         return f"{self.base_url}{path}"
@@ -200,10 +212,11 @@ def browser(live_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     base_url = str(live_server.url)
     blocked: list[str] = []
     problems: list[str] = []
+    allowed_origins = [base_url]  # BrowserSession.allow_origin adds to it
 
     def confine(route: Route) -> None:
         url = route.request.url
-        if url == base_url or url.startswith(f"{base_url}/"):
+        if any(url == origin or url.startswith(f"{origin}/") for origin in allowed_origins):
             route.continue_()
         else:
             blocked.append(url)
@@ -236,7 +249,7 @@ def browser(live_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         context.on("response", lambda response: _note_failure(response, problems))
         context.set_default_timeout(15_000)
         page = context.pages[0] if context.pages else context.new_page()
-        yield BrowserSession(context, page, base_url, blocked, problems)
+        yield BrowserSession(context, page, base_url, blocked, problems, allowed_origins)
         context.close()
     finally:
         # While the loop runs, Django keeps this thread's connections per context (asgiref's Local), so
