@@ -240,8 +240,9 @@ def browser(live_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
                 "--disable-sync",
                 "--no-first-run",
                 "--no-pings",
-                # No name resolves but localhost: nothing the page or Chromium itself asks for can leave.
-                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost",
+                # No name resolves but localhost (and the loopback address, where allow_origin's servers
+                # listen): nothing the page or Chromium itself asks for can leave.
+                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
             ],
         )
         context.route("**/*", confine)
