@@ -10,14 +10,19 @@ from integrations.fhir.push import push_jobs_create
 
 
 def suggestion_sign_off(
-    *, suggestion: Suggestion, user: Any, password: str, sign_off: signoff.SignOff, request_id: str
+    *,
+    suggestion: Suggestion,
+    user: Any,
+    signature: signoff.Signature,
+    sign_off: signoff.SignOff,
+    request_id: str,
 ) -> Decision:
     """Stage 4 → 5: a clinician's signed decision (review UI); its resources are queued for the EHR in the
     same transaction (where the EHR asked for pushes) and sent on commit."""
     return signoff.suggestion_sign_off(
         suggestion=suggestion,
         user=user,
-        password=password,
+        signature=signature,
         sign_off=sign_off,
         request_id=request_id,
         deliver=push_jobs_create,

@@ -12,6 +12,8 @@ The Provenance's signature is an HMAC-SHA256, keyed by a server secret, over the
 targets (each without ``meta.versionId``/``meta.lastUpdated``, which the store sets). It proves to this
 server that the targets are the ones signed; it is not a non-repudiable digital signature: anyone holding
 the key could make one. Ids are uuid5 of the suggestion, so building twice gives identical resources.
+How the signer was authenticated (a password typed at signing, a step-up sign-in at the hospital's
+identity provider, the EHR's signed JWT) is the Provenance's ``policy`` and an extension of its signature.
 No Django here.
 """
 
@@ -70,6 +72,19 @@ SIGNATURE_TYPE = {
     "code": "1.2.840.10065.1.12.1.5",
     "display": "Verification Signature",
 }
+# How the signer proved who they were at the moment of signing (docs/api.md, "How the signer was
+# authenticated"): a signature policy per method in Provenance.policy, and the detail in an extension of
+# Provenance.signature. The methods' codes are the Decision's ``signature_method``.
+SIGNATURE_METHOD_SYSTEM = "urn:clinical-ai:signature-method"
+SIGNATURE_METHODS: dict[str, str] = {
+    "password": "Password typed at signing",
+    "oidc-step-up": "Signed in again at the identity provider (OpenID Connect, prompt=login, max_age=0)",
+    "cds-hooks-feedback": "Attested by the EHR's signed JWT (CDS Hooks feedback)",
+}
+SIGNATURE_POLICY_PREFIX = "urn:clinical-ai:signature-policy:"
+SIGNER_AUTHENTICATION_EXTENSION = "urn:clinical-ai:signer-authentication"
+# RFC 8176 authentication method reference values (amr), as registered with IANA.
+AMR_SYSTEM = "https://www.iana.org/assignments/authentication-method-reference-values"
 TARGET_FORMAT = "application/fhir+json"
 SIG_FORMAT = "application/octet-stream"
 
@@ -106,6 +121,19 @@ class Verifier:
 
 
 @dataclass(frozen=True)
+class SignerAuthentication:
+    """How the signer was authenticated for this signature: ``method`` a SIGNATURE_METHODS code, ``at``
+    when (the password check, the provider's ``auth_time``, the EHR's JWT check); for a step-up the
+    provider's ``issuer`` and, when it sent them, ``acr`` and ``amr``."""
+
+    method: str
+    at: datetime  # aware
+    issuer: str = ""
+    acr: str = ""
+    amr: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ConditionEdit:
     """The clinician's version of a proposed Condition. ``code`` None keeps the proposal's code."""
 
@@ -125,6 +153,7 @@ class DecisionSpec:
     reason_code: str = ""
     comment: str = ""
     condition: ConditionEdit | None = None
+    authentication: SignerAuthentication | None = None  # None: not said (decisions built before 0004)
 
 
 @dataclass(frozen=True)
@@ -294,6 +323,31 @@ def _condition(spec: DecisionSpec, request_group: Mapping[str, Any], when: str) 
     return condition
 
 
+def _signer_authentication(authentication: SignerAuthentication) -> dict[str, Any]:
+    """The extension of Provenance.signature that says how the signer was authenticated."""
+    parts: list[dict[str, Any]] = [
+        {
+            "url": "method",
+            "valueCoding": {
+                "system": SIGNATURE_METHOD_SYSTEM,
+                "code": authentication.method,
+                "display": SIGNATURE_METHODS[authentication.method],
+            },
+        },
+        {"url": "authenticatedAt", "valueInstant": _datetime(authentication.at)},
+    ]
+    if authentication.issuer:
+        parts.append({"url": "issuer", "valueUri": authentication.issuer})
+    if authentication.acr:
+        parts.append({"url": "acr", "valueString": authentication.acr})
+    parts.extend(
+        {"url": "amr", "valueCoding": {"system": AMR_SYSTEM, "code": amr}}
+        for amr in authentication.amr
+        if amr
+    )
+    return {"url": SIGNER_AUTHENTICATION_EXTENSION, "extension": parts}
+
+
 def _provenance(
     spec: DecisionSpec, targets: Sequence[Mapping[str, Any]], when: str, *, key: bytes
 ) -> dict[str, Any]:
@@ -354,6 +408,9 @@ def _provenance(
     )
     if tags:
         provenance["meta"] = {"tag": copy.deepcopy(tags)}
+    if spec.authentication is not None:
+        provenance["policy"] = [f"{SIGNATURE_POLICY_PREFIX}{spec.authentication.method}"]
+        provenance["signature"][0]["extension"] = [_signer_authentication(spec.authentication)]
     if spec.outcome == "rejected":
         provenance["reason"] = [
             _coded(REJECTION_REASON_SYSTEM, spec.reason_code, REJECTION_REASONS[spec.reason_code])
@@ -362,6 +419,8 @@ def _provenance(
 
 
 def _check(spec: DecisionSpec) -> None:
+    if spec.authentication is not None and spec.authentication.method not in SIGNATURE_METHODS:
+        raise DecisionResourceError(f"unknown signature method {spec.authentication.method!r}")
     if spec.outcome not in OUTCOMES:
         raise DecisionResourceError(f"unknown outcome {spec.outcome!r}")
     if spec.outcome == "rejected" and spec.reason_code not in REJECTION_REASONS:

@@ -100,7 +100,9 @@ class QueueFilterForm(forms.Form):
 
 
 class SignOffForm(forms.Form):
-    """Accept, accept with changes, or reject with a coded reason; signed with the clinician's password.
+    """Accept, accept with changes, or reject with a coded reason; signed with the clinician's password,
+    or, with ``step_up``, by signing in again at the hospital's identity provider (no password field here:
+    the provider asks for it).
 
     For a problem (a proposed Condition), "with changes" edits the Condition within the allowed fields:
     the code (from the conditions vocabulary), clinical and verification status, onset. For a risk it is
@@ -155,9 +157,12 @@ class SignOffForm(forms.Form):
         kind: str,
         proposal: ProposedCondition | None = None,
         vocabulary: Sequence[VocabularyConcept] = (),
+        step_up: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        if step_up:
+            del self.fields["password"]
         self.kind = kind
         self.proposal = proposal if kind == "problem" else None
         self.concepts: dict[str, VocabularyConcept] = {}

@@ -146,6 +146,13 @@ class Decision(models.Model):
         MODIFIED = "modified", "Accepted with changes"
         REJECTED = "rejected", "Rejected"
 
+    class SignatureMethod(models.TextChoices):
+        """How the signer was authenticated at the moment of signing (``fhir_decision.SIGNATURE_METHODS``)."""
+
+        PASSWORD = "password", "Password typed when signing"
+        OIDC_STEP_UP = "oidc-step-up", "Signed in again with the hospital login"
+        CDS_HOOKS_FEEDBACK = "cds-hooks-feedback", "Accepted in the EHR (the EHR vouched for the user)"
+
     external_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     suggestion = models.OneToOneField(Suggestion, on_delete=models.PROTECT, related_name="decision")
     organization = models.ForeignKey("accounts.Organization", on_delete=models.PROTECT, related_name="+")
@@ -159,6 +166,12 @@ class Decision(models.Model):
     ciphertext = models.BinaryField()
     signed_at = models.DateTimeField()
     signature_sha256 = models.CharField(max_length=64)
+    # No default: every signing path says how it authenticated the signer (rows before migration 0004 were
+    # all signed with a password, and say so).
+    signature_method = models.CharField(max_length=32, choices=SignatureMethod.choices)
+    # When the signer proved who they were: the password check, the identity provider's auth_time, the
+    # EHR's JWT check. Empty for decisions signed before migration 0004 (password, at ``signed_at``).
+    authenticated_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [

@@ -1,5 +1,10 @@
 """Signing a decision on a suggestion: the clinician's electronic signature, one transaction, on record.
 
+The signature is a proof of who is signing, checked here at the moment of signing: the password typed on
+the form (local accounts), or a step-up sign-in at the hospital's identity provider that the review view
+asked for with ``prompt=login`` and ``max_age=0`` and got back verified (single sign-on accounts). The
+Decision, its sealed payload, its Provenance and the audit row say which, and when the person proved it.
+
 Web process (and the CDS Hooks feedback endpoint). What happens to a signed decision next (pushing it to
 the EHR) is not this module's business: the caller hands it in as ``deliver`` (``clinical_ai.pipeline``).
 """
@@ -8,9 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from django.conf import settings
@@ -18,7 +24,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from clinical_ai.accounts.lockout import Scope, lockout_failure_record, lockout_reset, lockout_until
-from clinical_ai.accounts.models import Membership, Role
+from clinical_ai.accounts.models import ExternalIdentity, Membership, Role
+from clinical_ai.accounts.sso.client import CLOCK_LEEWAY_SECONDS
+from clinical_ai.accounts.sso.config import staff_provider
 from clinical_ai.audit.models import Outcome
 from clinical_ai.audit.services import Actor, audit_record
 from clinical_ai.core.sealing import canonical_json, seal_json
@@ -28,6 +36,7 @@ from clinical_ai.review.fhir_decision import (
     ConditionEdit,
     DecisionResourceError,
     DecisionSpec,
+    SignerAuthentication,
     Verifier,
     decision_resources,
 )
@@ -36,6 +45,54 @@ from clinical_ai.review.services import suggestion_payload
 
 SIGN_ACTION = "review.decision.sign"
 _PROVENANCE_KEY_SALT = b"clinical-ai:review:provenance-signature:v1"
+# A step-up sign-in signs only if the person signed in at the provider at most this long ago (plus the
+# clocks' leeway): the signature is "I am here now", not "I signed in this morning".
+STEP_UP_MAX_AGE_SECONDS = 120
+
+
+@dataclass(frozen=True)
+class PasswordSignature:
+    """The signer's own password, typed on the form (local accounts). Checked here, with the lockout."""
+
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class StepUpSignature:
+    """A sign-in at the hospital's identity provider that was asked for this signature (``prompt=login``,
+    ``max_age=0``), its id_token verified by ``accounts.sso.client.authorization_complete``: who (issuer,
+    subject), when they authenticated there (``auth_time``) and when they were sent to do so
+    (``requested_at``, epoch seconds both), and the provider's ``acr``/``amr`` when it sent them."""
+
+    issuer: str
+    subject: str
+    auth_time: int
+    requested_at: int
+    acr: str = ""
+    amr: tuple[str, ...] = ()
+
+    @classmethod
+    def from_claims(cls, claims: Mapping[str, Any], *, requested_at: int) -> StepUpSignature:
+        """The proof from verified id_token claims; ``StepUpRefused("step-up-claims")`` when ``auth_time``
+        or ``sub`` is missing or not what OpenID Connect says it is."""
+        auth_time = claims.get("auth_time")
+        subject = claims.get("sub")
+        if isinstance(auth_time, bool) or not isinstance(auth_time, int | float):
+            raise StepUpRefused("step-up-claims", "the provider did not say when the person signed in")
+        if not isinstance(subject, str) or not subject:
+            raise StepUpRefused("step-up-claims", "the provider did not say who signed in")
+        amr = claims.get("amr")
+        return cls(
+            issuer=str(claims.get("iss") or ""),
+            subject=subject,
+            auth_time=int(auth_time),
+            requested_at=int(requested_at),
+            acr=str(claims.get("acr") or "")[:255],
+            amr=tuple(str(value)[:64] for value in amr[:8]) if isinstance(amr, list) else (),
+        )
+
+
+Signature = PasswordSignature | StepUpSignature
 
 
 class Delivery(Protocol):
@@ -90,6 +147,17 @@ class SignatureLocked(SignOffRefused):
     the password is not checked until the lock ends or an administrator lifts it."""
 
     reason = "signature-locked"
+
+
+class StepUpRefused(SignOffRefused):
+    """The sign-in at the identity provider does not sign this decision: not this user
+    (``step-up-wrong-person``), not the staff provider (``step-up-issuer``), not made after it was asked
+    for (``step-up-not-fresh``) or too long ago (``step-up-stale``), or without the claims it needs
+    (``step-up-claims``)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class SignOffInvalid(SignOffRefused):
@@ -188,10 +256,19 @@ def sign_off_too_late(*, user: Any, suggestion: Suggestion, outcome: str, reques
 
 
 def _decision_write(
-    *, suggestion: Suggestion, user: Any, sign_off: SignOff, request_id: str, deliver: Delivery
+    *,
+    suggestion: Suggestion,
+    user: Any,
+    sign_off: SignOff,
+    authentication: SignerAuthentication,
+    subject: str = "",
+    request_id: str,
+    deliver: Delivery,
 ) -> Decision:
     """Inside the caller's transaction, with the suggestion row locked and pending: the Decision, the
-    final and new FHIR resources with their Provenance, the suggestion's status and the audit row."""
+    final and new FHIR resources with their Provenance, the suggestion's status and the audit row.
+    ``authentication`` (and the provider's ``subject`` for a step-up) is how the signer was authenticated:
+    on the Decision, in what is signed and sealed, in the Provenance and in the audit row."""
     now = timezone.now()
     payload = suggestion_payload(suggestion)
     verifier = Verifier(
@@ -208,6 +285,7 @@ def _decision_write(
         reason_code=sign_off.reason_code,
         comment=sign_off.comment,
         condition=sign_off.condition,
+        authentication=authentication,
     )
     try:
         built = decision_resources(spec, signing_key=provenance_signing_key())
@@ -227,6 +305,14 @@ def _decision_write(
         "clinician": {"username": verifier.username, "display": verifier.display},
         "organization": suggestion.organization.slug,
         "signed_at": now.isoformat(),
+        "signature": {
+            "method": authentication.method,
+            "authenticated_at": authentication.at.isoformat(),
+            "issuer": authentication.issuer,
+            "subject": subject,
+            "acr": authentication.acr,
+            "amr": list(authentication.amr),
+        },
         "resources": [*built.changed, *built.created],
         "provenance": built.provenance,
     }
@@ -239,6 +325,8 @@ def _decision_write(
         reason_code=sign_off.reason_code,
         signed_at=now,
         signature_sha256=hashlib.sha256(canonical_json(signed)).hexdigest(),
+        signature_method=authentication.method,
+        authenticated_at=authentication.at,
     )
     sealed = seal_json(signed, associated_data=decision.associated_data)
     decision.key_id, decision.nonce, decision.ciphertext = sealed.key_id, sealed.nonce, sealed.ciphertext
@@ -268,20 +356,64 @@ def _decision_write(
             "outcome": sign_off.outcome,
             "reason_code": sign_off.reason_code,
             "decision": str(decision.external_id),
+            "signature_method": authentication.method,
+            "authenticated_at": authentication.at.isoformat(),
         },
     )
     return decision
 
 
 def decision_record(
-    *, suggestion: Suggestion, user: Any, sign_off: SignOff, request_id: str, deliver: Delivery
+    *,
+    suggestion: Suggestion,
+    user: Any,
+    sign_off: SignOff,
+    request_id: str,
+    deliver: Delivery,
+    attested_at: datetime | None = None,
 ) -> Decision:
     """Write a decision for a channel that authenticated the person itself (CDS Hooks feedback, attested by
-    the EHR's signed JWT rather than a password here). The caller holds ``suggestion`` locked, checked it is
-    pending, and is inside the transaction: the same Decision, resources, Provenance and audit row as a
-    sign-off in the review UI."""
+    the EHR's signed JWT rather than a password here; signature method ``cds-hooks-feedback``, at
+    ``attested_at``, by default now: the JWT was checked for this request). The caller holds
+    ``suggestion`` locked, checked it is pending, and is inside the transaction: the same Decision,
+    resources, Provenance and audit row as a sign-off in the review UI."""
+    authentication = SignerAuthentication(
+        method=Decision.SignatureMethod.CDS_HOOKS_FEEDBACK, at=attested_at or timezone.now()
+    )
     return _decision_write(
-        suggestion=suggestion, user=user, sign_off=sign_off, request_id=request_id, deliver=deliver
+        suggestion=suggestion,
+        user=user,
+        sign_off=sign_off,
+        authentication=authentication,
+        request_id=request_id,
+        deliver=deliver,
+    )
+
+
+def _step_up_checked(*, user: Any, signature: StepUpSignature) -> SignerAuthentication:
+    """How a step-up proof authenticates ``user``, or ``StepUpRefused``: it must come from the staff
+    identity provider, name this user's identity there, and the sign-in must have happened after it was
+    asked for and at most STEP_UP_MAX_AGE_SECONDS ago."""
+    provider = staff_provider()
+    if provider is None or signature.issuer.rstrip("/") != provider.issuer.rstrip("/"):
+        raise StepUpRefused("step-up-issuer", "the sign-in was not at the hospital's identity provider")
+    if not ExternalIdentity.objects.filter(
+        user_id=user.pk, issuer=provider.issuer, subject=signature.subject
+    ).exists():
+        raise StepUpRefused("step-up-wrong-person", "someone else signed in at the identity provider")
+    now = time.time()
+    if signature.auth_time < signature.requested_at - CLOCK_LEEWAY_SECONDS:
+        raise StepUpRefused("step-up-not-fresh", "the sign-in was not made for this signature")
+    if now - signature.auth_time > STEP_UP_MAX_AGE_SECONDS + CLOCK_LEEWAY_SECONDS:
+        raise StepUpRefused("step-up-stale", "the sign-in is too old to sign with")
+    if signature.auth_time > now + CLOCK_LEEWAY_SECONDS:
+        raise StepUpRefused("step-up-claims", "the sign-in time is in the future")
+    return SignerAuthentication(
+        method=Decision.SignatureMethod.OIDC_STEP_UP,
+        at=datetime.fromtimestamp(signature.auth_time, tz=UTC),
+        issuer=provider.issuer,
+        acr=signature.acr,
+        amr=signature.amr,
     )
 
 
@@ -289,15 +421,16 @@ def suggestion_sign_off(
     *,
     suggestion: Suggestion,
     user: Any,
-    password: str,
+    signature: Signature,
     sign_off: SignOff,
     request_id: str,
     deliver: Delivery,
 ) -> Decision:
     """Record a clinician's signed decision on a pending suggestion, or refuse it and change nothing.
 
-    Only a clinician of the suggestion's organization may decide, and only with their password (the
-    electronic signature). The suggestion row is locked, so of two clinicians deciding at once one wins
+    Only a clinician of the suggestion's organization may decide, and only with an electronic signature
+    made now: their password (checked here, paused after repeated wrong ones), or a fresh step-up sign-in
+    at the hospital's identity provider as this user (``StepUpSignature``). The suggestion row is locked, so of two clinicians deciding at once one wins
     and the other is told who decided first; the one-to-one between Decision and Suggestion refuses a
     second decision in the database too. The Decision, the FHIR resources it produces (final statuses, a
     confirmed Condition, the Provenance), the suggestion's new status and the ``review.decision.sign``
@@ -319,13 +452,22 @@ def suggestion_sign_off(
         user_id=user.pk, organization_id=suggestion.organization_id, role=Role.CLINICIAN
     ).exists() or not getattr(user, "is_active", False):
         raise refuse(SignOffNotAllowed("only a clinician of this site may decide on its suggestions"))
-    signer_key = str(user.pk)
-    if lockout_until(scope=Scope.SIGNATURE, key=signer_key):
-        raise refuse(SignatureLocked("too many wrong signing passwords; signing is paused"))
-    if not password or not user.check_password(password):
-        lockout_failure_record(scope=Scope.SIGNATURE, key=signer_key, user=user, request_id=request_id)
-        raise refuse(SignatureRefused("the password is not right"))
-    lockout_reset(scope=Scope.SIGNATURE, key=signer_key)
+    if isinstance(signature, StepUpSignature):
+        try:
+            authentication = _step_up_checked(user=user, signature=signature)
+        except StepUpRefused as exc:
+            raise refuse(exc) from None
+        subject = signature.subject
+    else:
+        signer_key = str(user.pk)
+        if lockout_until(scope=Scope.SIGNATURE, key=signer_key):
+            raise refuse(SignatureLocked("too many wrong signing passwords; signing is paused"))
+        if not signature.password or not user.check_password(signature.password):
+            lockout_failure_record(scope=Scope.SIGNATURE, key=signer_key, user=user, request_id=request_id)
+            raise refuse(SignatureRefused("the password is not right"))
+        lockout_reset(scope=Scope.SIGNATURE, key=signer_key)
+        authentication = SignerAuthentication(method=Decision.SignatureMethod.PASSWORD, at=timezone.now())
+        subject = ""
     try:
         with transaction.atomic():
             locked = (
@@ -337,7 +479,13 @@ def suggestion_sign_off(
             ):
                 raise _already_decided(locked)
             return _decision_write(
-                suggestion=locked, user=user, sign_off=sign_off, request_id=request_id, deliver=deliver
+                suggestion=locked,
+                user=user,
+                sign_off=sign_off,
+                authentication=authentication,
+                subject=subject,
+                request_id=request_id,
+                deliver=deliver,
             )
     except IntegrityError:
         # Another decision got in between the check and the insert: the one-to-one refused this one.

@@ -3,6 +3,11 @@
 Anyone not signed in is sent to the login page. A member of a suggestion's organization may see it in any
 role; only a clinician of that organization may decide (a same-site auditor or admin gets a recorded 403,
 another site's clinician a 404, as if it did not exist). Each view parses, calls one service, renders.
+
+Signing: a local account types its password on the form. A single sign-on account
+(``selectors.signing.step_up_provider``) is sent to the hospital's identity provider to sign in again
+(``prompt=login``, ``max_age=0``), its decision kept as a draft meanwhile; the provider sends it back to
+``signature_callback``, which signs with that fresh sign-in as the proof.
 """
 
 from __future__ import annotations
@@ -28,6 +33,16 @@ from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.middleware import HtmxDetails
 
 from clinical_ai.accounts.selectors import user_second_factor_ok
+from clinical_ai.accounts.sso.client import (
+    CompletedAuthorization,
+    OidcProvider,
+    SsoRefused,
+    authorization_complete,
+    authorization_redirect,
+)
+from clinical_ai.accounts.sso.config import staff_provider
+from clinical_ai.audit.models import Outcome
+from clinical_ai.audit.services import Actor, audit_record
 from clinical_ai.core.middleware import request_id_of
 from clinical_ai.pipeline.web import suggestion_sign_off
 from clinical_ai.review.drafts import (
@@ -43,6 +58,7 @@ from clinical_ai.review.models import Suggestion
 from clinical_ai.review.selectors.access import ReviewAccess, review_access, suggestion_visible
 from clinical_ai.review.selectors.next_pending import next_pending
 from clinical_ai.review.selectors.queue import queue_fingerprint, queue_model_ids
+from clinical_ai.review.selectors.signing import step_up_provider
 from clinical_ai.review.selectors.suggestion import ProposedCondition, suggestion_proposal
 from clinical_ai.review.selectors.vocabulary import condition_vocabulary
 from clinical_ai.review.services import (
@@ -53,10 +69,13 @@ from clinical_ai.review.services import (
 )
 from clinical_ai.review.signoff import (
     AlreadyDecided,
+    PasswordSignature,
     SignatureLocked,
     SignatureRefused,
     SignOffInvalid,
     SignOffNotAllowed,
+    StepUpRefused,
+    StepUpSignature,
     sign_off_refused,
     sign_off_too_late,
 )
@@ -190,6 +209,8 @@ def _sign_off_form(
     proposal: ProposedCondition | None,
     data: Any = None,
     initial: dict[str, str] | None = None,
+    *,
+    step_up: bool = False,
 ) -> SignOffForm:
     return SignOffForm(
         data,
@@ -197,7 +218,13 @@ def _sign_off_form(
         kind=suggestion.kind,
         proposal=proposal,
         vocabulary=condition_vocabulary() if suggestion.kind == "problem" else (),
+        step_up=step_up,
     )
+
+
+def _step_up_provider(request: HttpRequest) -> OidcProvider | None:
+    """The identity provider this user signs with (None: they type their password)."""
+    return step_up_provider(user=request.user, session_sso=request.session.get("sso"))
 
 
 def _render_suggestion(
@@ -208,9 +235,10 @@ def _render_suggestion(
     status: int = 200,
     refusal: str = "",
     draft_kept: bool = False,
+    queue_query: str | None = None,
 ) -> HttpResponse:
     suggestion = page.review.suggestion
-    queue_query = _queue_query(request)
+    queue_query = _queue_query(request) if queue_query is None else queue_query
     # The page's times (created, signed) in the site's time zone; the patient's through ``page.review``.
     with timezone.override(page.zone):
         return render(
@@ -227,6 +255,9 @@ def _render_suggestion(
                 "draft_token": draft_owner_token(user=request.user, suggestion=suggestion) if form else "",
                 "queue_query": queue_query,
                 "queue_url": _queue_url(queue_query),
+                "sign_with": settings.OIDC_PROVIDER_LABEL
+                if form is not None and "password" not in form.fields
+                else "",
             },
             status=status,
         )
@@ -246,7 +277,16 @@ def suggestion_page(request: HttpRequest, external_id: UUID) -> HttpResponse:
         draft_drop(session=request.session, external_id=external_id)
         draft = None
     initial = dict(draft.values) if draft is not None else None
-    form = _sign_off_form(suggestion, page.review.proposal, initial=initial) if pending else None
+    form = (
+        _sign_off_form(
+            suggestion,
+            page.review.proposal,
+            initial=initial,
+            step_up=_step_up_provider(request) is not None,
+        )
+        if pending
+        else None
+    )
     return _render_suggestion(
         request, page, form=form, draft_kept=draft is not None and draft.kept_while_signing_in
     )
@@ -326,14 +366,19 @@ def _sign_off(request: HttpRequest, external_id: UUID) -> HttpResponse:
         )
         suggestion.refresh_from_db()
         return again(None, 409, _too_late(refusal, suggestion))
-    form = _sign_off_form(suggestion, suggestion_proposal(suggestion), request.POST)
+    provider = _step_up_provider(request)
+    form = _sign_off_form(
+        suggestion, suggestion_proposal(suggestion), request.POST, step_up=provider is not None
+    )
     if not form.is_valid():
         return again(form, 400)
+    if provider is not None:
+        return _step_up_start(request, provider, suggestion, form, again)
     try:
         decision = suggestion_sign_off(
             suggestion=suggestion,
             user=request.user,
-            password=form.cleaned_data["password"],
+            signature=PasswordSignature(form.cleaned_data["password"]),
             sign_off=form.sign_off(),
             request_id=request_id,
         )
@@ -360,10 +405,16 @@ def _sign_off(request: HttpRequest, external_id: UUID) -> HttpResponse:
     return HttpResponseRedirect(_after_signing(request, access, suggestion, decision))
 
 
-def _after_signing(request: HttpRequest, access: ReviewAccess, signed: Suggestion, decision: Any) -> str:
+def _after_signing(
+    request: HttpRequest,
+    access: ReviewAccess,
+    signed: Suggestion,
+    decision: Any,
+    queue_query: str | None = None,
+) -> str:
     """Straight on to the next suggestion waiting (of the same urgency while any is left), with a word on
     what was signed; the queue when nothing is left."""
-    queue_query = _queue_query(request)
+    queue_query = _queue_query(request) if queue_query is None else queue_query
     done = f"Signed: {decision.get_outcome_display().lower()} ({signed.get_urgency_display().lower()}, {signed.model_id})."
     following = next_pending(access=access, after=signed)
     if following is None:
@@ -379,3 +430,211 @@ def _after_signing(request: HttpRequest, access: ReviewAccess, signed: Suggestio
             f"waiting ({urgency}).",
         )
     return _suggestion_url(following.external_id, queue_query)
+
+
+# --- signing with the hospital's identity provider (step-up) ---------------------------------------
+
+STEP_UP_PURPOSE = "sign"
+STEP_UP_FAILED_ACTION = "auth.stepup_failed"
+# Which suggestion a step-up was started for: the page to go back to when the provider's answer cannot
+# be taken at all (its state, and with it the context, is then unknown).
+_STEP_UP_SESSION_KEY = "review_step_up"
+
+
+def _signature_callback_url(request: HttpRequest) -> str:
+    """Where the provider sends the person back: registered with the provider exactly as written here."""
+    base = settings.PUBLIC_BASE_URL or request.build_absolute_uri("/").rstrip("/")
+    return f"{base}{reverse('review:signature_callback')}"
+
+
+def _step_up_words(reason: str) -> str:
+    """What the clinician is told when a sign-in at the provider did not sign: plain words, what to do."""
+    label = str(settings.OIDC_PROVIDER_LABEL)
+    retry = f"press “Sign with {label}” to try again"
+    if reason == "step-up-wrong-person":
+        return (
+            f"Not signed: {label} was signed in as someone else, not as you. Your decision is kept: "
+            f"{retry}, and sign in as yourself."
+        )
+    why = {
+        "step-up-stale": "the sign-in took too long to come back.",
+        "step-up-not-fresh": "the sign-in was not a new one, made to sign this decision.",
+        "state": "that sign-in had already been used, or took too long.",
+        "idp-error": "the sign-in was cancelled or refused.",
+        "unreachable": f"{label} could not be reached.",
+        "metadata": f"{label} could not be reached.",
+    }.get(reason, f"{label} did not confirm who you are.")
+    return f"Not signed: {why} Your decision is kept: {retry}."
+
+
+def _step_up_failed(request: HttpRequest, provider: OidcProvider, suggestion_id: str, reason: str) -> None:
+    """On record: a sign-in at the provider, asked for to sign a decision, that signed nothing (never the
+    provider's answer itself: it may hold a code or a token)."""
+    audit_record(
+        actor=Actor.user(str(request.user.pk)),
+        action=STEP_UP_FAILED_ACTION,
+        outcome=Outcome.FAILURE,
+        object_type="Suggestion" if suggestion_id else "",
+        object_id=suggestion_id,
+        request_id=request_id_of(request),
+        detail={"reason": reason, "issuer": provider.issuer, "purpose": STEP_UP_PURPOSE},
+    )
+
+
+def _step_up_start(
+    request: HttpRequest,
+    provider: OidcProvider,
+    suggestion: Suggestion,
+    form: SignOffForm,
+    again: Callable[[SignOffForm | None, int], HttpResponse],
+) -> HttpResponse:
+    """The decision is valid: keep it as a draft and send the person to sign in again at the provider
+    (``prompt=login``: the password is asked even inside a live provider session; ``max_age=0``: the
+    id_token must say when). Nothing is signed until they come back."""
+    queue_query = _queue_query(request)
+    draft_keep(
+        session=request.session,
+        external_id=suggestion.external_id,
+        owner_id=str(request.user.pk),
+        data=request.POST,
+    )
+    sso = request.session.get("sso")
+    hint = str(sso.get("username") or "") if isinstance(sso, dict) else ""
+    params = {"prompt": "login", "max_age": "0", **({"login_hint": hint} if hint else {})}
+    try:
+        response = authorization_redirect(
+            request,
+            provider=provider,
+            redirect_uri=_signature_callback_url(request),
+            purpose=STEP_UP_PURPOSE,
+            context={"suggestion": str(suggestion.external_id), "queue": queue_query},
+            **params,
+        )
+    except SsoRefused as exc:
+        _step_up_failed(request, provider, str(suggestion.external_id), exc.reason)
+        form.add_error(None, _step_up_words(exc.reason))
+        return again(form, 503)
+    request.session[_STEP_UP_SESSION_KEY] = {"suggestion": str(suggestion.external_id), "queue": queue_query}
+    return response
+
+
+def _back_to(suggestion_id: str, queue_query: str, message: str, request: HttpRequest) -> HttpResponse:
+    messages.error(request, message)
+    try:
+        return HttpResponseRedirect(_suggestion_url(UUID(suggestion_id), queue_query))
+    except ValueError:
+        return HttpResponseRedirect(_queue_url(queue_query))
+
+
+@signed_in
+@require_GET
+def signature_callback(request: HttpRequest) -> HttpResponse:
+    """The person back from signing in again at the provider: sign their kept decision with that sign-in,
+    as the password path would (the next suggestion opens; "already decided by" when someone was first),
+    or go back to the suggestion with a plain message and the decision still kept."""
+    started = request.session.pop(_STEP_UP_SESSION_KEY, None)
+    started = started if isinstance(started, dict) else {}
+    suggestion_id, queue_query = str(started.get("suggestion") or ""), str(started.get("queue") or "")
+    provider = staff_provider()
+    if provider is None:
+        return _back_to(suggestion_id, queue_query, _step_up_words("metadata"), request)
+    try:
+        completed = authorization_complete(
+            request, provider=provider, redirect_uri=_signature_callback_url(request)
+        )
+        if completed.purpose != STEP_UP_PURPOSE:
+            raise SsoRefused("state", "the sign-in was not asked for to sign a decision")
+    except SsoRefused as exc:
+        _step_up_failed(request, provider, suggestion_id, exc.reason)
+        return _back_to(suggestion_id, queue_query, _step_up_words(exc.reason), request)
+    suggestion_id = completed.context.get("suggestion", "")
+    queue_query = completed.context.get("queue", "")
+    try:
+        external_id = UUID(suggestion_id)
+    except ValueError:
+        raise Http404("no such suggestion") from None
+    return _step_up_sign(request, _completed_signature(completed), external_id, queue_query)
+
+
+def _completed_signature(completed: CompletedAuthorization) -> StepUpSignature | StepUpRefused:
+    """The proof a completed sign-in gives, or why it gives none."""
+    try:
+        return StepUpSignature.from_claims(completed.claims, requested_at=completed.started_at)
+    except StepUpRefused as exc:
+        return exc
+
+
+def _step_up_sign(
+    request: HttpRequest,
+    signature: StepUpSignature | StepUpRefused,
+    external_id: UUID,
+    queue_query: str,
+) -> HttpResponse:
+    access = review_access(request.user)
+    suggestion = _visible_or_404(access, external_id)
+    request_id = request_id_of(request)
+    if not access.may_decide(suggestion.organization_id):
+        sign_off_refused(
+            user=request.user, suggestion=suggestion, reason="not-allowed", request_id=request_id
+        )
+        return render(request, "review/forbidden.html", status=403)
+
+    def shown(form: SignOffForm | None, status: int, refusal: str = "") -> HttpResponse:
+        if form is None:
+            draft_drop(session=request.session, external_id=external_id)
+        page = suggestion_review_open(
+            user=request.user, access=access, suggestion=suggestion, request_id=request_id
+        )
+        return _render_suggestion(
+            request, page, form=form, status=status, refusal=refusal, queue_query=queue_query
+        )
+
+    draft = draft_take(session=request.session, external_id=external_id, user=request.user)
+    outcome = str(draft.values.get("outcome") or "")[:16] if draft is not None else ""
+    if suggestion.status != Suggestion.Status.PENDING:  # someone decided while this person signed in
+        refusal = sign_off_too_late(
+            user=request.user, suggestion=suggestion, outcome=outcome, request_id=request_id
+        )
+        suggestion.refresh_from_db()
+        return shown(None, 409, _too_late(refusal, suggestion))
+    if isinstance(signature, StepUpRefused):
+        sign_off_refused(
+            user=request.user,
+            suggestion=suggestion,
+            reason=signature.reason,
+            request_id=request_id,
+            outcome=outcome,
+        )
+        return _back_to(str(external_id), queue_query, _step_up_words(signature.reason), request)
+    form = _sign_off_form(
+        suggestion, suggestion_proposal(suggestion), dict(draft.values) if draft else {}, step_up=True
+    )
+    if draft is None or not form.is_valid():
+        # The draft went with the session's end or a key change: nothing to sign, nothing signed.
+        sign_off_refused(user=request.user, suggestion=suggestion, reason="no-draft", request_id=request_id)
+        return _back_to(
+            str(external_id),
+            queue_query,
+            "Not signed: your decision was not kept while you signed in. Please fill it in again and sign.",
+            request,
+        )
+    try:
+        decision = suggestion_sign_off(
+            suggestion=suggestion,
+            user=request.user,
+            signature=signature,
+            sign_off=form.sign_off(),
+            request_id=request_id,
+        )
+    except StepUpRefused as exc:
+        return _back_to(str(external_id), queue_query, _step_up_words(exc.reason), request)
+    except SignOffInvalid as exc:
+        form.add_error(None, f"This decision cannot be recorded: {exc}.")
+        return shown(form, 400)
+    except AlreadyDecided as exc:
+        suggestion.refresh_from_db()
+        return shown(None, 409, _too_late(exc, suggestion))
+    except SignOffNotAllowed:
+        return render(request, "review/forbidden.html", status=403)
+    draft_drop(session=request.session, external_id=external_id)
+    return HttpResponseRedirect(_after_signing(request, access, suggestion, decision, queue_query))

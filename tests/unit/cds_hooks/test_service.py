@@ -19,7 +19,7 @@ from clinical_ai.audit.models import AuditEvent
 from clinical_ai.intake.models import IngestJob
 from clinical_ai.pipeline.web import suggestion_sign_off
 from clinical_ai.review.models import Suggestion
-from clinical_ai.review.signoff import SignOff
+from clinical_ai.review.signoff import PasswordSignature, SignOff
 from integrations.cds_hooks.hooks import SERVICES
 from integrations.cds_hooks.models import CdsIssuer, IssuedCard
 from tests.unit.cds_hooks.conftest import PATIENT, PATIENT_ID, Signer, call, hook_body
@@ -95,7 +95,7 @@ def test_signed_off_results_are_labelled(
     suggestion_sign_off(
         suggestion=problem_suggestion,
         user=clinician,
-        password=PASSWORD,
+        signature=PasswordSignature(PASSWORD),
         sign_off=SignOff(outcome="accepted"),
         request_id="r-1",
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from clinical_ai.review.selectors.decision import decision_payload
 from clinical_ai.review.services import output_resource_body, suggestion_payload
 from clinical_ai.review.signoff import (
     AlreadyDecided,
+    PasswordSignature,
     SignatureRefused,
     SignOff,
     SignOffNotAllowed,
@@ -91,7 +93,7 @@ def test_the_service_refuses_a_decision_by_the_wrong_role(auditor: Any, risk_sug
         suggestion_sign_off(
             suggestion=risk_suggestion,
             user=auditor,
-            password=PASSWORD,
+            signature=PasswordSignature(PASSWORD),
             sign_off=SignOff(outcome="accepted"),
             request_id="r-1",
         )
@@ -141,7 +143,7 @@ def test_the_service_refuses_an_empty_password(clinician: Any, risk_suggestion: 
         suggestion_sign_off(
             suggestion=risk_suggestion,
             user=clinician,
-            password="",
+            signature=PasswordSignature(""),
             sign_off=SignOff(outcome="accepted"),
             request_id="r-1",
         )
@@ -182,8 +184,12 @@ def test_accepting_a_risk_writes_one_decision_the_provenance_and_one_audit_row(
         "outcome": "accepted",
         "reason_code": "",
         "decision": str(decision.external_id),
+        "signature_method": "password",
+        "authenticated_at": decision.authenticated_at.isoformat(),
     }
     assert event.patient_pseudonym == risk_suggestion.patient_pseudonym
+    assert decision.signature_method == "password"
+    assert decision.signed_at - decision.authenticated_at < timedelta(seconds=5)
 
     payload = decision_payload(decision)
     assert hashlib.sha256(canonical_json(payload)).hexdigest() == decision.signature_sha256
@@ -343,7 +349,7 @@ def test_a_decision_racing_with_another_one_loses_and_says_to_whom(
     suggestion_sign_off(
         suggestion=risk_suggestion,
         user=clinician,
-        password=PASSWORD,
+        signature=PasswordSignature(PASSWORD),
         sign_off=SignOff(outcome="accepted"),
         request_id="r-1",
     )
@@ -351,7 +357,7 @@ def test_a_decision_racing_with_another_one_loses_and_says_to_whom(
         suggestion_sign_off(
             suggestion=stale,
             user=colleague,
-            password=PASSWORD,
+            signature=PasswordSignature(PASSWORD),
             sign_off=SignOff(outcome="rejected", reason_code="duplicate"),
             request_id="r-2",
         )
@@ -367,7 +373,7 @@ def test_a_withdrawn_suggestion_cannot_be_decided(clinician: Any, risk_suggestio
         suggestion_sign_off(
             suggestion=risk_suggestion,
             user=clinician,
-            password=PASSWORD,
+            signature=PasswordSignature(PASSWORD),
             sign_off=SignOff(outcome="accepted"),
             request_id="r-1",
         )
@@ -380,7 +386,7 @@ def test_the_database_refuses_a_second_decision_and_any_update(
     decision = suggestion_sign_off(
         suggestion=risk_suggestion,
         user=clinician,
-        password=PASSWORD,
+        signature=PasswordSignature(PASSWORD),
         sign_off=SignOff(outcome="accepted"),
         request_id="r-1",
     )
@@ -428,7 +434,7 @@ def test_the_suggestions_own_payload_is_unchanged_by_the_decision(
     suggestion_sign_off(
         suggestion=risk_suggestion,
         user=clinician,
-        password=PASSWORD,
+        signature=PasswordSignature(PASSWORD),
         sign_off=SignOff(outcome="accepted"),
         request_id="r-1",
     )
@@ -447,7 +453,7 @@ def test_two_clinicians_signing_at_once_make_one_decision(transactional_db: None
         try:
             barrier.wait()
             suggestion_sign_off(
-                suggestion=suggestion, user=user, password=PASSWORD, sign_off=sign_off, request_id="r"
+                suggestion=suggestion, user=user, signature=PasswordSignature(PASSWORD), sign_off=sign_off, request_id="r"
             )
             outcomes[user.username] = "signed"
         except AlreadyDecided:
