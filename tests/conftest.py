@@ -7,8 +7,9 @@ import pytest
 
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
-# The test identity provider (fixtures oidc_provider, oidc_provider_for), for every test.
-pytest_plugins = ["tests.sso_harness"]
+# The test identity provider (fixtures oidc_provider, oidc_provider_for) and the SMART EHR stand-in (smart_ehr),
+# for every test.
+pytest_plugins = ["tests.sso_harness", "tests.ehr_launch"]
 
 
 @pytest.fixture(scope="session")
