@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from clinical_ai.inference.engine.fhir_output import (
     AI_ASSERTED,
@@ -58,6 +59,10 @@ class CardSource:
     patient_reference: str  # the EHR's own Patient/<id>
     decided_by: str = ""
     decided_at: datetime | None = None
+    # This gateway's SMART launch URL (``/launch``): with it the card also offers a ``smart`` link that the
+    # EHR launches with its own iss and launch context, signing the clinician in on this suggestion.
+    launch_url: str = ""
+    suggestion_id: str = ""  # the suggestion's external id, for the smart link's appContext
 
 
 def _md(value: Any) -> str:
@@ -250,6 +255,39 @@ def override_reasons() -> list[dict[str, str]]:
     ]
 
 
+def launch_app_context(suggestion_id: str) -> str:
+    """The ``appContext`` of a card's smart link: which suggestion to open (``suggestion=<uuid>``); the
+    launch (integrations.smart.launch_services) opens it only for the patient in context at this site."""
+    return urlencode({"suggestion": suggestion_id})
+
+
+def _links(source: CardSource, pending: bool) -> list[dict[str, Any]]:
+    links: list[dict[str, Any]] = []
+    if source.launch_url and source.suggestion_id:
+        # First: an EHR that launches SMART apps signs the clinician in through it, on this suggestion.
+        links.append(
+            {
+                "label": "Open in clinical-ai review" if pending else "See the sign-off in clinical-ai",
+                "url": source.launch_url,
+                "type": "smart",
+                "appContext": launch_app_context(source.suggestion_id),
+            }
+        )
+    # Kept for EHRs without SMART launch: the page itself, behind clinical-ai's own sign-in.
+    links.append(
+        {
+            "label": (
+                "Open in clinical-ai review (sign in there)"
+                if links
+                else ("Open in clinical-ai review" if pending else "See the sign-off in clinical-ai")
+            ),
+            "url": source.review_url,
+            "type": "absolute",
+        }
+    )
+    return links
+
+
 def suggestion_card(source: CardSource) -> dict[str, Any]:
     """The card for one suggestion."""
     pending = source.status == PENDING
@@ -274,13 +312,7 @@ def suggestion_card(source: CardSource) -> dict[str, Any]:
             "url": source.model_card_url,
             "topic": {"system": MODEL_SYSTEM, "code": source.model_id, "display": source.model_name},
         },
-        "links": [
-            {
-                "label": "Open in clinical-ai review" if pending else "See the sign-off in clinical-ai",
-                "url": source.review_url,
-                "type": "absolute",
-            }
-        ],
+        "links": _links(source, pending),
     }
     suggestions = _suggestions(source)
     if suggestions:

@@ -331,6 +331,8 @@ def _cards(
                     patient_reference=f"Patient/{request.patient_id}",
                     decided_by=decision.clinician_display if decision else "",
                     decided_at=decision.signed_at if decision else None,
+                    launch_url=site_base_url + reverse("smart:launch"),
+                    suggestion_id=str(suggestion.external_id),
                 )
             )
         )

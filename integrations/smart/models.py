@@ -75,3 +75,40 @@ class UsedAssertion(models.Model):
 
     def __str__(self) -> str:
         return f"UsedAssertion {self.pk} of client {self.client_id}"
+
+
+class SmartLaunchIssuer(models.Model):
+    """An EHR that may open clinical-ai from inside a patient's record (SMART App Launch 2.x, EHR launch).
+
+    ``iss`` is the EHR's FHIR base URL: the ``iss`` of its launch requests, and the namespace of the
+    ``fhirUser`` values it sends. A launch from any other ``iss`` is refused before anything is fetched from
+    it. The EHR's authorization server is found from ``{iss}/.well-known/smart-configuration``; requests go
+    to the host of ``iss`` and to ``extra_hosts`` only.
+
+    The person is found through ``accounts.ExternalIdentity(issuer=iss, subject=<the staff claim's value,
+    relative: "Practitioner/123">)``. A public client (PKCE alone, no secret) is the default; a confidential
+    one keeps its secret sealed with the key ring (``secret_*``), never in clear in the database.
+    """
+
+    external_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    organization = models.ForeignKey(
+        "accounts.Organization", on_delete=models.PROTECT, related_name="smart_launch_issuers"
+    )
+    iss = models.URLField(max_length=500, unique=True)
+    client_id = models.CharField(max_length=255)
+    # The claim of the id_token naming the person in the EHR ("fhirUser": SMART's, a FHIR reference).
+    staff_claim = models.CharField(max_length=64, default="fhirUser")
+    # Hosts besides the host of ``iss`` that the EHR's authorization server lives on (space-separated).
+    extra_hosts = models.CharField(max_length=500, blank=True)
+    # The client secret of a confidential client, sealed (clinical_ai.core.sealing); empty for a public one.
+    secret_key_id = models.CharField(max_length=32, blank=True)
+    secret_nonce = models.BinaryField(blank=True, default=b"")
+    secret_ciphertext = models.BinaryField(blank=True, default=b"")
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["iss"]
+
+    def __str__(self) -> str:
+        return f"SMART launch from {self.iss}"

@@ -54,9 +54,19 @@ def test_cards_for_pending_suggestions(
         assert "Pending clinician review" in card["detail"]
         assert card["selectionBehavior"] == "at-most-one"
         assert {r["code"] for r in card["overrideReasons"]} >= {"not-clinically-relevant", "other"}
-        assert card["links"][0]["url"].endswith(
-            f"/review/suggestions/{card['links'][0]['url'].split('/')[-2]}/"
-        )
+        # A smart link the EHR launches (clinical-ai signs the clinician in from the EHR, on this
+        # suggestion), then the page itself for EHRs without SMART launch.
+        smart, absolute = card["links"]
+        suggestion_id = absolute["url"].split("/")[-2]
+        assert absolute["type"] == "absolute"
+        assert absolute["url"] == f"http://testserver/review/suggestions/{suggestion_id}/"
+        assert smart == {
+            "label": "Open in clinical-ai review",
+            "url": "http://testserver/launch",
+            "type": "smart",
+            "appContext": f"suggestion={suggestion_id}",
+        }
+        assert suggestion_id in (str(risk_suggestion.external_id), str(problem_suggestion.external_id))
         assert card["source"]["url"].startswith("http://testserver/models/")
         assert card["source"]["topic"]["code"] in (risk_suggestion.model_id, problem_suggestion.model_id)
     # The basis: inputs with values, what was missing, the model and its version.
