@@ -165,6 +165,7 @@ class OidcProviderProcess:
             self._process = subprocess.Popen(
                 ["node", str(PROVIDER_SCRIPT), str(self.config_path)],
                 cwd=PROVIDER_DIR,
+                stdin=subprocess.PIPE,  # closed when this process ends, and the provider then exits
                 stdout=subprocess.PIPE,
                 stderr=log,
                 text=True,
@@ -195,8 +196,9 @@ class OidcProviderProcess:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait(timeout=5)
-        if self._process.stdout is not None:
-            self._process.stdout.close()
+        for pipe in (self._process.stdin, self._process.stdout):
+            if pipe is not None:
+                pipe.close()
         self._process = None
 
     def log_text(self) -> str:

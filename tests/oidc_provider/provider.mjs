@@ -239,3 +239,6 @@ server.listen(config.port ?? 0, '127.0.0.1', () => {
 for (const signal of ['SIGTERM', 'SIGINT']) {
   process.on(signal, () => process.exit(0));
 }
+// The test run holds our stdin open: when it ends, even killed, so do we (no provider outlives its tests).
+process.stdin.on('end', () => process.exit(0));
+process.stdin.resume();
