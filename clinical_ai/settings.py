@@ -131,6 +131,8 @@ MIDDLEWARE = [
     "django_otp.middleware.OTPMiddleware",
     # Idle and absolute time-outs per role: before anything else looks at who is signed in.
     "clinical_ai.accounts.sessions.SessionTimeoutMiddleware",
+    # Sessions signed in by the hospital's identity provider: its groups re-read every OIDC_RECHECK_SECONDS.
+    "clinical_ai.accounts.sso.middleware.SsoRecheckMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",

@@ -18,6 +18,10 @@ from clinical_ai.accounts.models import Membership, Role
 
 AUDIT_ROLES = (Role.AUDITOR, Role.ADMIN)
 
+# Set on ``request.user`` by accounts.sso.middleware for a session that the hospital's identity provider
+# signed in: that sign-in did its own multi-factor check, so our TOTP code is not asked as well.
+SECOND_FACTOR_BY_PROVIDER_ATTRIBUTE = "second_factor_by_provider"
+
 # Where the sign-in that waits for its second factor is kept, and for how long it may wait.
 OTP_PENDING_SESSION_KEY = "accounts_otp_pending"
 OTP_PENDING_MAX_AGE_SECONDS = 300
@@ -83,7 +87,10 @@ def user_second_factor_ok(user: Any) -> bool:
     django-otp's middleware). A view that requires it sends the user to ``accounts:otp_verify`` otherwise.
 
     Sign-ins through ``accounts:login`` are verified before the session is authenticated at all; this
-    catches the sessions that started before the user enrolled a device."""
+    catches the sessions that started before the user enrolled a device. A single sign-on session passes:
+    the identity provider did the second factor (``SECOND_FACTOR_BY_PROVIDER_ATTRIBUTE``)."""
+    if getattr(user, SECOND_FACTOR_BY_PROVIDER_ATTRIBUTE, False):
+        return True
     is_verified = getattr(user, "is_verified", None)
     if callable(is_verified) and is_verified():
         return True

@@ -356,9 +356,10 @@ def totp_device_remove(*, request: HttpRequest, password: str, request_id: str) 
     return True
 
 
-def user_log_out(*, request: HttpRequest, request_id: str) -> bool:
-    """End the session of the signed-in user, audited as ``auth.logout``. False (and no row) when nobody
-    was signed in."""
+def user_log_out(*, request: HttpRequest, request_id: str, idp_logout: bool = False) -> bool:
+    """End the session of the signed-in user, audited as ``auth.logout`` (``idp_logout``: whether the person
+    is sent on to end their identity provider's session too). False (and no row) when nobody was signed
+    in."""
     user = request.user
     if not user.is_authenticated:
         return False
@@ -369,6 +370,7 @@ def user_log_out(*, request: HttpRequest, request_id: str) -> bool:
             object_type="User",
             object_id=str(user.pk),
             request_id=request_id,
+            detail={"idp_logout": idp_logout},
         )
         logout(request)
     return True

@@ -132,7 +132,7 @@ def _return_path(request: HttpRequest, htmx: HtmxDetails) -> str:
     return request.get_full_path() if request.method in ("GET", "HEAD") else request.path
 
 
-def _expired_answer(request: HttpRequest, htmx: HtmxDetails) -> HttpResponse:
+def expired_answer(request: HttpRequest, htmx: HtmxDetails) -> HttpResponse:
     login_url = reverse("accounts:login")
     back = _return_path(request, htmx)
     if back:
@@ -206,7 +206,7 @@ class SessionTimeoutMiddleware:
                     after_seconds=limits.absolute_seconds,
                     elapsed_seconds=now - started,
                 )
-            return _expired_answer(request, htmx)
+            return expired_answer(request, htmx)
         if not _is_background_refresh(request, htmx) and now - last >= ACTIVITY_WRITE_SECONDS:
             request.session[SESSION_STAMPS_KEY] = {"signed_in_at": started, "last_activity_at": now}
         return self.get_response(request)

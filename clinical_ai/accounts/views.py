@@ -13,7 +13,7 @@ import qrcode.image.svg
 from django.conf import settings
 from django.contrib.auth import REDIRECT_FIELD_NAME
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.html import format_html
@@ -47,10 +47,16 @@ from clinical_ai.accounts.services import (
     user_second_factor_log_in,
 )
 from clinical_ai.accounts.sessions import signed_out_notice_pop
+from clinical_ai.accounts.sso.config import local_login_enabled, staff_provider
+from clinical_ai.accounts.sso.services import (
+    local_login_refused_record,
+    sso_logout_url,
+    sso_signed_out_notice_pop,
+)
 from clinical_ai.core.middleware import request_id_of
 
 
-def _safe_next(request: HttpRequest) -> str:
+def safe_next(request: HttpRequest) -> str:
     target = request.POST.get(REDIRECT_FIELD_NAME) or request.GET.get(REDIRECT_FIELD_NAME) or ""
     if target and url_has_allowed_host_and_scheme(
         target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
@@ -59,7 +65,7 @@ def _safe_next(request: HttpRequest) -> str:
     return ""
 
 
-def _with_next(url: str, next_url: str) -> str:
+def with_next(url: str, next_url: str) -> str:
     return f"{url}?{urlencode({REDIRECT_FIELD_NAME: next_url})}" if next_url else url
 
 
@@ -67,7 +73,7 @@ def _workplaces(user: Any) -> list[tuple[str, str]]:
     return [(place.label, reverse(place.url_name)) for place in user_workplaces(user)]
 
 
-def _landing(user: Any) -> str:
+def landing_url(user: Any) -> str:
     """Where someone signed in without a page to go back to lands: their first role's work (the home page,
     which lists what they may use, when they have no role)."""
     places = _workplaces(user)
@@ -84,8 +90,19 @@ def login_view(request: HttpRequest, extra_context: dict[str, Any] | None = None
     them) is offered to continue as themselves or to sign in as someone else (which signs them out first),
     never redirected onwards: redirecting back would loop. A user with a TOTP device goes on to
     ``accounts:otp_verify``; one whose role requires a second factor and who has none, to ``accounts:otp``
-    to enrol."""
-    next_url = _safe_next(request)
+    to enrol.
+
+    With single sign-on set up, its button comes first; the password form is for break-glass accounts, and
+    while local passwords are switched off (``LOCAL_LOGIN_ENABLED``) it is not shown and a password sent
+    anyway is refused (403, on record) without being checked."""
+    next_url = safe_next(request)
+    local_login = local_login_enabled()
+    if request.method == "POST" and not local_login:
+        local_login_refused_record(request_id=request_id_of(request))
+        return HttpResponseForbidden(
+            "Signing in with a password is switched off here. Use the hospital login.",
+            content_type="text/plain; charset=utf-8",
+        )
     form = LoginForm(request.POST or None)
     failed = locked = False
     if request.method == "POST" and form.is_valid():
@@ -96,11 +113,11 @@ def login_view(request: HttpRequest, extra_context: dict[str, Any] | None = None
             request_id=request_id_of(request),
         )
         if step is LoginStep.SECOND_FACTOR:
-            return HttpResponseRedirect(_with_next(reverse("accounts:otp_verify"), next_url))
+            return HttpResponseRedirect(with_next(reverse("accounts:otp_verify"), next_url))
         if step is LoginStep.SIGNED_IN:
             if user_otp_required(request.user):
-                return HttpResponseRedirect(_with_next(reverse("accounts:otp"), next_url))
-            return HttpResponseRedirect(next_url or _landing(request.user))
+                return HttpResponseRedirect(with_next(reverse("accounts:otp"), next_url))
+            return HttpResponseRedirect(next_url or landing_url(request.user))
         locked = step is LoginStep.LOCKED
         failed = not locked
     return render(
@@ -115,9 +132,13 @@ def login_view(request: HttpRequest, extra_context: dict[str, Any] | None = None
             "can_audit": user_can_audit(request.user),
             "admin_url": reverse("admin:index") if request.user.is_staff else "",
             "workplaces": _workplaces(request.user),
-            "continue_url": _landing(request.user) if request.user.is_authenticated else "",
-            # Why the last session here ended, when it timed out (shown once).
-            "signed_out_notice": signed_out_notice_pop(request.session),
+            "continue_url": landing_url(request.user) if request.user.is_authenticated else "",
+            # Why the last session here ended, when it timed out or the hospital login withdrew it (once).
+            "signed_out_notice": signed_out_notice_pop(request.session)
+            or sso_signed_out_notice_pop(request.session),
+            "sso_url": with_next(reverse("accounts:sso_login"), next_url) if staff_provider() else "",
+            "sso_label": settings.OIDC_PROVIDER_LABEL,
+            "local_login": local_login,
         },
         # 429 Too Many Requests while locked out: the page says so, and scripts see it.
         status=429 if locked else 200,
@@ -138,20 +159,20 @@ def otp_verify_view(request: HttpRequest) -> HttpResponse:
     """``/accounts/otp/verify/``: the code, either as the second step of signing in or, for a session that
     began before the user enrolled a device, to verify it (where views that require
     ``user_second_factor_ok`` send the user)."""
-    next_url = _safe_next(request)
+    next_url = safe_next(request)
     pending = otp_pending_user(request.session)
     user: Any = pending if pending is not None else request.user
     if pending is None and not (request.user.is_authenticated and not user_second_factor_ok(request.user)):
         if request.user.is_authenticated:  # nothing to verify
-            return HttpResponseRedirect(next_url or _landing(request.user))
-        return HttpResponseRedirect(_with_next(reverse("accounts:login"), next_url))
+            return HttpResponseRedirect(next_url or landing_url(request.user))
+        return HttpResponseRedirect(with_next(reverse("accounts:login"), next_url))
     form = OtpTokenForm(request.POST or None)
     error = ""
     if request.method == "POST" and form.is_valid():
         verify = user_second_factor_log_in if pending is not None else session_second_factor_verify
         outcome = verify(request=request, token=form.cleaned_data["token"], request_id=request_id_of(request))
         if outcome is SecondFactorOutcome.VERIFIED:
-            return HttpResponseRedirect(next_url or _landing(request.user))
+            return HttpResponseRedirect(next_url or landing_url(request.user))
         if outcome is SecondFactorOutcome.NOTHING_PENDING or (
             pending is not None and otp_pending_user(request.session) is None
         ):
@@ -185,11 +206,11 @@ def otp_view(request: HttpRequest) -> HttpResponse:
     """``/accounts/otp/``: enrol a TOTP device (QR code and base32 secret, confirmed by a current code), or,
     with one enrolled, remove it with the password typed again."""
     user: Any = request.user
-    next_url = _safe_next(request)
+    next_url = safe_next(request)
     request_id = request_id_of(request)
     if user_has_second_factor(user):
         if not user_second_factor_ok(user):
-            return HttpResponseRedirect(_with_next(reverse("accounts:otp_verify"), reverse("accounts:otp")))
+            return HttpResponseRedirect(with_next(reverse("accounts:otp_verify"), reverse("accounts:otp")))
         remove_form = OtpRemoveForm(request.POST or None)
         failed = False
         if request.method == "POST" and remove_form.is_valid():
@@ -230,6 +251,10 @@ def otp_view(request: HttpRequest) -> HttpResponse:
 @require_POST
 def logout_view(request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
     """``/accounts/logout/`` (POST only, so a link or an image cannot sign anyone out) and the admin's; back
-    to the sign-in form, with the page it should then go to ("Sign in as someone else")."""
-    user_log_out(request=request, request_id=request_id_of(request))
-    return HttpResponseRedirect(_with_next(reverse("accounts:login"), _safe_next(request)))
+    to the sign-in form, with the page it should then go to ("Sign in as someone else"). A single sign-on
+    session goes on to the hospital login's own sign-out, where it offers one, which then sends the person
+    back to the sign-in form (the page to go to after is not kept: the provider only returns to the address
+    registered with it)."""
+    provider_logout = sso_logout_url(request=request)
+    user_log_out(request=request, request_id=request_id_of(request), idp_logout=bool(provider_logout))
+    return HttpResponseRedirect(provider_logout or with_next(reverse("accounts:login"), safe_next(request)))
