@@ -116,6 +116,8 @@ class OidcProviderProcess:
         self.issuer = ""
         self.client_id = CLIENT_ID
         self.client_secret = CLIENT_SECRET
+        # Token lifetimes in seconds that replace the provider's (e.g. {"IdToken": 1}); set before ``start``.
+        self.ttl: dict[str, int] = {}
         self._process: subprocess.Popen[str] | None = None
         # The user's browser at the provider, for tests without Chromium: it keeps the provider's cookies,
         # so a second authorization finds the person still signed in there.
@@ -159,6 +161,7 @@ class OidcProviderProcess:
             "port": 0,
             "users": str(self.users_path),
             "clients": [vars(client) for client in self.clients],
+            "ttl": self.ttl,
         }
         self.config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
         with self.log_path.open("w", encoding="utf-8") as log:

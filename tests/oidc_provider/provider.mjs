@@ -173,6 +173,8 @@ const configuration = {
     Session: 3600,
     Grant: 3600,
     RefreshToken: 3600,
+    // A test may shorten a lifetime (config.ttl, e.g. {"IdToken": 1} for an id_token that expires).
+    ...(config.ttl ?? {}),
   },
 };
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY
@@ -11,6 +12,8 @@ from django_htmx.middleware import HtmxDetails
 
 from clinical_ai.accounts import sessions
 from clinical_ai.accounts.selectors import SECOND_FACTOR_BY_PROVIDER_ATTRIBUTE
+from clinical_ai.accounts.sso.client import OidcProvider
+from clinical_ai.accounts.sso.config import staff_provider
 from clinical_ai.accounts.sso.services import SSO_SESSION_KEY, sso_session, sso_session_recheck
 from clinical_ai.core.middleware import request_id_of
 
@@ -33,6 +36,29 @@ class SsoRecheckMiddleware:
         result = sso_session_recheck(request=request, now=sessions.clock(), request_id=request_id_of(request))
         if result.ended:
             return sessions.expired_answer(request, HtmxDetails(request))
-        if sso_session(request.session) is not None:
-            setattr(request.user, SECOND_FACTOR_BY_PROVIDER_ATTRIBUTE, True)
-        return self.get_response(request)
+        if sso_session(request.session) is None:
+            return self.get_response(request)
+        setattr(request.user, SECOND_FACTOR_BY_PROVIDER_ATTRIBUTE, True)
+        response = self.get_response(request)
+        provider = staff_provider()
+        if provider is not None and str(response.get("Content-Type", "")).startswith("text/html"):
+            provider_form_action_allow(response, provider=provider)
+        return response
+
+
+def provider_form_action_allow(response: HttpResponse, *, provider: OidcProvider) -> None:
+    """Give ``response`` the site's Content-Security-Policy with the provider's origin added to
+    ``form-action``. Browsers apply form-action to where a form's answer redirects, and on the pages of a
+    single sign-on session the "Sign out" form's answer is a redirect to the provider's sign-out page: with
+    ``form-action 'self'`` alone Chromium stops it halfway. Only that origin is added. A response that
+    already has a policy of its own keeps it."""
+    policy = str(getattr(settings, "CONTENT_SECURITY_POLICY", ""))
+    if "form-action" not in policy or "Content-Security-Policy" in response:
+        return
+    parts = urlsplit(provider.issuer)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    response["Content-Security-Policy"] = "; ".join(
+        f"{directive} {origin}" if directive.startswith("form-action") else directive
+        for directive in (piece.strip() for piece in policy.split(";"))
+        if directive
+    )

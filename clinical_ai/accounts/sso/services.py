@@ -54,7 +54,7 @@ from clinical_ai.audit.services import Actor, audit_record
 from clinical_ai.core.crypto import DecryptionError, SealedValue
 from clinical_ai.core.sealing import open_json, seal_json
 
-# {"provider", "issuer", "subject", "method": "oidc", "auth_time", "recheck_at", "failing_since"}
+# {"provider", "issuer", "subject", "username", "method": "oidc", "auth_time", "recheck_at", "failing_since"}
 SSO_SESSION_KEY = "sso"
 SSO_TOKENS_SESSION_KEY = "sso_tokens"
 # Why the last single sign-on session of this browser was ended by a re-check, for the sign-in page.
@@ -297,6 +297,8 @@ def sso_log_in(
             "provider": provider.key,
             "issuer": provider.issuer,
             "subject": subject,
+            # What the person typed at the provider, for its login_hint when they sign a decision.
+            "username": _claim_text(claims, str(settings.OIDC_USERNAME_CLAIM), 255),
             "method": "oidc",
             "auth_time": int(auth_time) if isinstance(auth_time, int | float) else now,
             "recheck_at": now + int(settings.OIDC_RECHECK_SECONDS),

@@ -17,6 +17,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from clinical_ai.accounts import sessions
 from clinical_ai.accounts.models import ExternalIdentity, GroupRole, Membership, Organization, Role
 from clinical_ai.accounts.selectors import SECOND_FACTOR_BY_PROVIDER_ATTRIBUTE
+from clinical_ai.accounts.sso import client as sso_client
 from clinical_ai.accounts.sso.client import OidcProvider, SsoRefused, id_token_verify
 from clinical_ai.accounts.sso.services import (
     RECHECK_GRACE_INTERVALS,
@@ -123,7 +124,10 @@ def test_first_sign_in_creates_the_account_and_maps_roles(
     assert list(Membership.objects.filter(user=user).values_list("organization", "role", "source")) == [
         (organization.pk, Role.CLINICIAN, Membership.Source.IDENTITY_PROVIDER)
     ]
-    assert client.get("/review/").status_code == 200
+    queue = client.get("/review/")
+    assert queue.status_code == 200
+    # Its "Sign out" form's answer goes on to the provider: the page's form-action lets it, and only it.
+    assert f"form-action 'self' {idp.issuer}" in queue["Content-Security-Policy"]
 
     session = client.session
     assert session[SSO_SESSION_KEY]["subject"] == "nurse.ada" and session[SSO_SESSION_KEY]["method"] == "oidc"
@@ -319,6 +323,39 @@ def test_an_id_token_of_another_issuer_is_refused(client: Client, idp: OidcProvi
     with pytest.raises(SsoRefused) as refused:
         id_token_verify(provider=other, token={"id_token": tokens["id_token"]}, nonce=None)
     assert refused.value.reason == "issuer"
+
+
+def test_an_expired_id_token_is_refused(
+    client: Client,
+    oidc_provider_for: Any,
+    settings: Any,
+    organization: Organization,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The provider issues id_tokens that live one second; by the time the answer is taken, with no clock
+    leeway allowed in this test, the id_token has expired."""
+
+    def short_lived(provider: OidcProviderProcess) -> None:
+        provider.ttl = {"IdToken": 1}
+
+    short = oidc_provider_for(configure=short_lived)
+    settings.OIDC_ISSUER = short.issuer
+    settings.OIDC_CLIENT_ID = short.client_id
+    settings.OIDC_CLIENT_SECRET = short.client_secret
+    GroupRole.objects.create(group=WARD_GROUP, organization=organization, role=Role.CLINICIAN)
+    short.set_user("nurse.ada", groups=[WARD_GROUP])
+    monkeypatch.setattr(sso_client, "CLOCK_LEEWAY_SECONDS", 0)
+    back = short.authorize(_start(client), username="nurse.ada", password=USER_PASSWORD)
+    original = sso_client.id_token_verify
+
+    def late(**kwargs: Any) -> dict[str, Any]:
+        # The id_token is made at the token request, just before this check: it is checked two seconds
+        # after, as an answer held up on a slow network would be.
+        time.sleep(2.1)
+        return original(**kwargs)
+
+    monkeypatch.setattr(sso_client, "id_token_verify", late)
+    _refused(client.get(_path(back)), "expired")
 
 
 # The re-check -------------------------------------------------------------------------------------------
