@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import datetime
 from functools import wraps
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 from uuid import UUID
 
 from django.conf import settings
@@ -39,6 +39,7 @@ from clinical_ai.accounts.sso.client import (
     SsoRefused,
     authorization_complete,
     authorization_redirect,
+    provider_metadata,
 )
 from clinical_ai.accounts.sso.config import staff_provider
 from clinical_ai.audit.models import Outcome
@@ -239,9 +240,10 @@ def _render_suggestion(
 ) -> HttpResponse:
     suggestion = page.review.suggestion
     queue_query = _queue_query(request) if queue_query is None else queue_query
+    step_up = form is not None and "password" not in form.fields
     # The page's times (created, signed) in the site's time zone; the patient's through ``page.review``.
     with timezone.override(page.zone):
-        return render(
+        response = render(
             request,
             "review/suggestion.html",
             {
@@ -255,12 +257,34 @@ def _render_suggestion(
                 "draft_token": draft_owner_token(user=request.user, suggestion=suggestion) if form else "",
                 "queue_query": queue_query,
                 "queue_url": _queue_url(queue_query),
-                "sign_with": settings.OIDC_PROVIDER_LABEL
-                if form is not None and "password" not in form.fields
-                else "",
+                "sign_with": settings.OIDC_PROVIDER_LABEL if step_up else "",
             },
             status=status,
         )
+    provider = staff_provider() if step_up else None
+    if provider is not None:
+        _form_may_go_to(response, provider)
+    return response
+
+
+def _form_may_go_to(response: HttpResponse, provider: OidcProvider) -> None:
+    """The page's Content-Security-Policy with the provider's sign-in page added to ``form-action``:
+    browsers apply form-action to where a form's answer redirects, and signing's answer is a redirect to
+    the provider. Only this page, only that origin."""
+    policy = str(getattr(settings, "CONTENT_SECURITY_POLICY", ""))
+    if "form-action" not in policy:
+        return
+    try:
+        endpoint = str(provider_metadata(provider).get("authorization_endpoint") or provider.issuer)
+    except SsoRefused:
+        endpoint = provider.issuer  # the sign itself will say the login cannot be reached
+    parts = urlsplit(endpoint)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    response["Content-Security-Policy"] = "; ".join(
+        f"{directive.strip()} {origin}" if directive.strip().startswith("form-action") else directive.strip()
+        for directive in policy.split(";")
+        if directive.strip()
+    )
 
 
 @signed_in
@@ -520,8 +544,8 @@ def _step_up_start(
 
 def _back_to(suggestion_id: str, queue_query: str, message: str, request: HttpRequest) -> HttpResponse:
     messages.error(request, message)
-    try:
-        return HttpResponseRedirect(_suggestion_url(UUID(suggestion_id), queue_query))
+    try:  # at the decision box, where the message is, even on a phone where it is far down the page
+        return HttpResponseRedirect(f"{_suggestion_url(UUID(suggestion_id), queue_query)}#decision")
     except ValueError:
         return HttpResponseRedirect(_queue_url(queue_query))
 

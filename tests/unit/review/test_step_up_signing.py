@@ -400,7 +400,7 @@ def test_an_sso_clinician_signs_by_signing_in_again(
     page = client.get(page_url(risk_suggestion)).content.decode()
     assert 'type="password"' not in page
     assert "Sign with your hospital login" in page
-    assert "you will be asked to sign in again with your hospital login" in page
+    assert "When you press Sign, your hospital login asks for your password again" in page
 
     authorize = start_signing(client, risk_suggestion, comment="Seen on the ward round")
     query = parse_qs(urlsplit(authorize).query)
@@ -446,7 +446,7 @@ def test_someone_else_signing_in_at_the_provider_is_refused_and_the_draft_kept(
     back = idp.authorize(authorize, username="sam", password=USER_PASSWORD)
     response = client.get(back_path(back))
     assert response.status_code == 302
-    assert response["Location"] == page_url(risk_suggestion)
+    assert response["Location"] == f"{page_url(risk_suggestion)}#decision"
     assert not Decision.objects.exists()
     event = AuditEvent.objects.get(action=SIGN)
     assert (event.outcome, event.detail["refused"]) == ("failure", "step-up-wrong-person")
@@ -465,7 +465,7 @@ def test_a_cancelled_sign_in_at_the_provider_signs_nothing(
     authorize = start_signing(client, risk_suggestion)
     state = parse_qs(urlsplit(authorize).query)["state"][0]
     response = client.get("/review/signature/callback/", {"error": "access_denied", "state": state})
-    assert response["Location"] == page_url(risk_suggestion)
+    assert response["Location"] == f"{page_url(risk_suggestion)}#decision"
     assert not Decision.objects.exists()
     assert AuditEvent.objects.get(action="auth.stepup_failed").detail["reason"] == "idp-error"
     page = client.get(response["Location"]).content.decode()
