@@ -397,7 +397,10 @@ def test_an_sso_clinician_signs_by_signing_in_again(
 ) -> None:
     user = sso_clinician(organization, idp.issuer, subject="nia")
     client.force_login(user)
-    page = client.get(page_url(risk_suggestion)).content.decode()
+    shown = client.get(page_url(risk_suggestion))
+    # The form's answer redirects to the provider: the page lets it go there, and only there.
+    assert f"form-action 'self' {idp.issuer}" in shown["Content-Security-Policy"]
+    page = shown.content.decode()
     assert 'type="password"' not in page
     assert "Sign with your hospital login" in page
     assert "When you press Sign, your hospital login asks for your password again" in page
