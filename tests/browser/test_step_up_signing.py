@@ -29,6 +29,7 @@ from playwright.sync_api import Page, expect
 from clinical_ai.accounts.models import ExternalIdentity, Organization, Role
 from clinical_ai.audit.models import AuditEvent
 from clinical_ai.review.models import Decision, Suggestion
+from tests.browser.test_accessibility import AXE, Audit
 from tests.sso_harness import CLIENT_ID, CLIENT_SECRET, USER_PASSWORD, OidcProviderProcess
 from tests.unit.review.conftest import make_user
 
@@ -115,6 +116,10 @@ def test_an_sso_clinician_signs_by_signing_in_again_at_the_provider(
     form.get_by_label("Accept", exact=True).check()
     browser.screenshots_at_both(screenshots, "review-sign-with-hospital-login")
     box_shots(browser, screenshots, "review-sign-with-hospital-login-box")
+    if AXE.is_file():  # the accessibility checks of test_accessibility, on this form
+        checks = Audit(page)
+        checks.at_both_widths("suggestion, signing with the hospital login")
+        checks.assert_clean()
     with page.expect_navigation():
         form.get_by_role("button", name=SIGN_BUTTON).click()
     assert page.url.startswith(idp.issuer)  # the provider's own sign-in page
@@ -169,6 +174,10 @@ def test_someone_else_signing_in_at_the_provider_signs_nothing(
     expect(form.get_by_label("Reason for rejecting")).to_have_value("already-known")
     browser.screenshots_at_both(screenshots, "review-sign-with-hospital-login-refused")
     box_shots(browser, screenshots, "review-sign-with-hospital-login-refused-box")
+    if AXE.is_file():
+        checks = Audit(page)
+        checks.at_both_widths("suggestion, step-up refused")
+        checks.assert_clean()
 
     # Signed in as herself this time (the provider asks for the password again): signed.
     with page.expect_navigation():
