@@ -85,6 +85,13 @@ def session_started(request: HttpRequest) -> None:
     request.session[SESSION_STAMPS_KEY] = {"signed_in_at": now, "last_activity_at": now}
 
 
+def session_logged_in(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
+    """``user_logged_in`` receiver (connected in AccountsConfig.ready): stamps the session of every
+    sign-in, also those whose code does not call ``session_started`` itself."""
+    if request is not None and hasattr(request, "session"):
+        session_started(request)
+
+
 def _stamps(session: SessionBase) -> tuple[int, int] | None:
     stamps = session.get(SESSION_STAMPS_KEY)
     if not isinstance(stamps, dict):
@@ -187,6 +194,12 @@ class SessionTimeoutMiddleware:
             session_started(request)
             return self.get_response(request)
         started, last = stamps
+        # Within the shortest limits of any role nothing can have expired: the roles need not be read.
+        if now - last < min(settings.SESSION_IDLE_SECONDS.values()) and now - started < min(
+            settings.SESSION_ABSOLUTE_SECONDS.values()
+        ):
+            self._activity(request, htmx, started=started, last=last, now=now)
+            return self.get_response(request)
         limits = session_limits(user)
         idle_deadline = last + limits.idle_seconds
         absolute_deadline = started + limits.absolute_seconds
@@ -207,6 +220,10 @@ class SessionTimeoutMiddleware:
                     elapsed_seconds=now - started,
                 )
             return expired_answer(request, htmx)
+        self._activity(request, htmx, started=started, last=last, now=now)
+        return self.get_response(request)
+
+    @staticmethod
+    def _activity(request: HttpRequest, htmx: HtmxDetails, *, started: int, last: int, now: int) -> None:
         if not _is_background_refresh(request, htmx) and now - last >= ACTIVITY_WRITE_SECONDS:
             request.session[SESSION_STAMPS_KEY] = {"signed_in_at": started, "last_activity_at": now}
-        return self.get_response(request)

@@ -121,6 +121,19 @@ EVENT_CODES: dict[str, EventCodes] = {
     "auth.otp.verify_failed": EventCodes(USER_AUTHENTICATION, (LOGIN,), "E"),
     "auth.otp.enroll": EventCodes(SECURITY_ALERT, (USER_SECURITY_ATTRIBUTES_CHANGED,), "C"),
     "auth.otp.remove": EventCodes(SECURITY_ALERT, (USER_SECURITY_ATTRIBUTES_CHANGED,), "D"),
+    # A session ended by its idle or absolute time-out (clinical_ai.accounts.sessions).
+    "auth.session.expired": EventCodes(USER_AUTHENTICATION, (LOGOUT,), "E"),
+    # Provisioning staff (clinical_ai.accounts.provisioning): accounts, roles per site, identities, and
+    # which identity provider group gives which role where.
+    "accounts.staff.create": EventCodes(SECURITY_ALERT, (USER_SECURITY_ATTRIBUTES_CHANGED,), "C"),
+    "accounts.staff.disable": EventCodes(SECURITY_ALERT, (USER_SECURITY_ATTRIBUTES_CHANGED,), "U"),
+    "accounts.staff.enable": EventCodes(SECURITY_ALERT, (USER_SECURITY_ATTRIBUTES_CHANGED,), "U"),
+    "accounts.staff.grant": EventCodes(SECURITY_ALERT, (USER_SECURITY_ATTRIBUTES_CHANGED,), "C"),
+    "accounts.staff.revoke": EventCodes(SECURITY_ALERT, (USER_SECURITY_ATTRIBUTES_CHANGED,), "D"),
+    "accounts.staff.link": EventCodes(SECURITY_ALERT, (USER_SECURITY_ATTRIBUTES_CHANGED,), "C"),
+    "accounts.staff.unlink": EventCodes(SECURITY_ALERT, (USER_SECURITY_ATTRIBUTES_CHANGED,), "D"),
+    "accounts.group_role.add": EventCodes(SECURITY_ALERT, (SECURITY_CONFIGURATION,), "C"),
+    "accounts.group_role.remove": EventCodes(SECURITY_ALERT, (SECURITY_CONFIGURATION,), "D"),
     # The audit log itself.
     "audit.console.view": EventCodes(AUDIT_LOG_USED, (), "R"),
     "audit.export": EventCodes(AUDIT_LOG_USED, (), "R"),

@@ -63,6 +63,11 @@ def _expired_rows() -> list[AuditEvent]:
 def test_sign_in_stamps_the_session(client: Client, clock: Clock, clinician: Any) -> None:
     _sign_in(client, "dr-ward")
     assert client.session[sessions.SESSION_STAMPS_KEY] == {"signed_in_at": T0, "last_activity_at": T0}
+    # Any other way into django.contrib.auth.login stamps it too (user_logged_in).
+    other = Client()
+    clock.advance(5)
+    other.force_login(clinician)
+    assert other.session[sessions.SESSION_STAMPS_KEY] == {"signed_in_at": T0 + 5, "last_activity_at": T0 + 5}
 
 
 def test_activity_keeps_the_session_and_idling_ends_it(client: Client, clock: Clock, clinician: Any) -> None:
@@ -172,9 +177,17 @@ def test_a_form_sent_after_the_limit_goes_to_sign_in_and_changes_nothing(
 def test_a_session_without_stamps_counts_from_its_next_request(
     client: Client, clock: Clock, clinician: Any
 ) -> None:
-    client.force_login(clinician)  # as a session signed in before the time-outs existed
+    client.force_login(clinician)
+    session = client.session
+    del session[sessions.SESSION_STAMPS_KEY]  # as a session signed in before the time-outs existed
+    session.save()
+    clock.advance(3600)
     assert client.get("/review/").status_code == 200
-    assert client.session[sessions.SESSION_STAMPS_KEY] == {"signed_in_at": T0, "last_activity_at": T0}
+    stamped = T0 + 3600
+    assert client.session[sessions.SESSION_STAMPS_KEY] == {
+        "signed_in_at": stamped,
+        "last_activity_at": stamped,
+    }
 
 
 def test_token_endpoints_and_anonymous_pages_are_untouched(client: Client, clock: Clock) -> None:
@@ -209,3 +222,18 @@ def test_notice_wording(client: Client, seconds: int, reason: str, text: str) ->
     session[sessions.SIGNED_OUT_NOTICE_KEY] = {"reason": reason, "after_seconds": seconds}
     assert text in sessions.signed_out_notice_pop(session)
     assert sessions.signed_out_notice_pop(session) == ""
+
+
+def test_limits_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clinical_ai.core.env import ConfigurationError, env_int_map
+
+    default = {"clinician": 1800, "admin": 900, "default": 900}
+    keys = ("clinician", "auditor", "admin", "default")
+    monkeypatch.delenv("X_LIMITS", raising=False)
+    assert env_int_map("X_LIMITS", default, keys=keys) == default
+    monkeypatch.setenv("X_LIMITS", " clinician = 1200 , auditor=600,")
+    assert env_int_map("X_LIMITS", default, keys=keys) == {**default, "clinician": 1200, "auditor": 600}
+    for bad in ("surgeon=10", "clinician", "clinician=0", "clinician=ten", "admin=-5"):
+        monkeypatch.setenv("X_LIMITS", bad)
+        with pytest.raises(ConfigurationError, match="X_LIMITS"):
+            env_int_map("X_LIMITS", default, keys=keys)
