@@ -123,6 +123,15 @@ EVENT_CODES: dict[str, EventCodes] = {
     "auth.otp.remove": EventCodes(SECURITY_ALERT, (USER_SECURITY_ATTRIBUTES_CHANGED,), "D"),
     # A session ended by its idle or absolute time-out (clinical_ai.accounts.sessions).
     "auth.session.expired": EventCodes(USER_AUTHENTICATION, (LOGOUT,), "E"),
+    # Single sign-on: a session's groups re-read at the provider; a launch from the EHR (SMART App Launch)
+    # and its refusals; a failed step-up sign-in for an electronic signature (a successful one is the
+    # review.decision.sign row, which records the method).
+    "auth.sso.recheck": EventCodes(USER_AUTHENTICATION, (LOGIN,), "E"),
+    "auth.launch": EventCodes(USER_AUTHENTICATION, (LOGIN,), "E"),
+    "auth.launch_failed": EventCodes(USER_AUTHENTICATION, (LOGIN,), "E"),
+    "auth.stepup_failed": EventCodes(USER_AUTHENTICATION, (LOGIN,), "E"),
+    "smart.launch_issuer.register": EventCodes(SECURITY_ALERT, (SECURITY_CONFIGURATION,), "C"),
+    "smart.launch_issuer.disable": EventCodes(SECURITY_ALERT, (SECURITY_CONFIGURATION,), "U"),
     # Provisioning staff (clinical_ai.accounts.provisioning): accounts, roles per site, identities, and
     # which identity provider group gives which role where.
     "accounts.staff.create": EventCodes(SECURITY_ALERT, (USER_SECURITY_ATTRIBUTES_CHANGED,), "C"),
