@@ -185,10 +185,11 @@ def test_accepting_a_risk_writes_one_decision_the_provenance_and_one_audit_row(
         "reason_code": "",
         "decision": str(decision.external_id),
         "signature_method": "password",
-        "authenticated_at": decision.authenticated_at.isoformat(),
+        "authenticated_at": decision.authenticated_at.isoformat() if decision.authenticated_at else None,
     }
     assert event.patient_pseudonym == risk_suggestion.patient_pseudonym
     assert decision.signature_method == "password"
+    assert decision.authenticated_at is not None
     assert decision.signed_at - decision.authenticated_at < timedelta(seconds=5)
 
     payload = decision_payload(decision)
@@ -453,7 +454,11 @@ def test_two_clinicians_signing_at_once_make_one_decision(transactional_db: None
         try:
             barrier.wait()
             suggestion_sign_off(
-                suggestion=suggestion, user=user, signature=PasswordSignature(PASSWORD), sign_off=sign_off, request_id="r"
+                suggestion=suggestion,
+                user=user,
+                signature=PasswordSignature(PASSWORD),
+                sign_off=sign_off,
+                request_id="r",
             )
             outcomes[user.username] = "signed"
         except AlreadyDecided:

@@ -273,6 +273,7 @@ def test_cds_hooks_feedback_is_recorded_as_attested_by_the_ehr(
             suggestion=locked, user=clinician, sign_off=SignOff(outcome="accepted"), request_id="r-1"
         )
     assert decision.signature_method == "cds-hooks-feedback"
+    assert decision.authenticated_at is not None
     assert abs(decision.authenticated_at - attested) < timedelta(seconds=30)
     provenance = provenance_of(risk_suggestion)
     assert provenance["policy"] == ["urn:clinical-ai:signature-policy:cds-hooks-feedback"]

@@ -112,7 +112,7 @@ def launched(client: Client, ehr: EhrLaunchStandIn) -> Launched:
         assert query["redirect_uri"] == [CALLBACK] and query["nonce"] and query["state"]
         callback = ehr_answer(authorize)
         response = http.get(callback)
-        response.callback = callback
+        response.callback = callback  # type: ignore[attr-defined]
         return response
 
     return run
