@@ -14,7 +14,8 @@ from django.urls import URLPattern, URLResolver, get_resolver, resolve
 OPENAPI = Path(__file__).resolve().parents[3] / "docs" / "openapi.yaml"
 # The HTML UI (sessions, CSRF, templates): documented in docs/, not in OpenAPI.
 HTML_PREFIXES = ("admin/", "accounts/", "audit/", "review/", "models/")
-HTML_NAMES = {"home"}
+# The EHR launch is a browser's visit too (the EHR opens it; it answers pages, not JSON): docs/operations.md.
+HTML_NAMES = {"home", "smart:launch", "smart:launch-callback"}
 # Not endpoints: the OperationOutcome 404 for any other path under /fhir and /cds-services.
 NOT_ENDPOINTS = {"fhir:unknown", "cds_hooks:unknown"}
 SAMPLE_VALUES = {"resourceType": "RiskAssessment", "id": "abc-1", "serviceId": "clinical-ai-patient-view"}

@@ -111,6 +111,25 @@ ROWS: tuple[Row, ...] = (
     Row("accounts:login", lambda w: "/accounts/login/", everyone(200)),
     # The token endpoint authenticates the client by its assertion, in the body: none here, so refused.
     Row("smart:token", lambda w: "/auth/token", everyone(400), method="POST", body={}),
+    # Single sign-on and the EHR launch: answers from a provider that came without a state this session
+    # sent (nothing is fetched, nothing changes); single sign-on is not configured in the tests' settings.
+    Row("accounts:sso_login", lambda w: "/accounts/sso/login/", everyone(404)),
+    Row("accounts:sso_callback", lambda w: "/accounts/sso/callback/?code=x&state=y", everyone(404)),
+    Row(
+        "smart:launch", lambda w: "/launch?iss=https%3A%2F%2Fehr.example%2Ffhir&launch=abc", everyone(400)
+    ),  # not registered
+    Row("smart:launch-callback", lambda w: "/launch/callback?code=x&state=y", everyone(400)),
+    # No signature waiting in this session: back to the queue, nothing signed.
+    Row(
+        "review:signature_callback",
+        lambda w: "/review/signature/callback/?code=x&state=y",
+        html(
+            clinician="302 -> /review/",
+            other_site_clinician="302 -> /review/",
+            auditor="302 -> /review/",
+            admin="302 -> /review/",
+        ),
+    ),
     # Signed-in pages.
     Row("home", lambda w: "/", html()),
     Row("accounts:logout", lambda w: "/accounts/logout/", everyone(LOGIN), method="POST"),
