@@ -356,17 +356,27 @@ def suggestion_sign_off_view(request: HttpRequest, external_id: UUID) -> HttpRes
     return _sign_off(request, external_id)
 
 
+def _decider_of(request: HttpRequest, external_id: UUID) -> tuple[ReviewAccess, Suggestion] | HttpResponse:
+    """The suggestion a decision is sent for, with the sender's access: 404 where they may not see it, a
+    403 page (the refusal on record) where they may see it but not decide."""
+    access = review_access(request.user)
+    suggestion = _visible_or_404(access, external_id)
+    if not access.may_decide(suggestion.organization_id):
+        sign_off_refused(
+            user=request.user, suggestion=suggestion, reason="not-allowed", request_id=request_id_of(request)
+        )
+        return render(request, "review/forbidden.html", status=403)
+    return access, suggestion
+
+
 def _sign_off(request: HttpRequest, external_id: UUID) -> HttpResponse:
     """Signed in: sign, or refuse and show the page again (the page, and the patient's re-identification,
     are opened again only then). A signed decision goes on to the next suggestion waiting."""
-    access = review_access(request.user)
-    suggestion = _visible_or_404(access, external_id)
+    allowed = _decider_of(request, external_id)
+    if isinstance(allowed, HttpResponse):
+        return allowed
+    access, suggestion = allowed
     request_id = request_id_of(request)
-    if not access.may_decide(suggestion.organization_id):
-        sign_off_refused(
-            user=request.user, suggestion=suggestion, reason="not-allowed", request_id=request_id
-        )
-        return render(request, "review/forbidden.html", status=403)
 
     def again(form: SignOffForm | None, status: int, refusal: str = "") -> HttpResponse:
         if form is None:
@@ -594,14 +604,11 @@ def _step_up_sign(
     external_id: UUID,
     queue_query: str,
 ) -> HttpResponse:
-    access = review_access(request.user)
-    suggestion = _visible_or_404(access, external_id)
+    allowed = _decider_of(request, external_id)
+    if isinstance(allowed, HttpResponse):
+        return allowed
+    access, suggestion = allowed
     request_id = request_id_of(request)
-    if not access.may_decide(suggestion.organization_id):
-        sign_off_refused(
-            user=request.user, suggestion=suggestion, reason="not-allowed", request_id=request_id
-        )
-        return render(request, "review/forbidden.html", status=403)
 
     def shown(form: SignOffForm | None, status: int, refusal: str = "") -> HttpResponse:
         if form is None:

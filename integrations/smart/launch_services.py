@@ -26,22 +26,19 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 from uuid import UUID
 
-from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import login
 from django.db import transaction
 from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
-from django.utils import timezone
 
-from clinical_ai.accounts.models import ExternalIdentity, Organization
-from clinical_ai.accounts.sessions import session_started
+from clinical_ai.accounts.models import Organization
 from clinical_ai.accounts.sso.client import (
     OidcProvider,
     SsoRefused,
     authorization_complete,
     authorization_redirect,
 )
+from clinical_ai.accounts.sso.services import sso_session_start
 from clinical_ai.audit.models import Outcome
 from clinical_ai.audit.services import Actor, audit_record
 from clinical_ai.core.crypto import DecryptionError, SealedValue
@@ -66,7 +63,6 @@ LAUNCH_ACTION = "auth.launch"
 LAUNCH_FAILED_ACTION = "auth.launch_failed"
 REGISTER_ACTION = "smart.launch_issuer.register"
 DISABLE_ACTION = "smart.launch_issuer.disable"
-LOGIN_BACKEND = "django.contrib.auth.backends.ModelBackend"
 # What a CDS Hooks card's smart link carries as appContext: "suggestion=<uuid>" (form-encoded, so that
 # more keys can be added later without breaking older cards).
 APP_CONTEXT_SUGGESTION = "suggestion"
@@ -440,29 +436,18 @@ def launch_complete(request: HttpRequest, *, redirect_uri: str, request_id: str)
         )
 
     with transaction.atomic():
-        login(request, user, backend=LOGIN_BACKEND)
-        session_started(request)
-        now = int(time.time())
         auth_time = completed.claims.get("auth_time")
-        request.session["sso"] = {
-            "provider": provider.key,
-            "issuer": issuer.iss,
-            "subject": reference,
-            "method": "smart",
-            "auth_time": auth_time if isinstance(auth_time, int) else now,
-            "recheck_at": now + int(getattr(settings, "OIDC_RECHECK_SECONDS", 300)),
-        }
-        ExternalIdentity.objects.filter(issuer=issuer.iss, subject=reference).update(
-            last_login_at=timezone.now()
-        )
-        audit_record(
-            actor=Actor.user(user.pk),
-            action="auth.login",
-            object_type="User",
-            object_id=str(user.pk),
-            organization=organization.slug,
+        sso_session_start(
+            request=request,
+            user=user,
+            provider_key=provider.key,
+            issuer=issuer.iss,
+            subject=reference,
+            method="smart",
+            auth_time=auth_time if isinstance(auth_time, int) else int(time.time()),
             request_id=request_id,
-            detail={"backend": "smart", "issuer": issuer.iss[:256], "second_factor": "none"},
+            organization=organization.slug,
+            detail={"second_factor": "none"},
         )
         audit_record(
             actor=Actor.user(user.pk),

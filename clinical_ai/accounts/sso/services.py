@@ -287,41 +287,68 @@ def sso_log_in(
                 roles_removed=removed,
             )
             return SsoLogInResult(user=None, refused="no-role")
-        ExternalIdentity.objects.filter(issuer=provider.issuer, subject=subject).update(
-            last_login_at=timezone.now()
-        )
-        login(request, user, backend=SESSION_BACKEND)
-        sessions.session_started(request)
         auth_time = claims.get("auth_time") or claims.get("iat") or now
-        request.session[SSO_SESSION_KEY] = {
-            "provider": provider.key,
-            "issuer": provider.issuer,
-            "subject": subject,
+        sso_session_start(
+            request=request,
+            user=user,
+            provider_key=provider.key,
+            issuer=provider.issuer,
+            subject=subject,
+            method="oidc",
+            auth_time=int(auth_time) if isinstance(auth_time, int | float) else now,
+            request_id=request_id,
             # What the person typed at the provider, for its login_hint when they sign a decision.
-            "username": _claim_text(claims, str(settings.OIDC_USERNAME_CLAIM), 255),
-            "method": "oidc",
-            "auth_time": int(auth_time) if isinstance(auth_time, int | float) else now,
-            "recheck_at": now + int(settings.OIDC_RECHECK_SECONDS),
-            "failing_since": 0,
-        }
+            username=_claim_text(claims, str(settings.OIDC_USERNAME_CLAIM), 255),
+            detail={"account_created": created, "roles_added": added, "roles_removed": removed},
+        )
         request.session[SSO_TOKENS_SESSION_KEY] = _seal_tokens(
             completed.token, provider=provider, user_id=str(user.pk)
         )
-        audit_record(
-            actor=Actor.user(user.pk),
-            action="auth.login",
-            object_type="User",
-            object_id=str(user.pk),
-            request_id=request_id,
-            detail={
-                "backend": "oidc",
-                "issuer": provider.issuer[:200],
-                "account_created": created,
-                "roles_added": added,
-                "roles_removed": removed,
-            },
-        )
     return SsoLogInResult(user=user)
+
+
+def sso_session_start(
+    *,
+    request: HttpRequest,
+    user: Any,
+    provider_key: str,
+    issuer: str,
+    subject: str,
+    method: str,
+    auth_time: int,
+    request_id: str,
+    username: str = "",
+    organization: str = "",
+    detail: Mapping[str, Any] | None = None,
+) -> None:
+    """Inside the caller's transaction: start the session of ``user``, signed in through ``issuer`` as
+    ``subject`` (``method`` "oidc" for the hospital's provider, "smart" for an EHR launch), with its
+    ``SSO_SESSION_KEY`` entry, the identity's last sign-in, and the ``auth.login`` row (backend = method)."""
+    now = sessions.clock()
+    login(request, user, backend=SESSION_BACKEND)
+    sessions.session_started(request)
+    entry: dict[str, Any] = {
+        "provider": provider_key,
+        "issuer": issuer,
+        "subject": subject,
+        "method": method,
+        "auth_time": auth_time,
+        "recheck_at": now + int(settings.OIDC_RECHECK_SECONDS),
+        "failing_since": 0,
+    }
+    if username:
+        entry["username"] = username
+    request.session[SSO_SESSION_KEY] = entry
+    ExternalIdentity.objects.filter(issuer=issuer, subject=subject).update(last_login_at=timezone.now())
+    audit_record(
+        actor=Actor.user(user.pk),
+        action="auth.login",
+        object_type="User",
+        object_id=str(user.pk),
+        organization=organization,
+        request_id=request_id,
+        detail={"backend": method, "issuer": issuer[:200], **(detail or {})},
+    )
 
 
 def sso_session(session: SessionBase) -> dict[str, Any] | None:
