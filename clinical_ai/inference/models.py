@@ -5,6 +5,8 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+from clinical_ai.core.crypto import SealedValue
+
 
 class ModelDeployment(models.Model):
     """An admin's switch for one model id: on or off (the stop switch), and an optional pinned version.
@@ -92,6 +94,31 @@ class InferenceRun(models.Model):
 
     def __str__(self) -> str:
         return f"InferenceRun {self.external_id} {self.model_id} {self.model_version} ({self.status})"
+
+
+class RunRecord(models.Model):
+    """The sealed record of one run of a declarative model: the feature vector exactly as the model received
+    it, the prediction time, each value's window and source resources, and the explanation. Encrypted with the
+    key ring (bound to the run by the associated data), its sha256 in the run's audit row: the result can be
+    reproduced from it, and an edit shows. Written in the run's finishing transaction."""
+
+    run = models.OneToOneField(InferenceRun, on_delete=models.CASCADE, related_name="record")
+    key_id = models.CharField(max_length=32)
+    nonce = models.BinaryField()
+    ciphertext = models.BinaryField()
+    sha256 = models.CharField(max_length=64)  # of the record's canonical JSON
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"record of run {self.run_id}"
+
+    @property
+    def associated_data(self) -> str:
+        return f"inference.RunRecord:{self.run.external_id}"
+
+    @property
+    def sealed(self) -> SealedValue:
+        return SealedValue(self.key_id, bytes(self.nonce), bytes(self.ciphertext))
 
 
 class ShadowRun(models.Model):

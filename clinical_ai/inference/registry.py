@@ -12,10 +12,12 @@ import time
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 
 from clinical_ai.inference.engine.manifest import (
+    DECLARATIVE_KINDS,
     ManifestError,
     ModelManifest,
     ModelSpec,
@@ -23,6 +25,7 @@ from clinical_ai.inference.engine.manifest import (
     entrypoint_resolve,
     manifest_load,
 )
+from clinical_ai.inference.engine.runners.base import RunnerError
 from clinical_ai.inference.engine.types import ClinicalModel
 from clinical_ai.inference.models import ModelDeployment
 
@@ -141,7 +144,108 @@ def model_build(manifest: ModelManifest, *, device: str) -> ClinicalModel:
             raise ManifestError(f"{manifest.id}: a torchscript model needs a 'model' artifact")
         module = torch.jit.load(str(artifacts["model"]), map_location=device)  # type: ignore[no-untyped-call]
         module.eval()
-    return factory(ModelSpec(manifest, artifacts, device=device, encoder=encoder, module=module))
+    extras = (
+        declarative_load(manifest, artifacts, device=device) if manifest.kind in DECLARATIVE_KINDS else {}
+    )
+    return factory(
+        ModelSpec(manifest, artifacts, device=device, encoder=encoder, module=module, extras=extras)
+    )
+
+
+def pinned_folder_check(manifest: ModelManifest, folder: Path, artifacts: dict[str, Path]) -> None:
+    """Every file of a checkpoint folder must be an artifact with its sha256: an unpinned tokenizer or
+    config file could change what the model computes without changing any digest."""
+    pinned = {path.resolve() for path in artifacts.values()}
+    unpinned = sorted(
+        str(path.relative_to(folder))
+        for path in folder.rglob("*")
+        if path.is_file() and path.resolve() not in pinned
+    )
+    if unpinned:
+        raise ManifestError(
+            f"{manifest.id} {manifest.version}: files in the model folder without a sha256 in the manifest: "
+            f"{', '.join(unpinned[:5])}; list each as an artifact"
+        )
+
+
+def declarative_load(manifest: ModelManifest, artifacts: dict[str, Path], *, device: str) -> dict[str, Any]:
+    """Load a declarative model's file with its runner (ONNX Runtime, torch.export, transformers). A file
+    that does not fit the manifest (inputs, outputs, width, labels) raises ManifestError. The runners are
+    imported here, like torch above: the web process, which only lists models, never loads torch."""
+    try:
+        if manifest.kind == "onnx":
+            from clinical_ai.inference.engine.runners.onnx import OnnxRunner
+
+            assert manifest.features is not None
+            runner: Any = OnnxRunner(
+                artifacts["model"],
+                n_features=len(manifest.features),
+                output=manifest.parameters.get("output"),
+                positive_index=int(manifest.parameters.get("positive_index", 1)),
+                device=device,
+            )
+            return {"runner": runner}
+        if manifest.kind == "torch_export":
+            from clinical_ai.inference.engine.runners.torch_export import TorchExportRunner
+
+            assert manifest.features is not None
+            runner = TorchExportRunner(
+                artifacts["model"],
+                n_features=len(manifest.features),
+                apply_sigmoid=bool(manifest.parameters.get("apply_sigmoid", False)),
+                device=device,
+            )
+            return {"runner": runner}
+        from clinical_ai.inference.engine.runners.sequence_classifier import SequenceClassifier
+
+        folder = artifacts["weights"].parent
+        pinned_folder_check(manifest, folder, artifacts)
+        classifier = SequenceClassifier(
+            folder,
+            positive_label=str(manifest.parameters.get("positive_label", "")),
+            device=device,
+            max_length=int(manifest.parameters.get("max_length", 256)),
+            batch_size=int(manifest.parameters.get("batch_size", 16)),
+        )
+        return {"classifier": classifier}
+    except RunnerError as exc:
+        raise ManifestError(f"{manifest.id} {manifest.version}: {exc}") from exc
+    except (TypeError, ValueError) as exc:
+        raise ManifestError(
+            f"{manifest.id} {manifest.version}: parameters do not fit the model ({exc})"
+        ) from exc
+
+
+_checked: dict[tuple[str, str, str], str] = {}
+
+
+def manifest_refusal(manifest: ModelManifest) -> str:
+    """Why this found manifest would refuse to load ("" when it loads): artifacts hashed, the model file
+    checked against the manifest. Checked once per process and manifest, so the models page can list
+    models that parse but cannot run (a changed file, a graph with other inputs) beside malformed ones."""
+    key = (manifest.id, manifest.version, manifest.sha256)
+    if key not in _checked:
+        try:
+            if manifest.kind in ("onnx", "torch_export"):
+                model_loaded(manifest)  # small files: the page checks the graph against the features too
+            else:
+                artifacts = artifacts_verify(manifest)
+                if manifest.kind == "text_classifier":
+                    pinned_folder_check(manifest, artifacts["weights"].parent, artifacts)
+            _checked[key] = ""
+        except (ManifestError, OSError) as exc:
+            _checked[key] = str(exc)
+    return _checked[key]
+
+
+def catalogue_refusals() -> list[str]:
+    """Every manifest that cannot run: malformed ones (refused at scan) and found ones that refuse to
+    load. The other models are unaffected either way."""
+    found = catalogue()
+    refused = list(found.errors)
+    for versions in found.models.values():
+        refused.extend(reason for manifest in versions if (reason := manifest_refusal(manifest)))
+    return refused
 
 
 _loaded: dict[tuple[str, str, str], ClinicalModel] = {}

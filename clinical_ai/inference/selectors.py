@@ -22,7 +22,7 @@ from django.utils import timezone
 from clinical_ai.accounts.models import Membership
 from clinical_ai.inference.engine.manifest import ModelManifest
 from clinical_ai.inference.models import InferenceRun, ModelDeployment, ShadowRun
-from clinical_ai.inference.registry import DeploymentState, catalogue, deployment_state
+from clinical_ai.inference.registry import DeploymentState, catalogue, catalogue_refusals, deployment_state
 from clinical_ai.review.fhir_decision import REJECTION_REASONS
 from clinical_ai.review.models import Suggestion
 
@@ -114,8 +114,9 @@ def model_list() -> list[ModelSummary]:
 
 
 def catalogue_errors() -> list[str]:
-    """Manifests that failed to load (they name files on the server: for admins only)."""
-    return list(catalogue().errors)
+    """Manifests that failed to load, or found ones that refuse to (a changed file, a model file that does
+    not fit its features). They name files on the server: for admins only."""
+    return catalogue_refusals()
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,11 @@ from clinical_ai.audit.models import Outcome
 from clinical_ai.audit.services import Actor, audit_record
 from clinical_ai.core.crypto import DecryptionError
 from clinical_ai.core.jobs import JobTable, LostClaim, job_claim, job_dispatch, job_hold, jobs_sweep
-from clinical_ai.core.sealing import canonical_json, open_json
+from clinical_ai.core.sealing import canonical_json, open_json, seal_json
 from clinical_ai.deid.models import DeidentifiedResource
 from clinical_ai.inference.engine.manifest import ManifestError, ModelManifest
-from clinical_ai.inference.engine.types import ModelResult, PatientContext, SourceResource
-from clinical_ai.inference.models import InferenceRun, ModelDeployment, ShadowRun
+from clinical_ai.inference.engine.types import ClinicalModel, ModelResult, PatientContext, SourceResource
+from clinical_ai.inference.models import InferenceRun, ModelDeployment, RunRecord, ShadowRun
 from clinical_ai.inference.registry import catalogue, deployment_state, enabled_models, model_loaded
 from clinical_ai.intake.models import IngestJob
 
@@ -290,24 +290,10 @@ def _execute_active_batch(
     if not to_predict:
         return outcomes
     predict_started = time.perf_counter()
-    try:
-        results = model.predict([contexts[i] for i in to_predict])
-    except Exception as exc:  # the model's own code failed on this input: recorded, not retried
-        logger.error("model %s %s failed: %s", manifest.id, manifest.version, type(exc).__name__)
-        return outcomes + [
-            _finish_failed(
-                live[i], actor=actor, error=f"model error: {type(exc).__name__}", manifest=manifest
-            )
-            for i in to_predict
-        ]
+    answers = predict_each(
+        model, [contexts[i] for i in to_predict], label=f"{manifest.id} {manifest.version}"
+    )
     predict_ms = (time.perf_counter() - predict_started) * 1000
-    if len(results) != len(to_predict):
-        return outcomes + [
-            _finish_failed(
-                live[i], actor=actor, error="model returned a result per patient mismatch", manifest=manifest
-            )
-            for i in to_predict
-        ]
     timings = {
         "read_ms": round(read_ms, 2),
         "predict_ms_batch": round(predict_ms, 2),
@@ -315,7 +301,14 @@ def _execute_active_batch(
         "load_ms": round(load_seconds * 1000, 2),
         "batch_size": len(to_predict),
     }
-    for i, result in zip(to_predict, results, strict=True):
+    for i, result in zip(to_predict, answers, strict=True):
+        if isinstance(result, str) or result.failure:
+            error = result if isinstance(result, str) else f"model error: {result.failure}"
+            record = None if isinstance(result, str) else result.record
+            outcomes.append(
+                _finish_failed(live[i], actor=actor, error=error, manifest=manifest, record=record)
+            )
+            continue
         outcome = _finish_succeeded(
             live[i],
             actor=actor,
@@ -330,6 +323,32 @@ def _execute_active_batch(
         if outcome == InferenceRun.Status.SUCCEEDED:
             predicted[live[i].pk] = _Predicted(contexts[i], input_hashes[i], result)
     return outcomes
+
+
+def predict_each(
+    model: ClinicalModel, contexts: Sequence[PatientContext], *, label: str
+) -> list[ModelResult | str]:
+    """The model's result for each patient, or why it has none. One batched call; if the model raises, or
+    answers for the wrong number of patients, each patient is tried alone, so one patient the model cannot
+    handle fails that patient's run only, not the batch."""
+    try:
+        results = model.predict(contexts)
+        if len(results) == len(contexts):
+            return list(results)
+        logger.error("model %s returned %d results for %d patients", label, len(results), len(contexts))
+    except Exception as exc:  # the model's own code failed on this batch: find the patient(s) it fails on
+        logger.error("model %s failed on a batch of %d: %s", label, len(contexts), type(exc).__name__)
+    answers: list[ModelResult | str] = []
+    for context in contexts:
+        try:
+            alone = model.predict([context])
+        except (
+            Exception
+        ) as exc:  # this patient's input makes the model's own code fail: recorded, not retried
+            answers.append(f"model error: {type(exc).__name__}")
+            continue
+        answers.append(alone[0] if len(alone) == 1 else "model returned a result per patient mismatch")
+    return answers
 
 
 # --- shadow runs ---------------------------------------------------------------------------------------
@@ -408,21 +427,28 @@ def _execute_shadow_batch(
         return fail_all(str(exc))
     inputs = [predicted[shadow.active_run_id] for shadow in to_run]
     started = time.perf_counter()
-    try:
-        results = model.predict([item.context for item in inputs])
-    except Exception as exc:  # the shadow model's own code failed: recorded on its rows, nothing else
-        logger.error("shadow model %s %s failed: %s", manifest.id, manifest.version, type(exc).__name__)
-        return fail_all(f"model error: {type(exc).__name__}")
+    answers = predict_each(
+        model, [item.context for item in inputs], label=f"shadow {manifest.id} {manifest.version}"
+    )
     predict_ms = (time.perf_counter() - started) * 1000
-    if len(results) != len(to_run):
-        return fail_all("model returned a result per patient mismatch")
     timings = {
         "predict_ms_batch": round(predict_ms, 2),
         "predict_ms": round(predict_ms / len(to_run), 2),
         "load_ms": round(load_seconds * 1000, 2),
         "batch_size": len(to_run),
     }
-    for shadow, item, result in zip(to_run, inputs, results, strict=True):
+    for shadow, item, result in zip(to_run, inputs, answers, strict=True):
+        if isinstance(result, str) or result.failure:
+            error = result if isinstance(result, str) else f"model error: {result.failure}"
+            _finish_shadow(
+                shadow,
+                active_by_pk[shadow.active_run_id],
+                actor=actor,
+                status=ShadowRun.Status.FAILED,
+                error=error,
+                manifest=manifest,
+            )
+            continue
         _finish_shadow(
             shadow,
             active_by_pk[shadow.active_run_id],
@@ -507,8 +533,10 @@ def _finish(
     manifest: ModelManifest | None = None,
     result: ModelResult | None = None,
     store: OutputStore | None = None,
+    record: Any = None,
 ) -> str:
-    """Finish the run if this worker still holds it: the row, its suggestions and its audit row together.
+    """Finish the run if this worker still holds it: the row, its sealed record, its suggestions and its audit
+    row together.
     The model's switch is read again here, under lock, so a model switched off mid-run stores nothing."""
     try:
         with transaction.atomic():
@@ -520,6 +548,8 @@ def _finish(
                     detail = {**detail, "skipped": "model switched off or re-pinned during the run"}
             now = timezone.now()
             job_hold(INFERENCE_RUNS, run, status=status, finished_at=now, **fields)
+            if record is not None and status != InferenceRun.Status.SKIPPED:
+                detail = {**detail, "record_sha256": _record_seal(run, record)}
             suggestion_ids: list[str] = []
             if result is not None and manifest is not None and store is not None:
                 run.refresh_from_db()
@@ -567,6 +597,7 @@ def _finish_succeeded(
         manifest=manifest,
         result=result,
         store=store,
+        record=result.record,
         detail={"input_sha256": input_sha256, "findings": len(result.findings)},
         fields={
             "model_version": manifest.version,
@@ -602,12 +633,18 @@ def _finish_unchanged(
 
 
 def _finish_failed(
-    run: InferenceRun, *, actor: Actor, error: str, manifest: ModelManifest | None = None
+    run: InferenceRun,
+    *,
+    actor: Actor,
+    error: str,
+    manifest: ModelManifest | None = None,
+    record: Any = None,
 ) -> str:
     return _finish(
         run,
         actor=actor,
         status=InferenceRun.Status.FAILED,
+        record=record,
         detail={"error": error[:200]},
         fields={
             "error": error[:500],
@@ -625,6 +662,27 @@ def _finish_skipped(run: InferenceRun, *, actor: Actor, reason: str) -> str:
         detail={"reason": reason},
         fields={"error": reason},
     )
+
+
+def _record_seal(run: InferenceRun, record: Any) -> str:
+    """Seal the run's record (replacing one from an earlier attempt of the same run); returns its sha256."""
+    digest = hashlib.sha256(canonical_json(record)).hexdigest()
+    RunRecord.objects.filter(run=run).delete()
+    row = RunRecord(run=run, key_id="", nonce=b"", ciphertext=b"", sha256=digest)
+    sealed = seal_json(record, associated_data=f"inference.RunRecord:{run.external_id}")
+    row.key_id, row.nonce, row.ciphertext = sealed.key_id, sealed.nonce, sealed.ciphertext
+    row.save()
+    return digest
+
+
+def run_record_open(run: InferenceRun) -> dict[str, Any] | None:
+    """The run's sealed record, opened (None when the model keeps none); raises DecryptionError on a row
+    that was edited or moved to another run."""
+    row = RunRecord.objects.filter(run=run).select_related("run").first()
+    if row is None:
+        return None
+    record: dict[str, Any] = open_json(row.sealed, associated_data=row.associated_data)
+    return record
 
 
 def _json_safe_features(features: Any) -> dict[str, Any]:

@@ -13,12 +13,18 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
+from clinical_ai.inference.engine.features.spec import FeatureSpecError, duration_parse, feature_set_parse
+from clinical_ai.inference.engine.features.types import FeatureSet
 from clinical_ai.inference.engine.types import ClinicalModel
 
-KINDS = ("rules", "transformers", "torchscript")
+KINDS = ("rules", "transformers", "torchscript", "onnx", "torch_export", "text_classifier")
+# Kinds a hospital declares with a manifest alone: features (or notes) from FHIR, a model file, explanations.
+DECLARATIVE_KINDS = ("onnx", "torch_export", "text_classifier")
+DECLARATIVE_ENTRYPOINT = "clinical_ai.inference.builtin.declarative:build"
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -34,6 +40,8 @@ CARD_SECTIONS = (
     "validation",
     "limitations",
 )
+# What a declarative model's card must add: how its per-patient explanations are computed, and their limits.
+DECLARATIVE_CARD_SECTIONS = ("explanation_method",)
 
 
 class ManifestError(ValueError):
@@ -61,6 +69,19 @@ class ModelInput:
 
 
 @dataclass(frozen=True)
+class TextInput:
+    """Which notes a text classifier reads: DocumentReference/DiagnosticReport text attachments, optionally of
+    ``codes`` (the resource's type/code), dated inside ``lookback`` before the prediction time; the newest
+    one (``select`` "latest") or all of them joined, newest first (``select`` "all"), cut at ``max_chars``."""
+
+    resource_types: tuple[str, ...]
+    codes: frozenset[str]
+    lookback: timedelta | None
+    select: str
+    max_chars: int
+
+
+@dataclass(frozen=True)
 class ModelManifest:
     id: str
     version: str
@@ -76,6 +97,9 @@ class ModelManifest:
     default_enabled: bool
     source: Path  # the manifest file
     sha256: str  # of the manifest file itself: a run records exactly what it ran
+    features: FeatureSet | None = None  # declarative kinds onnx and torch_export: the model's input row
+    explanation: Mapping[str, Any] = field(default_factory=dict)  # {"background": <artifact name>}
+    text: TextInput | None = None  # kind text_classifier: which notes the classifier reads
 
     @property
     def version_key(self) -> tuple[int, int, int]:
@@ -129,6 +153,8 @@ def manifest_parse(data: Any, *, source: Path, sha256: str = "") -> ModelManifes
     kind = _require(data, "kind", str, where)
     if kind not in KINDS:
         raise ManifestError(f"{where}: 'kind' must be one of {', '.join(KINDS)}")
+    if kind in DECLARATIVE_KINDS and "entrypoint" not in data:
+        data = {**data, "entrypoint": DECLARATIVE_ENTRYPOINT}
     entrypoint = _require(data, "entrypoint", str, where)
     if not _ENTRYPOINT.match(entrypoint):
         raise ManifestError(f"{where}: 'entrypoint' must be 'package.module:callable'")
@@ -167,6 +193,7 @@ def manifest_parse(data: Any, *, source: Path, sha256: str = "") -> ModelManifes
             f"{where}: the model card's 'clinical_summary' must be plain text of 1 to {CLINICAL_SUMMARY_MAX} "
             "characters (what the model does, for whom, its main limitation, when not to rely on it)"
         )
+    features, explanation, text = _declarative_parts(data, kind=kind, source=source, artifacts=artifacts)
     return ModelManifest(
         id=model_id,
         version=version,
@@ -182,6 +209,83 @@ def manifest_parse(data: Any, *, source: Path, sha256: str = "") -> ModelManifes
         default_enabled=bool(data.get("default_enabled", False)),
         source=source,
         sha256=sha256,
+        features=features,
+        explanation=explanation,
+        text=text,
+    )
+
+
+def _declarative_parts(
+    data: Mapping[str, Any], *, kind: str, source: Path, artifacts: list[Artifact]
+) -> tuple[FeatureSet | None, dict[str, Any], TextInput | None]:
+    """The features, explanation and notes sections: checked here, at load, so a bad one refuses the model
+    before any patient is scored."""
+    where = str(source)
+    names = {a.name for a in artifacts}
+    if kind not in DECLARATIVE_KINDS:
+        if "features" in data:
+            raise ManifestError(f"{where}: 'features' is for the kinds {', '.join(DECLARATIVE_KINDS[:2])}")
+        return None, {}, None
+    card = data["card"]
+    for section in DECLARATIVE_CARD_SECTIONS:
+        if not isinstance(card.get(section), str) or not card[section].strip():
+            raise ManifestError(
+                f"{where}: the model card lacks '{section}': how each result's explanation is computed, "
+                "and its limits"
+            )
+    required_artifact = "weights" if kind == "text_classifier" else "model"
+    if required_artifact not in names:
+        raise ManifestError(f"{where}: a {kind} model needs an artifact named '{required_artifact}'")
+    explanation = data.get("explanation") or {}
+    if not isinstance(explanation, dict):
+        raise ManifestError(f"{where}: 'explanation' must be an object")
+    background = explanation.get("background")
+    if background is not None and background not in names:
+        raise ManifestError(f"{where}: explanation.background names no artifact ({background!r})")
+    if kind == "text_classifier":
+        if "features" in data:
+            raise ManifestError(f"{where}: a text_classifier reads notes ('text'), not 'features'")
+        return None, dict(explanation), _text_input(data.get("text"), where=where)
+    extra = data.get("code_systems") or []
+    if not isinstance(extra, list) or not all(isinstance(uri, str) and uri for uri in extra):
+        raise ManifestError(f"{where}: 'code_systems' must be a list of code system URIs")
+    try:
+        features = feature_set_parse(
+            data.get("features"), base=source.parent, where=where, extra_code_systems=extra
+        )
+    except FeatureSpecError as exc:
+        raise ManifestError(f"{where}: {exc}") from exc
+    if not len(features):
+        raise ManifestError(f"{where}: a {kind} model needs at least one feature")
+    return features, dict(explanation), None
+
+
+def _text_input(section: Any, *, where: str) -> TextInput:
+    at = f"{where}: text"
+    if not isinstance(section, dict):
+        raise ManifestError(f"{at} must say which notes the classifier reads")
+    types = section.get("resourceTypes", ["DocumentReference", "DiagnosticReport"])
+    allowed = {"DocumentReference", "DiagnosticReport"}
+    if not isinstance(types, list) or not types or not set(types) <= allowed:
+        raise ManifestError(f"{at}: 'resourceTypes' must list DocumentReference and/or DiagnosticReport")
+    codes = _codes(section.get("codes", []), at)
+    window = section.get("window")
+    try:
+        lookback = None if window is None else duration_parse(window)
+    except ValueError as exc:
+        raise ManifestError(f"{at}: {exc}") from exc
+    select = section.get("select", "latest")
+    if select not in ("latest", "all"):
+        raise ManifestError(f"{at}: 'select' must be 'latest' or 'all'")
+    max_chars = section.get("max_chars", 20000)
+    if not isinstance(max_chars, int) or not 100 <= max_chars <= 200000:
+        raise ManifestError(f"{at}: 'max_chars' must be a whole number from 100 to 200000")
+    return TextInput(
+        resource_types=tuple(types),
+        codes=frozenset(codes),
+        lookback=lookback,
+        select=str(select),
+        max_chars=max_chars,
     )
 
 

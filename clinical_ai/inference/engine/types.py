@@ -97,6 +97,13 @@ class ModelResult:
     findings: tuple[Finding, ...]
     features: Mapping[str, Any] = field(default_factory=dict)
     messages: tuple[str, ...] = ()  # e.g. "no vital signs recorded": shown with the run, never PHI
+    # Set when the model could not answer for this patient (it returned NaN, or raised on this patient alone):
+    # this patient's run fails, audited; the rest of the batch stands. Words for the run's error, never PHI.
+    failure: str = ""
+    # The sealed record of the run (features_record in builtin/declarative.py): the feature vector as computed,
+    # with each value's window and sources, the prediction time and the explanation. Stored encrypted with the
+    # run so the result can be reproduced; never on the queue, never in logs.
+    record: Mapping[str, Any] | None = None
 
 
 class ClinicalModel(Protocol):

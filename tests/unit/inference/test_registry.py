@@ -70,7 +70,7 @@ def test_a_changed_artifact_refuses_to_load(tmp_path: Path) -> None:
     [
         ({"id": "Bad Id"}, "'id'"),
         ({"version": "1.0"}, "'version'"),
-        ({"kind": "onnx"}, "'kind'"),
+        ({"kind": "sklearn"}, "'kind'"),
         ({"entrypoint": "no-colon"}, "'entrypoint'"),
         ({"artifacts": [{"name": "x", "path": "x", "sha256": "nothex"}]}, "'sha256'"),
         ({"card": {"intended_use": "x"}}, "model card"),

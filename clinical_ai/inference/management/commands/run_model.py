@@ -18,29 +18,11 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from clinical_ai.deid.engine.config import ConfigError
-from clinical_ai.deid.files import fhir_files, read_fhir_file
-from clinical_ai.deid.services import deidentify_documents
 from clinical_ai.inference.engine.fhir_output import RunContext, run_resources
 from clinical_ai.inference.engine.manifest import ManifestError
-from clinical_ai.inference.engine.types import PatientContext, SourceResource
+from clinical_ai.inference.offline import OfflineInputError, patient_contexts
 from clinical_ai.inference.registry import catalogue, inference_device, model_build
 from clinical_ai.inference.services import context_sha256
-
-
-def patient_contexts(source: Path, *, organization: str) -> list[PatientContext]:
-    """De-identify every file under ``source`` and group the de-identified resources by patient."""
-    grouped: dict[str, list[SourceResource]] = {}
-    for path in fhir_files(source):
-        try:
-            _kind, entries, _bundle = read_fhir_file(path)
-        except (OSError, ValueError, KeyError) as exc:
-            raise CommandError(f"{path}: not a FHIR JSON or NDJSON file ({exc})") from exc
-        result = deidentify_documents(entries, organization=organization, config="inference")
-        for output in result.outputs:
-            if output.patient_pseudonym:
-                ref = f"{path.name}#{output.index}"
-                grouped.setdefault(output.patient_pseudonym, []).append(SourceResource(ref, output.resource))
-    return [PatientContext(patient, tuple(resources)) for patient, resources in sorted(grouped.items())]
 
 
 class Command(BaseCommand):
@@ -68,7 +50,7 @@ class Command(BaseCommand):
         try:
             model = model_build(manifest, device=inference_device())
             contexts = patient_contexts(source, organization=options["organization"])
-        except (ManifestError, ConfigError) as exc:
+        except (ManifestError, ConfigError, OfflineInputError) as exc:
             raise CommandError(str(exc)) from exc
         results = model.predict(contexts) if contexts else []
         entries: list[dict[str, Any]] = []
