@@ -4,20 +4,25 @@ that assert a problem. Read from whatever evidence the model wrote (see ``eviden
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from clinical_ai.review.selectors.evidence import label_of, mappings_of, strings_of, text_of
+from clinical_ai.review.selectors.evidence import label_of, mapping_of, mappings_of, strings_of, text_of
+from clinical_ai.review.selectors.explanation import (
+    Drivers,
+    Sentences,
+    display_unit,
+    drivers_of,
+    feature_value_text,
+    is_feature,
+    notes_read,
+    number_of,
+    percent_text,
+    records_of,
+    sentences_of,
+)
 from clinical_ai.review.times import ShownTime, TimeLens
-
-# UCUM codes as a clinician reads them (the stored evidence keeps the codes).
-_UNIT_DISPLAY = {"Cel": "°C", "[degF]": "°F", "mm[Hg]": "mmHg", "/min": "/min", "%": "%", "L/min": "L/min"}
-
-
-def _display_unit(unit: str) -> str:
-    return _UNIT_DISPLAY.get(unit, unit)
-
 
 # Without a lens, times are read as the de-identified copy holds them, and shown as shifted.
 _SHIFTED = TimeLens(zone=UTC, now=datetime.fromtimestamp(0, UTC))
@@ -40,6 +45,12 @@ class ParameterRow:
     status: str
     reason: str
     effective_time: ShownTime | None = None  # ``effective`` as shown: real, or labelled as shifted
+    records: int | None = None  # how many source records (a declarative model's input); None: not said
+    imputed: bool = False  # not recorded: the model was given a stand-in value, said in ``value``
+
+    @property
+    def status_text(self) -> str:
+        return "not recorded, stand-in used" if self.status == "imputed" else self.status
 
 
 @dataclass(frozen=True)
@@ -63,6 +74,34 @@ class RiskBasis:
     real_times: bool = False  # the times are the record's own (the shift undone), in the site's zone
     # "complete", "lower_bound" (the band is a floor: "at least") or "not_scored" (no score, no band)
     completeness: str = "complete"
+    probability: str = ""  # the model's estimate for this patient, "23%" (a probability model only)
+    imputed: list[str] = field(default_factory=list)  # inputs not recorded, scored with a stand-in value
+    required_missing: list[str] = field(default_factory=list)  # inputs the model cannot score without
+    drivers: Drivers | None = None  # what drove the score (a tabular model's explanation)
+    sentences: Sentences | None = None  # the note sentences that weighed most (a text classifier's)
+    notes_count: int = 0  # how many notes a text classifier read
+    notes: list[ShownTime] = field(default_factory=list)  # the times of those that are dated
+
+    @property
+    def shows_original(self) -> bool:
+        return any(row.original for row in self.parameters)
+
+    @property
+    def shows_range(self) -> bool:
+        return any(row.range for row in self.parameters)
+
+    @property
+    def shows_score(self) -> bool:
+        return any(row.score for row in self.parameters)
+
+    @property
+    def shows_age(self) -> bool:
+        """The "how long ago" column: real times carry their age; shifted ones only the model's hours."""
+        return self.real_times or any(row.age_hours for row in self.parameters)
+
+    @property
+    def shows_records(self) -> bool:
+        return any(row.records is not None for row in self.parameters)
 
     @property
     def not_scored(self) -> bool:
@@ -88,11 +127,14 @@ def _parameter_row(item: Mapping[str, Any], times: TimeLens | None = None) -> Pa
     )
     age = item.get("age_hours")
     name = text_of(item.get("name"))
+    feature = is_feature(item)
+    worded = feature_value_text(item) if feature else None
     return ParameterRow(
         name=name,
-        label=text_of(item.get("label")) or label_of(name),
-        value=text_of(item.get("value")),
-        unit=_display_unit(text_of(item.get("unit"))),
+        # A declarative model's input always has a label; its name is for the model, never shown.
+        label=text_of(item.get("label")) or ("an input of the model" if feature else label_of(name)),
+        value=worded.text if worded else text_of(item.get("value")),
+        unit="" if worded else display_unit(text_of(item.get("unit"))),
         original=original,
         effective=text_of(item.get("effective")),
         age_hours=f"{age:g} h" if isinstance(age, int | float) and not isinstance(age, bool) else "",
@@ -101,6 +143,8 @@ def _parameter_row(item: Mapping[str, Any], times: TimeLens | None = None) -> Pa
         status=text_of(item.get("status")) or "unknown",
         reason=text_of(item.get("reason")),
         effective_time=_shown(text_of(item.get("effective")), times),
+        records=records_of(item) if feature else None,
+        imputed=bool(worded and worded.imputed),
     )
 
 
@@ -109,21 +153,58 @@ def _completeness(evidence: Mapping[str, Any], risk: Mapping[str, Any]) -> str:
     stated = text_of(evidence.get("completeness"))
     if stated in ("complete", "lower_bound", "not_scored"):
         return stated
+    if number_of(evidence.get("probability")) is not None:
+        # A probability is never a lower bound: an input not recorded was given a stand-in value, and the
+        # page says so beside the estimate.
+        return "complete"
     if evidence.get("complete") is False:
         return "lower_bound" if evidence.get("band") or risk.get("band") else "not_scored"
     return "complete"
+
+
+def _required_missing(
+    evidence: Mapping[str, Any], rows: list[ParameterRow], items: list[Mapping[str, Any]]
+) -> list[str]:
+    """What a model cannot score without: its inputs marked required and missing, or, for a model that
+    listed no inputs (a text classifier without a note), what it says is missing."""
+    if not rows:
+        return [label_of(name) for name in strings_of(evidence.get("missing"))]
+    return [
+        row.label
+        for row, item in zip(rows, items, strict=True)
+        if row.status == "missing" and item.get("required") is True
+    ]
+
+
+def _thresholds(value: Any, *, as_percent: bool) -> list[tuple[str, str]]:
+    """The model's thresholds; a probability model's as percentages, like its estimate."""
+    shown = []
+    for key, threshold in mapping_of(value).items():
+        number = number_of(threshold)
+        percent = percent_text(number) if as_percent else ""
+        shown.append((label_of(str(key)), percent or text_of(threshold)))
+    return shown
 
 
 def risk_basis(
     evidence: Mapping[str, Any], risk: Mapping[str, Any] | None, times: TimeLens | None = None
 ) -> RiskBasis:
     risk = risk if isinstance(risk, Mapping) else {}
-    rows = [_parameter_row(item, times) for item in mappings_of(evidence.get("parameters"))]
+    items = mappings_of(evidence.get("parameters"))
+    rows = [_parameter_row(item, times) for item in items]
     labels = {row.name: row.label for row in rows}
+    imputed = [row.label for row in rows if row.imputed]
 
     def named(key: str, status: str) -> list[str]:
         listed = [labels.get(name, label_of(name)) for name in strings_of(evidence.get(key))]
-        return listed or [row.label for row in rows if row.status == status]
+        # An imputed input was scored (with a stand-in value): it is said apart, never as "not scored".
+        return [label for label in listed if label not in imputed] or [
+            row.label for row in rows if row.status == status
+        ]
+
+    probability = number_of(evidence.get("probability"))
+    probability = number_of(risk.get("probability")) if probability is None else probability
+    notes_count, notes = notes_read(evidence, times)
 
     thresholds = evidence.get("thresholds")
     complete = evidence.get("complete")
@@ -141,15 +222,20 @@ def risk_basis(
         red_score_parameters=[
             labels.get(name, label_of(name)) for name in strings_of(evidence.get("red_score_parameters"))
         ],
-        thresholds=[(label_of(str(k)), text_of(v)) for k, v in thresholds.items()]
-        if isinstance(thresholds, Mapping)
-        else [],
+        thresholds=_thresholds(thresholds, as_percent=probability is not None),
         clinical_response=text_of(evidence.get("clinical_response")),
         reference_time=text_of(evidence.get("reference_time")),
         scale=text_of(evidence.get("scale")),
         reference=_shown(text_of(evidence.get("reference_time")), times),
         completeness=_completeness(evidence, risk),
         real_times=times is not None and times.real,
+        probability=percent_text(probability),
+        imputed=imputed,
+        required_missing=_required_missing(evidence, rows, items),
+        drivers=drivers_of(evidence, risk, times),
+        sentences=sentences_of(evidence, risk, times),
+        notes_count=notes_count,
+        notes=notes,
     )
 
 
