@@ -12,7 +12,7 @@ timezone-aware; units are converted explicitly and an unrecognised unit gives ``
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -310,13 +310,104 @@ def to_per_minute(quantity: Quantity) -> float | None:
     return quantity.value if not keys else None
 
 
-CONVERTERS = {
+Converter = Callable[[Quantity], float | None]
+
+# Units that convert by a factor alone, by dimension: each spelling (lower case, as ``_unit_keys`` gives it)
+# with its size in the dimension's base unit. Only units of the same dimension convert: mmol/L to mg/dL needs
+# the substance's molar mass, and mEq/L is not mmol/L for a divalent ion, so neither is ever attempted. Unlike
+# the vital-sign converters above, a value without a unit gives ``None`` here: a bare 80 is no weight.
+_LINEAR_UNITS: dict[str, tuple[str, Decimal]] = {}
+
+
+def _linear(dimension: str, size: str, *spellings: str) -> None:
+    for spelling in spellings:
+        _LINEAR_UNITS[spelling.lower()] = (dimension, Decimal(size))
+
+
+_linear("mass", "1000", "kg", "kilogram", "kilograms")
+_linear("mass", "1", "g", "gram", "grams")
+_linear("mass", "0.001", "mg")
+_linear("mass", "0.000001", "ug", "mcg")
+_linear("mass", "0.000000000001", "pg")
+_linear("mass", "453.59237", "[lb_av]", "lb", "lbs", "pound", "pounds")
+_linear("mass", "28.349523125", "[oz_av]", "oz")
+_linear("length", "1", "m", "metre", "meter")
+_linear("length", "0.01", "cm", "centimetre", "centimeter")
+_linear("length", "0.001", "mm")
+_linear("length", "0.0254", "[in_i]", "in", "inch", "inches")
+_linear("length", "0.3048", "[ft_i]", "ft")
+_linear("mass/area", "1", "kg/m2", "kg/m^2", "kg/(m2)", "kg/m²")
+_linear("mass/volume", "1", "g/L")
+_linear("mass/volume", "10", "g/dL")
+_linear("mass/volume", "0.01", "mg/dL")
+_linear("mass/volume", "0.001", "mg/L", "ug/mL")
+_linear("mass/volume", "0.000001", "ug/L", "ng/mL")
+_linear("mass/volume", "0.000000001", "ng/L", "pg/mL")
+_linear("substance/volume", "1", "mol/L")
+_linear("substance/volume", "0.001", "mmol/L")
+_linear("substance/volume", "0.000001", "umol/L", "µmol/L")
+_linear("substance/volume", "0.000000001", "nmol/L")
+_linear("number/volume", "1000000000", "10*3/uL", "10*9/L", "10*3/mm3", "10^3/uL", "10^9/L")
+_linear("number/volume", "1000000000000", "10*6/uL", "10*12/L", "10^6/uL", "10^12/L")
+_linear("number/volume", "1000000", "/uL", "/mm3")
+_linear("volume", "1", "L")
+_linear("volume", "0.1", "dL")
+_linear("volume", "0.001", "mL")
+_linear("volume", "0.000000000000001", "fL")
+_linear("volume/time", "1", "mL/min")
+_linear("volume/time", "1000", "L/min")
+_linear("volume/time/area", "1", "mL/min/{1.73_m2}", "mL/min/1.73m2", "mL/min/1.73 m2")
+_linear("enzyme/volume", "1", "U/L")
+_linear("time", "8766", "a", "year", "years", "yr")  # UCUM's year is the Julian year, 365.25 days
+_linear("time", "730.5", "mo", "month", "months")  # and its month a twelfth of it
+_linear("time", "168", "wk", "week", "weeks")
+_linear("time", "24", "d", "day", "days")
+_linear("time", "1", "h", "hour", "hours")
+
+
+def _linear_converter(target: str) -> Converter:
+    dimension, size = _LINEAR_UNITS[target.lower()]
+
+    def to_target(quantity: Quantity) -> float | None:
+        for key in _unit_keys(quantity):
+            known = _LINEAR_UNITS.get(key)
+            if known is not None and known[0] == dimension:
+                if known[1] == size:
+                    return quantity.value
+                return float(_decimal(quantity.value) * known[1] / size)
+            if known is not None:
+                return None  # a unit of another dimension: never read as this one
+        return None
+
+    to_target.__name__ = f"to_{target}"
+    to_target.__doc__ = (
+        f"``quantity`` in {target} from a unit of the same dimension ({dimension}); else None."
+    )
+    return to_target
+
+
+CONVERTERS: dict[str, Converter] = {
     "Cel": to_celsius,
     "%": to_percent,
     "mm[Hg]": to_mmhg,
     "L/min": to_litres_per_minute,
     "/min": to_per_minute,
+    "{beats}/min": to_per_minute,
+    "{breaths}/min": to_per_minute,
 }
+for _target in (
+    "kg", "g", "mg", "[lb_av]",
+    "cm", "m", "mm", "[in_i]",
+    "kg/m2",
+    "g/L", "g/dL", "mg/dL", "mg/L", "ug/L", "ng/mL", "pg/mL", "ng/L",
+    "mmol/L", "umol/L", "nmol/L",
+    "10*3/uL", "10*9/L", "10*6/uL", "10*12/L",
+    "fL", "pg",
+    "mL/min", "mL/min/{1.73_m2}",
+    "U/L",
+    "a", "mo", "wk", "d", "h",
+):  # fmt: skip
+    CONVERTERS[_target] = _linear_converter(_target)
 
 
 def convert(quantity: Quantity, unit: str) -> float | None:
