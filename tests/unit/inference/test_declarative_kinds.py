@@ -33,7 +33,12 @@ def _note(ref: str, text: str, when: str) -> SourceResource:
             "type": {"coding": [{"system": "http://loinc.org", "code": "34117-2"}]},
             "date": when,
             "content": [
-                {"attachment": {"contentType": "text/plain", "data": base64.b64encode(text.encode()).decode()}}
+                {
+                    "attachment": {
+                        "contentType": "text/plain",
+                        "data": base64.b64encode(text.encode()).decode(),
+                    }
+                }
             ],
         },
     )
@@ -103,7 +108,7 @@ def test_a_text_classifier_scores_notes_in_its_window_and_weighs_sentences(tmp_p
 
 
 def test_a_checkpoint_file_without_a_sha256_or_an_unknown_label_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ManifestError, match="without a sha256.*unpinned.json"):
+    with pytest.raises(ManifestError, match=r"without a sha256.*unpinned\.json"):
         model_build(manifest_load(text_manifest(tmp_path / "a", extra_file=True)), device="cpu")
     with pytest.raises(ManifestError, match="sepsis-ish"):
         model_build(manifest_load(text_manifest(tmp_path / "b", positive_label="sepsis-ish")), device="cpu")
@@ -116,9 +121,7 @@ class _HeartRateRisk(torch.nn.Module):
 
 def _export(path: Path) -> None:
     batch = torch.export.Dim("batch", min=1)
-    program = torch.export.export(
-        _HeartRateRisk(), (torch.zeros(2, 2),), dynamic_shapes={"rows": {0: batch}}
-    )
+    program = torch.export.export(_HeartRateRisk(), (torch.zeros(2, 2),), dynamic_shapes={"rows": {0: batch}})
     torch.export.save(program, str(path))
 
 
