@@ -88,17 +88,17 @@ class FeatureSpecError(ValueError):
     prefixes the manifest's path and raises it as a ``ManifestError``."""
 
 
-def duration_parse(text: Any) -> timedelta:
+def window_parse(text: Any) -> timedelta:
     """An ISO 8601 duration as a manifest writes a window: PnY (n x 365 days), PnW, PnD, PTnH, PTnM, or a
-    combination in that order. Raises ``ValueError`` on anything else, and on a zero duration (an empty
-    window would make every feature missing)."""
+    combination in that order. Raises ``FeatureSpecError`` on anything else, and on a zero duration (an
+    empty window would make every feature missing). manifest.py reads the notes window with it too."""
     match = _DURATION.match(text) if isinstance(text, str) else None
     if match is None or text in ("P", "PT") or text.endswith("T"):
-        raise ValueError(f"window {text!r} is not an ISO 8601 duration such as P90D or PT24H")
+        raise FeatureSpecError(f"window {text!r} is not an ISO 8601 duration such as P90D or PT24H")
     years, weeks, days, hours, minutes = (int(g or 0) for g in match.groups())
     duration = timedelta(days=years * 365 + weeks * 7 + days, hours=hours, minutes=minutes)
     if duration <= timedelta(0):
-        raise ValueError(f"window {text!r} is empty")
+        raise FeatureSpecError(f"window {text!r} is empty")
     return duration
 
 
@@ -206,7 +206,7 @@ def _resource_feature(
         raise ValueError(f"'time_unit' must be one of {', '.join(TIME_UNITS)}, not {time_unit!r}")
     if aggregate in NEVER_MISSING and "missing" in item:
         raise ValueError(f"'missing' does not apply: a {aggregate} is never missing (no event gives 0)")
-    lookback = duration_parse(item["window"]) if "window" in item else None
+    lookback = window_parse(item["window"]) if "window" in item else None
     return FeatureSpec(
         name=name,
         label=label,

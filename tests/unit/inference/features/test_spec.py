@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from clinical_ai.inference.engine.features.spec import FeatureSpecError, duration_parse, feature_set_parse
+from clinical_ai.inference.engine.features.spec import FeatureSpecError, feature_set_parse, window_parse
 from clinical_ai.inference.engine.features.types import MissingRule
 
 LOINC = "http://loinc.org"
@@ -255,13 +255,13 @@ def test_age_and_sex_specifics(tmp_path: Path) -> None:
     ],
 )
 def test_window_durations(text: str, expected: timedelta) -> None:
-    assert duration_parse(text) == expected
+    assert window_parse(text) == expected
 
 
 @pytest.mark.parametrize("text", ["", "P", "PT", "P1DT", "P1M", "p1d", "P1.5D", "-P1D", 90, None])
 def test_window_durations_refused(text: Any) -> None:
-    with pytest.raises(ValueError):
-        duration_parse(text)
+    with pytest.raises(FeatureSpecError):
+        window_parse(text)
 
 
 # --- value sets -------------------------------------------------------------------------------------
