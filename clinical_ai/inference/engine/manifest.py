@@ -17,7 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
-from clinical_ai.inference.engine.features.spec import FeatureSpecError, duration_parse, feature_set_parse
+from clinical_ai.inference.engine.features.spec import FeatureSpecError, feature_set_parse, window_parse
 from clinical_ai.inference.engine.features.types import FeatureSet
 from clinical_ai.inference.engine.types import ClinicalModel
 
@@ -271,7 +271,7 @@ def _text_input(section: Any, *, where: str) -> TextInput:
     codes = _codes(section.get("codes", []), at)
     window = section.get("window")
     try:
-        lookback = None if window is None else duration_parse(window)
+        lookback = None if window is None else window_parse(window)
     except ValueError as exc:
         raise ManifestError(f"{at}: {exc}") from exc
     select = section.get("select", "latest")

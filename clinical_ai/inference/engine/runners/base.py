@@ -41,4 +41,3 @@ class TabularRunner(Protocol):
     def explainer(self, background: FloatArray, weights: FloatArray | None = None) -> TabularExplainer:
         """The explainer for this model against ``background`` reference rows (optionally weighted)."""
         ...
-
