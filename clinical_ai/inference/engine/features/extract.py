@@ -17,7 +17,6 @@ newest first), so each feature is a scan of the events of its own type.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -85,27 +84,27 @@ NOT_EVENTS = frozenset(
     }
 )
 
-TimeOf = Callable[[Mapping[str, Any]], datetime | None]
+# A resource's event time, given the times already parsed for this record: the resources of one visit share
+# a handful of time strings (a panel, its report, the encounter), and parsing is most of the work of indexing.
+TimeOf = Callable[[Mapping[str, Any], dict[str, datetime | None]], datetime | None]
 
 
-@functools.lru_cache(maxsize=8192)
-def _moment(text: str) -> datetime | None:
-    """``fhir_datetime_or_none``, remembered: the resources of one visit share a handful of time strings
-    (a panel, its report, the encounter), and parsing is most of the work of indexing a record."""
-    return fhir_datetime_or_none(text)
+_UNPARSED = datetime.min  # a sentinel: fhir_datetime_or_none never gives a naive datetime
 
 
 def _first_time(*paths: str) -> TimeOf:
     """The first of ``paths`` ("onsetDateTime", "period.start") that holds a FHIR date/dateTime/instant."""
     split = tuple(tuple(path.split(".")) for path in paths)
 
-    def time_of(resource: Mapping[str, Any]) -> datetime | None:
+    def time_of(resource: Mapping[str, Any], parsed: dict[str, datetime | None]) -> datetime | None:
         for path in split:
             value: Any = resource.get(path[0])
             if len(path) == 2:
                 value = value.get(path[1]) if isinstance(value, Mapping) else None
             if isinstance(value, str):
-                when = _moment(value)
+                when = parsed.get(value, _UNPARSED)
+                if when is _UNPARSED:
+                    when = parsed[value] = fhir_datetime_or_none(value)
                 if when is not None:
                     return when
         return None
@@ -157,7 +156,7 @@ def event_time(resource: Mapping[str, Any]) -> datetime | None:
     resource_type = resource.get("resourceType")
     if not isinstance(resource_type, str) or resource_type in NOT_EVENTS:
         return None
-    return _EVENT_TIMES.get(resource_type, _OTHER_TIME)(resource)
+    return _EVENT_TIMES.get(resource_type, _OTHER_TIME)(resource, {})
 
 
 def withdrawn(resource: Mapping[str, Any]) -> bool:
@@ -219,6 +218,7 @@ class _RecordIndex:
             self._by_type.setdefault(source.resource_type, []).append((order, source))
         self._dated: dict[str, list[tuple[datetime, int, SourceResource]]] = {}
         self._events: dict[tuple[str, str], list[_Event]] = {}
+        self._parsed: dict[str, datetime | None] = {}  # time strings of this record, parsed once
 
     def newest(self) -> datetime | None:
         """The newest event time of every type but ``NOT_EVENTS`` (each type's times indexed on the way)."""
@@ -244,7 +244,7 @@ class _RecordIndex:
             for order, source in self._by_type.get(resource_type, ()):
                 if withdrawn(source.resource):
                     continue
-                when = time_of(source.resource)
+                when = time_of(source.resource, self._parsed)
                 if when is not None:
                     dated.append((when, order, source))
             dated.sort(key=lambda item: (item[0], item[1]), reverse=True)
