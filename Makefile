@@ -65,6 +65,7 @@ lint: install
 bench: install
 	OMP_NUM_THREADS=1 $(PY) benchmarks/deid_throughput.py --markdown docs/benchmarks.md
 	OMP_NUM_THREADS=1 $(PY) benchmarks/inference_pipeline.py --markdown docs/benchmarks.md
+	OMP_NUM_THREADS=1 $(PY) benchmarks/feature_extraction.py --markdown docs/benchmarks.md
 
 # Load test, several minutes: gunicorn, real Celery workers (deid, inference), PostgreSQL and Redis on this
 # machine, a load generator in a second process (Synthea intake + CDS Hooks patient-view). Recreates the

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 import onnx
 import onnxruntime as ort
-from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
+from google.protobuf.message import DecodeError
 
 from clinical_ai.inference.engine.explain.linear import LinearExplainer, linear_from_onnx
 from clinical_ai.inference.engine.explain.links import logit
