@@ -22,7 +22,13 @@ from django.utils import timezone
 from clinical_ai.accounts.models import Membership
 from clinical_ai.inference.engine.manifest import ModelManifest
 from clinical_ai.inference.models import InferenceRun, ModelDeployment, ShadowRun
-from clinical_ai.inference.registry import DeploymentState, catalogue, catalogue_refusals, deployment_state
+from clinical_ai.inference.registry import (
+    DeploymentState,
+    catalogue,
+    catalogue_refusals,
+    deployment_state,
+    manifest_refusal,
+)
 from clinical_ai.review.fhir_decision import REJECTION_REASONS
 from clinical_ai.review.models import Suggestion
 
@@ -567,3 +573,41 @@ def model_shadow_state(*, model_id: str) -> ShadowState:
         previous_version=row.previous_version if row else "",
         report=shadow_agreement(model_id, shadow) if shadow else None,
     )
+
+
+# --- models that cannot run -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """One manifest that cannot run, as the models page lists it for admins: what was refused (its file on
+    the server, or the model and version) and why, in the loader's own words."""
+
+    subject: str
+    is_file: bool
+    reason: str
+
+
+def refusal_shown(message: str) -> Refusal:
+    """``"<file or model>: <why>"`` split in two; a message without a subject is all reason."""
+    subject, separator, reason = message.partition(": ")
+    if not separator or not subject.strip() or not reason.strip():
+        return Refusal(subject="", is_file=False, reason=message)
+    is_file = "/" in subject or "\\" in subject or subject.endswith(".json")
+    return Refusal(subject=subject, is_file=is_file, reason=reason)
+
+
+def catalogue_refusals_shown() -> list[Refusal]:
+    return [refusal_shown(message) for message in catalogue_errors()]
+
+
+def running_refusals(models: Sequence[ModelSummary]) -> set[str]:
+    """The listed models whose running version refuses to load (a changed file, a model file that does not
+    fit its features): switched on or not, they run nothing."""
+    found = catalogue()
+    refused = set()
+    for model in models:
+        manifest = found.manifest(model.model_id, model.running_version) if model.running_version else None
+        if manifest is not None and manifest_refusal(manifest):
+            refused.add(model.model_id)
+    return refused

@@ -32,11 +32,12 @@ from clinical_ai.inference.forms import ModelSwitchForm, ShadowSetForm, VersionA
 from clinical_ai.inference.selectors import (
     ModelDetail,
     Monitoring,
-    catalogue_errors,
+    catalogue_refusals_shown,
     model_detail,
     model_list,
     model_monitoring,
     model_shadow_state,
+    running_refusals,
     user_may_view_models,
 )
 from clinical_ai.inference.switches import (
@@ -110,12 +111,17 @@ def members_page(page: str, *, action: str = MODEL_VIEW_ACTION) -> Callable[[_Vi
 def model_list_view(request: HttpRequest) -> HttpResponse:
     is_admin = user_is_admin(request.user)
     models = model_list()
-    errors = catalogue_errors() if is_admin else []
+    refusals = catalogue_refusals_shown() if is_admin else []  # they name files on the server
     _record(request, detail={"page": "list", "shown": len(models)})
     return render(
         request,
         "inference/model_list.html",
-        {"models": models, "catalogue_errors": errors, "is_admin": is_admin},
+        {
+            "models": models,
+            "refusals": refusals,
+            "cannot_run": running_refusals(models),
+            "is_admin": is_admin,
+        },
     )
 
 
