@@ -192,8 +192,10 @@ def _compile_paths(trees: tuple[Tree, ...], n_features: int) -> _Paths:
     path_node = np.zeros((n_leaves, depth), dtype=np.int64)
     path_true = np.zeros((n_leaves, depth), dtype=np.bool_)
     path_valid = np.zeros((n_leaves, depth), dtype=np.bool_)
-    slot_member = np.zeros((n_leaves, depth, depth), dtype=np.float64)
-    slot_feature = np.full((n_leaves, depth), n_features, dtype=np.int64)
+    # a path may test one input several times: slots are its distinct inputs, at most min(depth, inputs)
+    slot_count = max([1, *(len({int(flat_feature[node]) for node, _ in path}) for path in leaf_paths)])
+    slot_member = np.zeros((n_leaves, depth, slot_count), dtype=np.float64)
+    slot_feature = np.full((n_leaves, slot_count), n_features, dtype=np.int64)
     for leaf, path in enumerate(leaf_paths):
         slots: dict[int, int] = {}
         for step, (node, goes_true) in enumerate(path):
@@ -236,10 +238,10 @@ class TreeShapExplainer:
         # (L, D, k) -> (L, S, k): which path inputs each reference row satisfies.
         conditions = np.moveaxis(ensemble._path_conditions(background), 0, -1)
         failed = np.einsum("lds,ldk->lsk", paths.slot_member, (~conditions).astype(np.float64))
-        self._background_satisfies = (failed < 0.5) & paths.slot_valid[:, :, None]
+        # 1.0 where reference row k satisfies every test of slot s on leaf l's path (0 for unused slots)
+        self._background_satisfies = ((failed < 0.5) & paths.slot_valid[:, :, None]).astype(np.float64)
         self.base_value = float(self.weights @ ensemble.margin(background))
-        depth = paths.slot_valid.shape[1]
-        self._coefficient_x, self._coefficient_r = _shapley_coefficients(depth)
+        self._coefficient_x, self._coefficient_r = _shapley_coefficients(paths.slot_valid.shape[1])
 
     def explain(self, rows: FloatArray) -> list[Explanation]:
         rows = np.asarray(rows, dtype=np.float64)
@@ -257,25 +259,35 @@ class TreeShapExplainer:
         ]
 
     def shap_values(self, row: FloatArray) -> FloatArray:
-        """(features,) Shapley values of one row's margin; they sum to margin(row) - base_value."""
+        """(features,) Shapley values of one row's margin; they sum to margin(row) - base_value.
+
+        Per leaf l and reference k: a slot the patient satisfies is in A unless the reference satisfies it
+        too (free); a slot the patient fails is in B if the reference satisfies it, else the leaf is out of
+        reach. Sums over slots are batched matrix products with the reference table (L, S, k)."""
         ensemble = self.ensemble
         paths = ensemble._paths
         conditions = ensemble._path_conditions(ensemble._rows(np.asarray(row, dtype=np.float64)[None, :]))[0]
         failed = np.einsum("lds,ld->ls", paths.slot_member, (~conditions).astype(np.float64))
-        x_satisfies = ((failed < 0.5) & paths.slot_valid)[:, :, None]  # (L, S, 1)
-        r_satisfies = self._background_satisfies  # (L, S, k)
-        from_x = x_satisfies & ~r_satisfies
-        from_r = ~x_satisfies & r_satisfies
-        neither = ~x_satisfies & ~r_satisfies & paths.slot_valid[:, :, None]
-        reachable = ~neither.any(axis=1)  # (L, k)
-        count_x = from_x.sum(axis=1)
-        count_r = from_r.sum(axis=1)
+        x_satisfies = (failed < 0.5) & paths.slot_valid  # (L, S)
+        x_fails = ~x_satisfies & paths.slot_valid
+        reference = self._background_satisfies  # (L, S, k)
+        x_side = x_satisfies.astype(np.float64)[:, None, :]  # (L, 1, S)
+        fail_side = x_fails.astype(np.float64)[:, None, :]
+        # |A| = satisfied by x and not by r; |B| = failed by x, satisfied by r; counts are exact small integers
+        count_x = np.rint(x_satisfies.sum(axis=1)[:, None] - np.matmul(x_side, reference)[:, 0, :]).astype(
+            np.int64
+        )
+        count_r_float = np.matmul(fail_side, reference)[:, 0, :]  # (L, k)
+        reachable = x_fails.sum(axis=1)[:, None] - count_r_float < 0.5  # no slot failed by both
+        count_r = np.rint(count_r_float).astype(np.int64)
         scale = paths.leaf_value[:, None] * reachable * self.weights[None, :]  # (L, k)
         gain_x = scale * self._coefficient_x[count_x, count_r]
         gain_r = scale * self._coefficient_r[count_x, count_r]
-        per_slot = np.einsum("lsk,lk->ls", from_x.astype(np.float64), gain_x) + np.einsum(
-            "lsk,lk->ls", from_r.astype(np.float64), gain_r
-        )
+        # per slot: an A slot gets gain_x from every reference that fails it, a B slot gain_r from every
+        # reference that satisfies it
+        from_x = gain_x.sum(axis=1)[:, None] - np.matmul(reference, gain_x[:, :, None])[:, :, 0]
+        from_r = np.matmul(reference, gain_r[:, :, None])[:, :, 0]
+        per_slot = np.where(x_satisfies, from_x, 0.0) + np.where(x_fails, from_r, 0.0)
         totals = np.bincount(
             paths.slot_feature.ravel(), weights=per_slot.ravel(), minlength=ensemble.n_features + 1
         )
