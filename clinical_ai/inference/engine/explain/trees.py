@@ -40,7 +40,8 @@ BoolArray = npt.NDArray[np.bool_]
 
 # Deeper paths than this are not a model a hospital trains; a deeper (or cyclic) graph is refused.
 MAX_TREE_DEPTH = 64
-_ROWS_PER_CHUNK = 512
+# margin() works on (rows, leaves, depth) booleans; this many cells per chunk keeps that near 16 MB.
+_CELLS_PER_CHUNK = 1 << 24
 
 
 class NodeMode(IntEnum):
@@ -122,10 +123,11 @@ class TreeEnsemble:
         rows = self._rows(rows)
         paths = self._paths
         out = np.empty(rows.shape[0], dtype=np.float64)
-        for start in range(0, rows.shape[0], _ROWS_PER_CHUNK):
-            conditions = self._path_conditions(rows[start : start + _ROWS_PER_CHUNK])
+        chunk = max(1, _CELLS_PER_CHUNK // paths.path_node.size)
+        for start in range(0, rows.shape[0], chunk):
+            conditions = self._path_conditions(rows[start : start + chunk])
             reached = conditions.all(axis=-1)
-            out[start : start + _ROWS_PER_CHUNK] = reached.astype(np.float64) @ paths.leaf_value
+            out[start : start + chunk] = reached.astype(np.float64) @ paths.leaf_value
         return out + self.base_value
 
     def predict(self, rows: FloatArray) -> FloatArray:
