@@ -151,9 +151,10 @@ def inference_run_claim(*, run_id: str, task_id: str, worker: str) -> InferenceR
 
 
 def patient_context_load(run: InferenceRun, manifest: ModelManifest) -> PatientContext:
-    """The patient's de-identified resources of the types the model declares (plus Patient), newest first,
-    identical copies (the same data posted twice) kept once."""
-    types = {item.resource_type for item in manifest.inputs} | {"Patient"}
+    """The patient's de-identified resources of the types the model declares (its inputs, its features' or
+    notes' types, plus Patient), newest first, identical copies (the same data posted twice) kept once. A
+    declarative model's prediction time is the newest of these: the same types in service and offline."""
+    types = manifest.resource_types
     rows = (
         DeidentifiedResource.objects.filter(
             organization_id=run.organization_id,

@@ -190,6 +190,14 @@ def background_load(
     return rows, weights
 
 
+def readable(context: PatientContext, manifest: ModelManifest) -> PatientContext:
+    """The patient's resources of the types the model reads (``ModelManifest.resource_types``), as the
+    service loads them: a whole bundle offline gives the same prediction time and result as in service."""
+    types = manifest.resource_types
+    kept = tuple(source for source in context.resources if source.resource_type in types)
+    return context if len(kept) == len(context.resources) else PatientContext(context.patient_pseudonym, kept)
+
+
 class DeclarativeTabularModel:
     """Kinds onnx and torch_export: declarative features, one batched call, an explanation per patient."""
 
@@ -223,7 +231,7 @@ class DeclarativeTabularModel:
         self.outcome = str(manifest.outputs.get("outcome", "the outcome the model predicts"))
 
     def predict(self, contexts: Sequence[PatientContext]) -> list[ModelResult]:
-        vectors = [features_extract(self.features, context) for context in contexts]
+        vectors = [features_extract(self.features, readable(context, self.manifest)) for context in contexts]
         scorable = [i for i, vector in enumerate(vectors) if not vector.refused]
         probabilities: dict[int, float] = {}
         explanations: dict[int, Explanation | None] = {}
@@ -445,6 +453,7 @@ class DeclarativeTextModel:
     def predict(self, contexts: Sequence[PatientContext]) -> list[ModelResult]:
         documents = []
         for context in contexts:
+            context = readable(context, self.manifest)
             as_of = context_as_of(context)
             documents.append((as_of, *self._document(notes_for(context, self.text, as_of))))
         texts = [text for _, text, _ in documents if text]

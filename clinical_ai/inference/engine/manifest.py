@@ -106,6 +106,18 @@ class ModelManifest:
         major, minor, patch = (int(p) for p in self.version.split("."))
         return (major, minor, patch)
 
+    @property
+    def resource_types(self) -> frozenset[str]:
+        """The resource types the model reads: its inputs', its features' or notes', and Patient. The
+        service loads these only, and a declarative model takes its prediction time from them, so the
+        same patient gives the same result in service and offline."""
+        types = {item.resource_type for item in self.inputs} | {"Patient"}
+        if self.features is not None:
+            types |= self.features.resource_types
+        if self.text is not None:
+            types |= set(self.text.resource_types)
+        return frozenset(types)
+
     def artifact_path(self, name: str) -> Path:
         for artifact in self.artifacts:
             if artifact.name == name:
