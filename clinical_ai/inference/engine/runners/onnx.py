@@ -297,10 +297,10 @@ class OnnxRunner:
         explanation always adds up to the score the clinician sees."""
         background = np.asarray(background, dtype=np.float64)
         if self._layout.kind == "value" or self.positive_index == 1:
-            ensemble = tree_ensemble_from_onnx(self.model)
+            ensemble = tree_ensemble_from_onnx(self.model, n_features=self.n_features)
             if ensemble is not None and self._reproduces(ensemble.predict, background):
                 return TreeShapExplainer(ensemble, background, weights)
-            linear = linear_from_onnx(self.model)
+            linear = linear_from_onnx(self.model, n_features=self.n_features)
             if linear is not None and self._reproduces(linear.predict, background):
                 return LinearExplainer(linear, background, weights)
         return ShapleyExplainer(self.log_odds, background, weights)
