@@ -182,6 +182,8 @@ def manifest_parse(data: Any, *, source: Path, sha256: str = "") -> ModelManifes
     if len({a.name for a in artifacts}) != len(artifacts):
         raise ManifestError(f"{where}: artifact names must be unique")
     inputs = []
+    if kind in DECLARATIVE_KINDS and "inputs" not in data:
+        data = {**data, "inputs": []}  # a declarative model's inputs are its features (or notes)
     for i, item in enumerate(_require(data, "inputs", list, where)):
         at = f"{where}: inputs[{i}]"
         if not isinstance(item, dict):
