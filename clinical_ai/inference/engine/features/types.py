@@ -14,7 +14,16 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 Aggregate = Literal["latest", "min", "max", "mean", "count", "slope", "time_since", "present"]
-AGGREGATES: tuple[Aggregate, ...] = ("latest", "min", "max", "mean", "count", "slope", "time_since", "present")
+AGGREGATES: tuple[Aggregate, ...] = (
+    "latest",
+    "min",
+    "max",
+    "mean",
+    "count",
+    "slope",
+    "time_since",
+    "present",
+)
 # The aggregates that need a number per resource (an Observation's value); the others count events.
 NUMERIC_AGGREGATES: frozenset[str] = frozenset({"latest", "min", "max", "mean", "slope"})
 Source = Literal["resource", "age", "sex"]
