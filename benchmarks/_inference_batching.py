@@ -58,7 +58,7 @@ def phase_batching(bundles: Sequence[Path], *, repeat: int, cpus: Sequence[int])
     django_setup()
     import torch
 
-    from clinical_ai.inference.offline import patient_contexts
+    from clinical_ai.inference.management.offline import patient_contexts
     from clinical_ai.inference.registry import catalogue, inference_device, model_build
 
     patient_contexts(min(bundles, key=lambda p: p.stat().st_size), organization="warm-up")  # engines loaded

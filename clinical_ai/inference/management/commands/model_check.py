@@ -26,7 +26,7 @@ from clinical_ai.inference.engine.manifest import (
     manifest_load,
 )
 from clinical_ai.inference.engine.types import Finding, ModelResult, PatientContext
-from clinical_ai.inference.offline import OfflineInputError, patient_contexts
+from clinical_ai.inference.management.offline import OfflineInputError, patient_contexts
 from clinical_ai.inference.registry import inference_device, model_build
 from clinical_ai.inference.services import predict_each
 

@@ -20,7 +20,7 @@ from django.utils import timezone
 from clinical_ai.deid.engine.config import ConfigError
 from clinical_ai.inference.engine.fhir_output import RunContext, run_resources
 from clinical_ai.inference.engine.manifest import ManifestError
-from clinical_ai.inference.offline import OfflineInputError, patient_contexts
+from clinical_ai.inference.management.offline import OfflineInputError, patient_contexts
 from clinical_ai.inference.registry import catalogue, inference_device, model_build
 from clinical_ai.inference.services import context_sha256
 

@@ -1,6 +1,8 @@
 """Patients read from FHIR files for the offline commands (``run_model``, ``model_check``): each file is
 de-identified with the ``inference`` configuration exactly as the pipeline does, and the de-identified
-resources are grouped by patient, so a model is checked on what it will see in service. Nothing is stored."""
+resources are grouped by patient, so a model is checked on what it will see in service. Nothing is stored.
+It sits with the commands because, like them, it loads the de-identification stage, which the web side
+never does."""
 
 from __future__ import annotations
 
