@@ -47,10 +47,17 @@ class ParameterRow:
     effective_time: ShownTime | None = None  # ``effective`` as shown: real, or labelled as shifted
     records: int | None = None  # how many source records (a declarative model's input); None: not said
     imputed: bool = False  # not recorded: the model was given a stand-in value, said in ``value``
+    feature: bool = False  # a declarative model's input (its status in words: recorded, not recorded...)
 
     @property
     def status_text(self) -> str:
-        return "not recorded, stand-in used" if self.status == "imputed" else self.status
+        if not self.feature:
+            return self.status
+        return {
+            "scored": "recorded",
+            "imputed": "not recorded, stand-in used",
+            "missing": "not recorded",
+        }.get(self.status, self.status)
 
 
 @dataclass(frozen=True)
@@ -145,6 +152,7 @@ def _parameter_row(item: Mapping[str, Any], times: TimeLens | None = None) -> Pa
         effective_time=_shown(text_of(item.get("effective")), times),
         records=records_of(item) if feature else None,
         imputed=bool(worded and worded.imputed),
+        feature=feature,
     )
 
 

@@ -68,6 +68,9 @@ _TIME_UNITS = {
     "min": ("minute", "minutes"),
 }
 _WINDOWS_SAID_IN_THE_VALUE_ALREADY = ("", "at prediction time")
+# Aggregates whose value says "when" by itself: the time since the last event, the newest value (its time is
+# shown beside it); a window there only matters when it is not the whole history.
+_WINDOW_ONLY_WHEN_LIMITED = ("time_since", "latest")
 
 
 def display_unit(unit: str) -> str:
@@ -95,22 +98,26 @@ def number_text(value: float) -> str:
 
 
 def percent_text(probability: float | None) -> str:
-    """A probability as a percentage ("23%", "0.4%", "under 0.1%"); "" for none or one outside 0..1."""
+    """A probability as a percentage to one decimal ("23%", "6.8%", "10.5%", "under 0.1%"): a threshold of
+    10.5% must not read as the 10% of an estimate below it. "" for none or one outside 0..1."""
     if probability is None or not 0 <= probability <= 1:
         return ""
     percent = probability * 100
     if 0 < percent < 0.1:
         return "under 0.1%"
-    if percent < 1 and percent > 0:
-        return f"{percent:.1f}%"
-    if 99 < percent < 100:
-        return "over 99%"
-    return f"{percent:.0f}%"
+    if 99.9 < percent < 100:
+        return "over 99.9%"
+    text = f"{percent:.1f}".removesuffix(".0")
+    return f"{text}%"
 
 
 def window_text(value: Any) -> str:
-    """The model's window in words, "last 1 year" said "last year"."""
-    return re.sub(r"^last 1 (\w+)$", r"last \1", text_of(value).strip())
+    """The model's window in words, as a clinician says it: "last 1 year" (365 days) "last 12 months",
+    "last 1 day" "last day"."""
+    window = text_of(value).strip()
+    if window == "last 1 year":
+        return "last 12 months"
+    return re.sub(r"^last 1 (\w+)$", r"last \1", window)
 
 
 def _plural(count: float, nouns: tuple[str, str]) -> str:
@@ -166,7 +173,12 @@ def feature_value_text(item: Mapping[str, Any]) -> FeatureValueText:
         return FeatureValueText(text_of(item.get("value")) or "—", imputed=False, missing=False)
     window = window_text(item.get("window"))
     amount = _amount(value, item)
-    if window in _WINDOWS_SAID_IN_THE_VALUE_ALREADY or text_of(item.get("source")) in ("age", "sex"):
+    aggregate = text_of(item.get("aggregate"))
+    if (
+        window in _WINDOWS_SAID_IN_THE_VALUE_ALREADY
+        or text_of(item.get("source")) in ("age", "sex")
+        or (aggregate in _WINDOW_ONLY_WHEN_LIMITED and window == "all history")
+    ):
         return FeatureValueText(amount, imputed=False, missing=False)
     return FeatureValueText(f"{amount}, {window}", imputed=False, missing=False)
 

@@ -352,7 +352,7 @@ def explained(organization: Organization) -> Suggestion:
     [
         (
             {"aggregate": "count", "value": 2, "resourceType": "Encounter", "window": "last 1 year"},
-            "2 visits, last year",
+            "2 visits, last 12 months",
         ),
         (
             {"aggregate": "count", "value": 1, "resourceType": "Condition", "window": "all history"},
@@ -360,9 +360,15 @@ def explained(organization: Organization) -> Suggestion:
         ),
         ({"aggregate": "present", "value": 0, "window": "last 90 days"}, "no, last 90 days"),
         ({"aggregate": "time_since", "value": 45, "unit": "d"}, "45 days"),
+        ({"aggregate": "time_since", "value": 0, "unit": "d", "window": "all history"}, "0 days"),
+        ({"aggregate": "latest", "value": 81.5, "unit": "kg", "window": "all history"}, "81.5 kg"),
+        (
+            {"aggregate": "count", "value": 3, "resourceType": "Procedure", "window": "last 7 days"},
+            "3 procedures, last 7 days",
+        ),
         (
             {"aggregate": "mean", "value": 131.6667, "unit": "mm[Hg]", "window": "last 1 year"},
-            "132 mmHg, last year",
+            "132 mmHg, last 12 months",
         ),
         (
             {"aggregate": "latest", "value": 7.25, "unit": "%", "window": "last 30 days"},
@@ -370,7 +376,7 @@ def explained(organization: Organization) -> Suggestion:
         ),
         (
             {"aggregate": "slope", "value": -1.5, "unit": "mm[Hg]/d", "window": "last 1 year"},
-            "change of -1.5 mmHg per day, last year",
+            "change of -1.5 mmHg per day, last 12 months",
         ),
         ({"aggregate": "slope", "value": 0.25, "unit": "1/h"}, "change of +0.25 per hour"),
         (
@@ -396,7 +402,17 @@ def test_a_features_value_reads_in_words_with_its_unit_and_window(
 
 @pytest.mark.parametrize(
     ("probability", "expected"),
-    [(0.23, "23%"), (0.005, "0.5%"), (0.0004, "under 0.1%"), (0.9995, "over 99%"), (1.5, ""), (None, "")],
+    [
+        (0.23, "23%"),
+        (0.005, "0.5%"),
+        (0.0004, "under 0.1%"),
+        (0.9995, "over 99.9%"),
+        (0.105, "10.5%"),
+        (0.0678, "6.8%"),
+        (1.0, "100%"),
+        (1.5, ""),
+        (None, ""),
+    ],
 )
 def test_a_probability_reads_as_a_percentage(probability: float | None, expected: str) -> None:
     assert percent_text(probability) == expected
@@ -449,7 +465,7 @@ def test_a_clinician_reads_what_drove_the_score_in_words(
     assert "The model's estimate for an average reference patient is 11%; for this patient 23%." in drove
     assert "These show what the model weighed, not what causes the risk." in drove
     assert "exact Shapley values for this tree model (TreeSHAP), against reference patients" in drove
-    assert "(32 reference patients)" in drove
+    assert "(32 of them)" in drove
     # Every input, largest effect first: the top 5 in view, the other 3 behind "All 8 inputs".
     top, rest = drove.split("<details", 1)
     assert row_labels(top) == ORDER[:5]
@@ -458,7 +474,7 @@ def test_a_clinician_reads_what_drove_the_score_in_words(
     # The values in words, with their units and windows; raised or lowered in words beside each bar.
     visits = top[top.index("emergency visits") :]
     visits = visits[: visits.index("</tr>")]
-    assert '<td data-label="Value">2 visits, last year</td>' in visits
+    assert '<td data-label="Value">2 visits, last 12 months</td>' in visits
     assert "raised the risk" in visits and 'class="bar-fill" style="width: 100%"' in visits
     assert "from 2 records" in visits
     since = top[top.index("days since the last visit") :]
@@ -467,7 +483,7 @@ def test_a_clinician_reads_what_drove_the_score_in_words(
     assert '<td data-label="Value">yes, last 90 days</td>' in top
     assert '<td data-label="Value">0 visits, all history</td>' in top
     assert '<span class="imputed">not recorded — the model used 125 mmHg</span>' in rest
-    assert '<td data-label="Value">7.9 %, last year</td>' in rest
+    assert '<td data-label="Value">7.9 %, last 12 months</td>' in rest
     assert "no record" in rest
     # Not a raw feature name anywhere on the page, nor the explainer's own words.
     for name in RAW_NAMES:
@@ -532,7 +548,7 @@ def test_a_finding_that_cannot_be_scored_names_what_is_missing_and_explains_noth
     # The inputs it had, in words, in the inputs table: no empty band or score columns, no feature names.
     inputs = page[page.index("<caption>Inputs used") :]
     inputs = inputs[: inputs.index("</table>")]
-    assert '<td data-label="Value">2 visits, last year</td>' in inputs
+    assert '<td data-label="Value">2 visits, last 12 months</td>' in inputs
     assert '<span class="imputed">not recorded — the model used 125 mmHg</span>' in inputs
     assert "Band" not in inputs and "Score" not in inputs and "As recorded" not in inputs
     assert "from 2 records" in inputs
