@@ -208,6 +208,8 @@ def declarative_load(manifest: ModelManifest, artifacts: dict[str, Path], *, dev
             batch_size=int(manifest.parameters.get("batch_size", 16)),
         )
         return {"classifier": classifier}
+    except ManifestError:
+        raise  # says what is wrong already, with the model's id
     except RunnerError as exc:
         raise ManifestError(f"{manifest.id} {manifest.version}: {exc}") from exc
     except (TypeError, ValueError) as exc:
