@@ -306,7 +306,7 @@ class DeclarativeTabularModel:
         inputs = self._inputs(vector)
         imputed = [item for item in inputs if item["status"] == "imputed"]
         urgency, band, qualitative = self.bands.of(probability)
-        partial = f" ({len(imputed)} input(s) not recorded)" if imputed else ""
+        partial = f" ({len(imputed)} input{'s' if len(imputed) > 1 else ''} not recorded)" if imputed else ""
         summary = f"{self.manifest.name}: {probability:.0%} {band} risk{partial}"[:139]
         explained = explanation_evidence(explanation, inputs)
         finding = Finding(
