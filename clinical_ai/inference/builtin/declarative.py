@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from clinical_ai.fhir.dates import fhir_datetime_or_none
+from clinical_ai.inference.builtin.bands import Bands
 from clinical_ai.inference.builtin.problem_list.notes import Note, notes_read
 from clinical_ai.inference.engine.explain.links import expit
 from clinical_ai.inference.engine.explain.text import sentence_occlusion
@@ -42,36 +43,10 @@ from clinical_ai.inference.engine.types import (
     Finding,
     ModelResult,
     PatientContext,
-    Urgency,
 )
 
 NAN_FAILURE = "the model gave no number for this patient (NaN or infinite)"
 EXPLAIN_FAILURE = "the explanation of this result could not be computed"
-
-
-class Bands:
-    """A probability's band and urgency against the manifest's thresholds (warning <= critical)."""
-
-    def __init__(self, manifest: ModelManifest) -> None:
-        try:
-            self.warning = float(manifest.thresholds["warning"])
-            self.critical = float(manifest.thresholds["critical"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ManifestError(
-                f"{manifest.id}: thresholds.warning and thresholds.critical are required"
-            ) from exc
-        if not 0 <= self.warning <= self.critical <= 1:
-            raise ManifestError(f"{manifest.id}: thresholds must satisfy 0 <= warning <= critical <= 1")
-
-    def of(self, probability: float) -> tuple[Urgency, str, str]:
-        if probability >= self.critical:
-            return "critical", "high", "high"
-        if probability >= self.warning:
-            return "warning", "medium", "moderate"
-        return "info", "low", "low"
-
-    def as_evidence(self) -> dict[str, float]:
-        return {"warning": self.warning, "critical": self.critical}
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from clinical_ai.inference.builtin.bands import Bands
 from clinical_ai.inference.engine.manifest import ManifestError, ModelManifest, ModelSpec
 from clinical_ai.inference.engine.observations import CONVERTERS, convert, latest_reading, readings
 from clinical_ai.inference.engine.types import (
@@ -25,7 +26,6 @@ from clinical_ai.inference.engine.types import (
     Finding,
     ModelResult,
     PatientContext,
-    Urgency,
 )
 
 
@@ -74,13 +74,7 @@ class TabularModel:
         self.features = _features(spec.manifest)
         self.apply_sigmoid = bool(spec.manifest.parameters.get("apply_sigmoid", False))
         self.outcome = str(spec.manifest.outputs.get("outcome", "the outcome the model predicts"))
-        try:
-            self.warning = float(spec.manifest.thresholds["warning"])
-            self.critical = float(spec.manifest.thresholds["critical"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ManifestError(
-                f"{spec.manifest.id}: thresholds.warning and thresholds.critical are required"
-            ) from exc
+        self.bands = Bands(spec.manifest)
 
     def _row(self, context: PatientContext) -> tuple[list[float], list[dict[str, Any]]]:
         observations = context.of_type("Observation")
@@ -145,13 +139,7 @@ class TabularModel:
                 features,
                 (f"required input(s) missing: {', '.join(required_missing)}",),
             )
-        urgency: Urgency
-        if probability >= self.critical:
-            urgency, band, qualitative = "critical", "high", "high"
-        elif probability >= self.warning:
-            urgency, band, qualitative = "warning", "medium", "moderate"
-        else:
-            urgency, band, qualitative = "info", "low", "low"
+        urgency, band, qualitative = self.bands.of(probability)
         partial = f" ({len(missing)} input(s) imputed)" if missing else ""
         summary = f"{self.manifest.name}: {probability:.0%} {band} risk{partial}"[:139]
         finding = Finding(
@@ -167,7 +155,7 @@ class TabularModel:
                 "complete": not missing,
                 "probability": probability,
                 "band": band,
-                "thresholds": {"warning": self.warning, "critical": self.critical},
+                "thresholds": self.bands.as_evidence(),
             },
             risk={
                 "band": band,
