@@ -31,3 +31,10 @@ class Bands:
 
     def as_evidence(self) -> dict[str, float]:
         return {"warning": self.warning, "critical": self.critical}
+
+
+def risk_summary(model_name: str, probability: float, band: str, *, not_recorded: int = 0) -> str:
+    """The finding's one line (a CDS Hooks card summary, under 140 characters): "Model: 23% medium risk",
+    with how many inputs were not recorded and stood in for."""
+    more = f" ({not_recorded} input{'s' if not_recorded > 1 else ''} not recorded)" if not_recorded else ""
+    return f"{model_name}: {probability:.0%} {band} risk{more}"[:139]

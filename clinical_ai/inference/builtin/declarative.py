@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from clinical_ai.fhir.dates import fhir_datetime_or_none
-from clinical_ai.inference.builtin.bands import Bands
+from clinical_ai.inference.builtin.bands import Bands, risk_summary
 from clinical_ai.inference.builtin.problem_list.notes import Note, notes_read
 from clinical_ai.inference.engine.explain.links import expit
 from clinical_ai.inference.engine.explain.text import sentence_occlusion
@@ -281,8 +281,7 @@ class DeclarativeTabularModel:
         inputs = self._inputs(vector)
         imputed = [item for item in inputs if item["status"] == "imputed"]
         urgency, band, qualitative = self.bands.of(probability)
-        partial = f" ({len(imputed)} input{'s' if len(imputed) > 1 else ''} not recorded)" if imputed else ""
-        summary = f"{self.manifest.name}: {probability:.0%} {band} risk{partial}"[:139]
+        summary = risk_summary(self.manifest.name, probability, band, not_recorded=len(imputed))
         explained = explanation_evidence(explanation, inputs)
         finding = Finding(
             key="risk",
@@ -486,7 +485,7 @@ class DeclarativeTextModel:
             key="risk",
             kind="risk",
             urgency=urgency,
-            summary=f"{self.manifest.name}: {probability:.0%} {band} risk"[:139],
+            summary=risk_summary(self.manifest.name, probability, band),
             score=probability,
             evidence={
                 "parameters": [],

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from clinical_ai.inference.builtin.bands import Bands
+from clinical_ai.inference.builtin.bands import Bands, risk_summary
 from clinical_ai.inference.engine.manifest import ManifestError, ModelManifest, ModelSpec
 from clinical_ai.inference.engine.observations import CONVERTERS, convert, latest_reading, readings
 from clinical_ai.inference.engine.types import (
@@ -140,8 +140,7 @@ class TabularModel:
                 (f"required input(s) missing: {', '.join(required_missing)}",),
             )
         urgency, band, qualitative = self.bands.of(probability)
-        partial = f" ({len(missing)} input(s) imputed)" if missing else ""
-        summary = f"{self.manifest.name}: {probability:.0%} {band} risk{partial}"[:139]
+        summary = risk_summary(self.manifest.name, probability, band, not_recorded=len(missing))
         finding = Finding(
             key="risk",
             kind="risk",

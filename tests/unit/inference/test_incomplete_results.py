@@ -275,7 +275,7 @@ def test_a_tabular_model_does_not_impute_a_required_input(tmp_path: Path) -> Non
     # An optional input is still imputed (and said so): the result is scored.
     scored = no_pulse.findings[0]
     assert scored.completeness == "complete" and scored.score is not None
-    assert scored.missing_inputs == ("heart rate",) and "imputed" in scored.summary
+    assert scored.missing_inputs == ("heart rate",) and "1 input not recorded" in scored.summary
 
 
 def test_the_urgency_of_a_result_that_cannot_be_scored_comes_from_the_manifest() -> None:

@@ -7,7 +7,7 @@ feature rows with the probability of the model's outcome. It also builds the exp
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -41,3 +41,14 @@ class TabularRunner(Protocol):
     def explainer(self, background: FloatArray, weights: FloatArray | None = None) -> TabularExplainer:
         """The explainer for this model against ``background`` reference rows (optionally weighted)."""
         ...
+
+
+def feature_rows(
+    rows: FloatArray, *, width: int, dtype: type[np.floating[Any]], source: str
+) -> npt.NDArray[Any]:
+    """``rows`` as a contiguous (n, width) array of the model's input type; any other shape is the caller's
+    mistake, named with the model file."""
+    matrix = np.asarray(rows, dtype=dtype)
+    if matrix.ndim != 2 or matrix.shape[1] != width:
+        raise RunnerError(f"{source}: expected rows of {width} features, got the shape {matrix.shape}")
+    return np.ascontiguousarray(matrix)

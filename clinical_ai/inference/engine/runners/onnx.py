@@ -29,7 +29,7 @@ from clinical_ai.inference.engine.explain.linear import LinearExplainer, linear_
 from clinical_ai.inference.engine.explain.links import logit
 from clinical_ai.inference.engine.explain.shapley import ShapleyExplainer
 from clinical_ai.inference.engine.explain.trees import TreeShapExplainer, tree_ensemble_from_onnx
-from clinical_ai.inference.engine.runners.base import FloatArray, RunnerError, TabularExplainer
+from clinical_ai.inference.engine.runners.base import FloatArray, RunnerError, TabularExplainer, feature_rows
 
 # Names the converters give the probability output, tried in this order when the graph has several candidates.
 _PROBABILITY_NAMES = ("probabilities", "output_probability", "probability", "probabilities_output")
@@ -266,14 +266,10 @@ class OnnxRunner:
 
     def predict(self, rows: FloatArray) -> FloatArray:
         """(n, n_features) -> (n,) float64 probabilities. NaN or infinite outputs are returned as they are."""
-        matrix = np.asarray(rows, dtype=self._input_dtype)
-        if matrix.ndim != 2 or matrix.shape[1] != self.n_features:
-            raise RunnerError(
-                f"{self.path.name}: expected rows of {self.n_features} features, got the shape {matrix.shape}"
-            )
+        matrix = feature_rows(rows, width=self.n_features, dtype=self._input_dtype, source=self.path.name)
         if matrix.shape[0] == 0:
             return np.zeros(0, dtype=np.float64)
-        answer = self._run(np.ascontiguousarray(matrix))
+        answer = self._run(matrix)
         layout = self._layout
         if layout.kind == "map":
             return np.array([float(entry[layout.key]) for entry in answer], dtype=np.float64)

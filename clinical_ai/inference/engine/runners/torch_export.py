@@ -19,7 +19,7 @@ import torch
 
 from clinical_ai.inference.engine.explain.links import logit
 from clinical_ai.inference.engine.explain.shapley import ShapleyExplainer
-from clinical_ai.inference.engine.runners.base import FloatArray, RunnerError, TabularExplainer
+from clinical_ai.inference.engine.runners.base import FloatArray, RunnerError, TabularExplainer, feature_rows
 
 
 def _placeholder_shape(program: torch.export.ExportedProgram) -> tuple[Any, ...] | None:
@@ -119,14 +119,10 @@ class TorchExportRunner:
 
     def predict(self, rows: FloatArray) -> FloatArray:
         """(n, n_features) -> (n,) float64 probabilities; NaN or infinite outputs are returned as they are."""
-        matrix = np.asarray(rows, dtype=np.float32)
-        if matrix.ndim != 2 or matrix.shape[1] != self.n_features:
-            raise RunnerError(
-                f"{self.path.name}: expected rows of {self.n_features} features, got the shape {matrix.shape}"
-            )
+        matrix = feature_rows(rows, width=self.n_features, dtype=np.float32, source=self.path.name)
         if matrix.shape[0] == 0:
             return np.zeros(0, dtype=np.float64)
-        output = self._forward(torch.from_numpy(np.ascontiguousarray(matrix))).float()
+        output = self._forward(torch.from_numpy(matrix)).float()
         if self.apply_sigmoid:
             output = torch.sigmoid(output)
         return output.reshape(matrix.shape[0]).cpu().numpy().astype(np.float64)
