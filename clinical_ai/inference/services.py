@@ -408,16 +408,19 @@ def _execute_shadow_batch(
         return
     manifest = catalogue().manifest(model_id, shadow_version)
 
+    def fail(shadow: ShadowRun, error: str) -> None:
+        _finish_shadow(
+            shadow,
+            active_by_pk[shadow.active_run_id],
+            actor=actor,
+            status=ShadowRun.Status.FAILED,
+            error=error,
+            manifest=manifest,
+        )
+
     def fail_all(error: str) -> None:
         for shadow in to_run:
-            _finish_shadow(
-                shadow,
-                active_by_pk[shadow.active_run_id],
-                actor=actor,
-                status=ShadowRun.Status.FAILED,
-                error=error,
-                manifest=manifest,
-            )
+            fail(shadow, error)
 
     if manifest is None:
         return fail_all(f"version {shadow_version} is not in the catalogue")
@@ -440,15 +443,7 @@ def _execute_shadow_batch(
     }
     for shadow, item, result in zip(to_run, inputs, answers, strict=True):
         if isinstance(result, str) or result.failure:
-            error = result if isinstance(result, str) else f"model error: {result.failure}"
-            _finish_shadow(
-                shadow,
-                active_by_pk[shadow.active_run_id],
-                actor=actor,
-                status=ShadowRun.Status.FAILED,
-                error=error,
-                manifest=manifest,
-            )
+            fail(shadow, result if isinstance(result, str) else f"model error: {result.failure}")
             continue
         _finish_shadow(
             shadow,

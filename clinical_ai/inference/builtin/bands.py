@@ -4,6 +4,8 @@ TorchScript tabular model and the declarative models."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from clinical_ai.inference.engine.manifest import ManifestError, ModelManifest
 from clinical_ai.inference.engine.types import Urgency
 
@@ -28,6 +30,17 @@ class Bands:
         if probability >= self.warning:
             return "warning", "medium", "moderate"
         return "info", "low", "low"
+
+    def risk(self, probability: float, outcome: str) -> dict[str, Any]:
+        """The finding's RiskAssessment details: band, score and probability, qualitative risk, outcome."""
+        _, band, qualitative = self.of(probability)
+        return {
+            "band": band,
+            "score": probability,
+            "probability": probability,
+            "qualitative_risk": qualitative,
+            "outcome": outcome,
+        }
 
     def as_evidence(self) -> dict[str, float]:
         return {"warning": self.warning, "critical": self.critical}

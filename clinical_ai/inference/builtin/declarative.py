@@ -280,7 +280,7 @@ class DeclarativeTabularModel:
             return self._failed(context, vector, EXPLAIN_FAILURE)
         inputs = self._inputs(vector)
         imputed = [item for item in inputs if item["status"] == "imputed"]
-        urgency, band, qualitative = self.bands.of(probability)
+        urgency, band, _ = self.bands.of(probability)
         summary = risk_summary(self.manifest.name, probability, band, not_recorded=len(imputed))
         explained = explanation_evidence(explanation, inputs)
         finding = Finding(
@@ -301,13 +301,7 @@ class DeclarativeTabularModel:
                 "as_of": _iso(vector.as_of),
                 "explanation": explained,
             },
-            risk={
-                "band": band,
-                "score": probability,
-                "probability": probability,
-                "qualitative_risk": qualitative,
-                "outcome": self.outcome,
-            },
+            risk=self.bands.risk(probability, self.outcome),
             missing_inputs=tuple(item["label"] for item in imputed),
         )
         record = self._record(
@@ -480,7 +474,7 @@ class DeclarativeTextModel:
                     "weight": weight,
                 }
             )
-        urgency, band, qualitative = self.bands.of(probability)
+        urgency, band, _ = self.bands.of(probability)
         finding = Finding(
             key="risk",
             kind="risk",
@@ -506,13 +500,7 @@ class DeclarativeTextModel:
                     "sentences": sentences,
                 },
             },
-            risk={
-                "band": band,
-                "score": probability,
-                "probability": probability,
-                "qualitative_risk": qualitative,
-                "outcome": self.outcome,
-            },
+            risk=self.bands.risk(probability, self.outcome),
         )
         record["probability"] = probability
         record["sentence_weights"] = [list(item) for item in explanation.sentence_weights]

@@ -139,7 +139,7 @@ class TabularModel:
                 features,
                 (f"required input(s) missing: {', '.join(required_missing)}",),
             )
-        urgency, band, qualitative = self.bands.of(probability)
+        urgency, band, _ = self.bands.of(probability)
         summary = risk_summary(self.manifest.name, probability, band, not_recorded=len(missing))
         finding = Finding(
             key="risk",
@@ -156,13 +156,7 @@ class TabularModel:
                 "band": band,
                 "thresholds": self.bands.as_evidence(),
             },
-            risk={
-                "band": band,
-                "score": probability,
-                "probability": probability,
-                "qualitative_risk": qualitative,
-                "outcome": self.outcome,
-            },
+            risk=self.bands.risk(probability, self.outcome),
             missing_inputs=tuple(_words(name) for name in missing),
         )
         return ModelResult(context.patient_pseudonym, (finding,), {**features, "probability": probability})
