@@ -38,7 +38,6 @@ from clinical_ai.inference.engine.manifest import ManifestError, ModelManifest, 
 from clinical_ai.inference.engine.observations import concept_codes
 from clinical_ai.inference.engine.runners.base import FloatArray, TabularExplainer, TabularRunner
 from clinical_ai.inference.engine.types import (
-    NOT_SCORED_TEXT,
     ClinicalModel,
     Finding,
     ModelResult,
@@ -332,7 +331,7 @@ class DeclarativeTabularModel:
             key="risk",
             kind="risk",
             urgency="info",
-            summary=f"{self.manifest.name} {NOT_SCORED_TEXT} (missing {names})"[:139],
+            summary=f"{self.manifest.name} cannot be scored: {names} not recorded"[:139],
             evidence={
                 "parameters": inputs,
                 "missing": [item.spec.name for item in vector.refused],
