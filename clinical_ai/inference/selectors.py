@@ -145,6 +145,7 @@ class ModelCard:
     figures: list[Figure]
     limitations: list[str]
     references: list[str]
+    explanation_method: str = ""  # declarative models: how each result's explanation is computed, its limits
 
 
 def _as_text(value: Any) -> str:
@@ -186,6 +187,7 @@ def model_card(card: Mapping[str, Any]) -> ModelCard:
         figures=figures,
         limitations=_as_texts(card.get("limitations")),
         references=_as_texts(card.get("references")),
+        explanation_method=_as_text(card.get("explanation_method")),
     )
 
 

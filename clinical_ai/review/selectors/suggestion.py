@@ -69,6 +69,7 @@ class ModelCardView:
     figures: list[dict[str, str]] = field(default_factory=list)
     limitations: list[str] = field(default_factory=list)
     references: list[str] = field(default_factory=list)
+    explanation_method: str = ""
 
 
 def model_card(model_id: str, version: str, name: str = "") -> ModelCardView:
@@ -95,6 +96,7 @@ def model_card(model_id: str, version: str, name: str = "") -> ModelCardView:
         ],
         limitations=strings_of(card.get("limitations")),
         references=strings_of(card.get("references")),
+        explanation_method=text_of(card.get("explanation_method")),
     )
 
 

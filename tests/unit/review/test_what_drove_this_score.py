@@ -8,6 +8,7 @@ shapes never breaks the page."""
 from __future__ import annotations
 
 import functools
+import html
 import re
 from datetime import date, timedelta
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 from clinical_ai.accounts.models import Organization
 from clinical_ai.inference.engine.manifest import ModelManifest, manifest_parse
 from clinical_ai.inference.engine.types import Finding
+from clinical_ai.inference.registry import catalogue
 from clinical_ai.review.models import Suggestion
 from clinical_ai.review.selectors.basis import risk_basis
 from clinical_ai.review.selectors.explanation import feature_value_text, percent_text
@@ -609,3 +611,18 @@ def test_odd_explanations_do_not_break_the_page(
     response = client.get(url(suggestion))
     assert response.status_code == 200
     assert b"Basis" in response.content
+
+
+@pytest.mark.django_db
+def test_the_model_card_says_how_the_explanation_is_worked_out(
+    client: Any, clinician: Any, organization: Organization
+) -> None:
+    shipped = catalogue().manifest("ed-visit-90d")
+    assert shipped is not None
+    suggestion = store_finding(organization, explained_finding(), shipped)
+    client.force_login(clinician)
+    method = html.escape(str(shipped.card["explanation_method"])[:60])
+    page = client.get(url(suggestion)).content.decode()
+    assert 'How "what drove this score" is worked out' in page and method in page
+    model_page = client.get("/models/ed-visit-90d/").content.decode()
+    assert "How each result is explained" in model_page and method in model_page
