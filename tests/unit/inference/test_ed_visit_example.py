@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -21,13 +22,15 @@ import numpy as np
 import onnxruntime
 import pytest
 
-from clinical_ai.inference.engine.features.extract import context_as_of, features_extract
+from clinical_ai.inference.engine.features.extract import event_time, features_extract
 from clinical_ai.inference.engine.manifest import (
     CLINICAL_SUMMARY_MAX,
     ModelManifest,
     file_sha256,
     manifest_load,
 )
+from clinical_ai.inference.engine.types import PatientContext
+from clinical_ai.inference.registry import model_build
 
 ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "benchmarks" / "ed_visit_model.py"
@@ -130,24 +133,90 @@ def test_onnx_model_declares_one_float_input_row(manifest: ModelManifest) -> Non
 def test_onnx_gives_finite_probabilities_for_every_synthea_patient(
     script: ModuleType, manifest: ModelManifest
 ) -> None:
-    """Rows computed by the service's own extraction, at the time the service would use (the newest entry)
-    and at each visit's start, all score to a probability."""
+    """Rows computed by the service's own extraction, for the whole record and at every training prediction
+    time, all score to a probability."""
     assert manifest.features is not None
     session = onnxruntime.InferenceSession(str(MODEL_DIR / "model.onnx"), providers=["CPUExecutionProvider"])
     paths = script.patient_bundle_paths(SYNTHEA)
     assert len(paths) == 11
     for i, path in enumerate(paths):
-        patient = script.patient_load(
-            path, label=f"patient {i + 1}", resource_types=manifest.features.resource_types
-        )
-        moments = [
-            context_as_of(patient.context),
-            *(s - script.BEFORE_VISIT for s in patient.encounter_starts),
+        patient = script.patient_load(path, label=f"patient {i + 1}", resource_types=manifest.resource_types)
+        samples = script.patient_samples(patient, manifest.features)
+        assert samples, patient.label
+        rows = [
+            features_extract(manifest.features, patient.context).row,
+            *(sample.vector.row for sample in samples),
         ]
-        rows = [features_extract(manifest.features, patient.context, as_of=moment).row for moment in moments]
         (probabilities,) = session.run(["probabilities"], {"input": np.asarray(rows, dtype=np.float32)})
         positive = np.asarray(probabilities)[:, 1]
         assert np.isfinite(positive).all() and ((positive > 0) & (positive < 1)).all(), patient.label
+
+
+@pytest.mark.shared_data
+@needs_synthea
+def test_training_samples_are_indexed_as_the_service_scores(
+    script: ModuleType, manifest: ModelManifest
+) -> None:
+    """Each sample's prediction time is the newest entry up to its encounter's end, the outcome lies after it,
+    and an emergency visit under way at that time is a past visit (0 days since), not the outcome."""
+    assert manifest.features is not None
+    assert script.served_types(manifest.features) == manifest.resource_types
+    path = script.patient_bundle_paths(SYNTHEA)[2]  # the patient with the most emergency visits
+    patient = script.patient_load(path, label="patient 3", resource_types=manifest.resource_types)
+    samples = script.patient_samples(patient, manifest.features)
+    column = list(manifest.features.names).index("days_since_emergency")
+    assert len({sample.as_of for sample in samples}) == len(samples)
+    during_emergency = 0
+    for sample in samples:
+        assert sample.vector.as_of == sample.as_of <= sample.cut
+        assert sample.label == int(
+            any(sample.as_of < start <= sample.as_of + script.HORIZON for start in patient.emergency_starts)
+        )
+        past = [start for start in patient.emergency_starts if start <= sample.as_of]
+        days = (sample.as_of - past[-1]) / timedelta(days=1) if past else script.NO_EMERGENCY_DAYS
+        assert sample.vector.row[column] == pytest.approx(days), sample.cut
+        during_emergency += bool(past) and days < 1
+    # Every emergency visit is scored while under way, as the service would score it: days since 0, not outcome.
+    assert during_emergency == len(patient.emergency_starts) >= 5
+
+
+def _cut_at(whole: PatientContext, cut: datetime) -> PatientContext:
+    """The whole raw bundle, every resource type, as it stood at ``cut``: nothing dated after it yet."""
+    kept = []
+    for source in whole.resources:
+        moment = event_time(source.resource)
+        if moment is None or moment <= cut:
+            kept.append(source)
+    return PatientContext(whole.patient_pseudonym, tuple(kept))
+
+
+@pytest.mark.shared_data
+@needs_synthea
+def test_no_train_serve_skew_the_service_computes_the_training_row(
+    script: ModuleType, manifest: ModelManifest
+) -> None:
+    """The row a patient's last training sample holds is the row the service records when it scores that
+    patient's whole bundle (every resource type, the service's own filtering and prediction time) cut at the
+    same encounter's end. Raw dates: the service sees shifted ones, and every feature is an interval."""
+    assert manifest.features is not None
+    model = model_build(manifest, device="cpu")
+    paths = script.patient_bundle_paths(SYNTHEA)
+    expected: list[Any] = []
+    contexts: list[PatientContext] = []
+    for index in (0, 2, 3, 9):  # emergency visits on record or none; long and short records
+        patient = script.patient_load(
+            paths[index], label=f"patient {index + 1}", resource_types=manifest.resource_types
+        )
+        last = script.patient_samples(patient, manifest.features)[-1]
+        expected.append(last)
+        contexts.append(_cut_at(script.bundle_context(paths[index], label=patient.label), last.cut))
+    results = model.predict(contexts)
+    assert len(results) == len(expected)
+    for sample, result in zip(expected, results, strict=True):
+        assert not result.failure and result.record is not None
+        assert result.record["as_of"] == sample.as_of.isoformat()
+        assert result.record["row"] == sample.vector.row
+        assert 0 < result.record["probability"] < 1
 
 
 @pytest.mark.shared_data
