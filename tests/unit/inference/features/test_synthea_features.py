@@ -3,19 +3,22 @@ physiological bounds, citing resources of the record."""
 
 from __future__ import annotations
 
-import json
+import importlib.util
 import math
+import sys
 from datetime import timedelta
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 
 from clinical_ai.inference.engine.features.extract import context_as_of, features_extract
 from clinical_ai.inference.engine.features.spec import feature_set_parse
-from clinical_ai.inference.engine.types import PatientContext, SourceResource
+from clinical_ai.inference.engine.types import PatientContext
 
 pytestmark = pytest.mark.shared_data
+ED_VISIT_SCRIPT = Path(__file__).resolve().parents[4] / "benchmarks" / "ed_visit_model.py"
 
 LOINC = "http://loinc.org"
 ACT = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
@@ -88,20 +91,22 @@ FEATURES: list[dict[str, Any]] = [
 ]
 
 
+def _synthea_reader() -> ModuleType:
+    """benchmarks/ed_visit_model.py: its ``bundle_context`` is the one Synthea reader of benchmarks and tests."""
+    spec = importlib.util.spec_from_file_location("ed_visit_model", ED_VISIT_SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("ed_visit_model", module)
+    spec.loader.exec_module(module)
+    return module
+
+
 def patients(shared_data: Path) -> list[PatientContext]:
-    folder = shared_data / "synthea_r4_ms_anonymizer_samples"
-    contexts = []
-    for path in sorted(folder.glob("*.json")):
-        bundle = json.loads(path.read_text(encoding="utf-8-sig"))
-        entries = bundle.get("entry") or []
-        if not any(entry["resource"]["resourceType"] == "Patient" for entry in entries):
-            continue  # the hospital and practitioner bundles
-        sources = tuple(
-            SourceResource(entry.get("fullUrl") or entry["resource"]["id"], entry["resource"])
-            for entry in entries
-        )
-        contexts.append(PatientContext(path.stem, sources))
-    return contexts
+    reader = _synthea_reader()
+    return [
+        reader.bundle_context(path, label=path.stem)
+        for path in reader.patient_bundle_paths(shared_data / "synthea_r4_ms_anonymizer_samples")
+    ]
 
 
 def test_realistic_features_on_every_synthea_patient(shared_data: Path) -> None:
