@@ -169,7 +169,7 @@ FEATURES: list[dict[str, Any]] = [
     },
     {
         "name": "days_since_emergency",
-        "label": "days since the last emergency visit (none on record: 10 years used)",
+        "label": "days since the last emergency visit",
         "resourceType": "Encounter",
         "element": "class",
         "codes": [EMERGENCY],

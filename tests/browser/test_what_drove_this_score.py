@@ -193,7 +193,14 @@ def test_a_clinician_reads_what_drove_the_score(
     shown = [row.split(". ", 1)[1] for row in top.locator("th").all_inner_texts()]
     assert shown == [label for label, _ in contributions[:5]]
     for row, (_, contribution) in zip(top.all(), contributions[:5], strict=True):
-        expect(row).to_contain_text("raised the risk" if contribution > 0 else "lowered the risk")
+        said = (
+            "raised the risk"
+            if contribution > 0
+            else "lowered the risk"
+            if contribution < 0
+            else "made no difference"
+        )
+        expect(row).to_contain_text(said)
 
     more = section.locator("details.more-drivers")
     expect(more.locator("summary")).to_have_text(
