@@ -8,6 +8,7 @@ violation, and at 390 pixels nothing scrolls sideways. Screenshots at 1366x900 a
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,13 +21,13 @@ from clinical_ai.accounts.models import Organization, Role
 from clinical_ai.inference.engine.manifest import ModelManifest, manifest_load
 from clinical_ai.inference.engine.types import Finding, PatientContext, SourceResource
 from clinical_ai.inference.models import ModelDeployment
-from clinical_ai.inference.registry import model_loaded
+from clinical_ai.inference.registry import catalogue, model_loaded
 from clinical_ai.review.models import Suggestion
 from clinical_ai.vault.pseudonyms import date_shift_days
 from clinical_ai.vault.services import pseudonym_key
 from tests.browser.conftest import CHROMIUM, PHONE, WHY_SKIPPED, BrowserSession
 from tests.unit.review.conftest import make_user, store_finding
-from tests.unit.review.test_what_drove_this_score import ed_manifest, text_finding
+from tests.unit.review.test_what_drove_this_score import text_finding
 
 ROOT = Path(__file__).resolve().parents[2]
 ED_VISIT_MANIFEST = ROOT / "fixtures" / "models" / "ed-visit-90d" / "manifest.json"
@@ -258,13 +259,47 @@ def test_a_patient_without_a_birth_date_reads_cannot_be_scored(
     browser.assert_clean()
 
 
+def readmission_manifest(folder: Path) -> ModelManifest:
+    """A hospital's note classifier as its manifest declares it (the page reads the card from the catalogue;
+    the checkpoint itself is not needed to show a stored result)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    document = {
+        "id": "readmission-30d",
+        "version": "1.0.0",
+        "name": "Readmission within 30 days (test)",
+        "kind": "text_classifier",
+        "artifacts": [{"name": "weights", "path": "checkpoint/model.safetensors", "sha256": "0" * 64}],
+        "text": {"resourceTypes": ["DocumentReference"], "window": "P30D", "select": "all"},
+        "parameters": {"positive_label": "readmitted"},
+        "outputs": {"outcome": "an unplanned readmission within 30 days of discharge"},
+        "thresholds": {"warning": 0.2, "critical": 0.6},
+        "card": {
+            "clinical_summary": "A test note classifier: reads the discharge notes of the last 30 days and "
+            "estimates the chance of a readmission. Not for care.",
+            "intended_use": "Tests of the review page.",
+            "intended_users": "Developers.",
+            "development": "None: a test fixture.",
+            "validation": {"summary": "Not validated.", "figures": []},
+            "limitations": ["A test fixture, not a model."],
+            "explanation_method": "Each sentence is left out in turn and the notes scored again: the drop "
+            "in the estimate is that sentence's weight. It shows what the model reacts to, not causes.",
+        },
+    }
+    path = folder / "manifest.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return manifest_load(path)
+
+
 def test_a_text_classifier_quotes_the_sentences_that_weigh_most(
-    browser: BrowserSession, organization: Organization, screenshots: Path
+    browser: BrowserSession, organization: Organization, screenshots: Path, tmp_path: Path, settings: Any
 ) -> None:
     from playwright.sync_api import expect
 
+    manifest = readmission_manifest(tmp_path / "models" / "readmission-30d")
+    settings.INFERENCE_MODEL_DIRS = [tmp_path / "models"]
+    catalogue.cache_clear()
     make_user("dr-ward", organization, Role.CLINICIAN, first_name="Wanda", last_name="Ward")
-    suggestion = store_finding(organization, text_finding(), ed_manifest(), pseudonym=uuid.uuid4().hex)
+    suggestion = store_finding(organization, text_finding(), manifest, pseudonym=uuid.uuid4().hex)
     page = browser.page
     browser.log_in("dr-ward", next_path=_path(suggestion))
     section = page.locator("section.explained")
@@ -273,5 +308,7 @@ def test_a_text_classifier_quotes_the_sentences_that_weigh_most(
     expect(section).to_contain_text("Raised the estimate: leaving it out lowers it by 12 percentage points.")
     _assert_accessible(browser)
     _assert_no_sideways_scroll_on_a_phone(browser)
+    expect(page.locator(".model-card")).to_contain_text("Readmission within 30 days (test)")
     browser.screenshots_at_both(screenshots, "review-sentences-that-weigh-most")
     browser.assert_clean()
+    catalogue.cache_clear()
