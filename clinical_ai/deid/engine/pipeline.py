@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from clinical_ai.deid.engine.methods import SECURITY_LABELS, Operation
 from clinical_ai.deid.engine.types import (
     PatientContext,
     PatientIdentifiers,
@@ -148,6 +149,30 @@ class PipelineResult:
     # (patient pseudonym, kind, pseudonym, original) for the vault; originals are PHI
     vault_records: list[tuple[str, str, str, str]]
     patient_pseudonyms: list[str]
+    # Indexes of the entries that ``processingErrors: skip`` emptied (their output is the empty resource).
+    skipped: list[int] = field(default_factory=list)
+
+
+def skipped_resource(resource_type: str) -> dict[str, Any]:
+    """What a skipped resource becomes, as the reference tool writes it: its type and a REDACTED label."""
+    return {"resourceType": resource_type, "meta": {"security": [dict(SECURITY_LABELS[Operation.REDACT])]}}
+
+
+def _anonymize_alone(
+    anonymizer: Anonymizer,
+    entry: EntryInput,
+    *,
+    patient: PatientContext | None,
+    scrubber: TextScrubber | None,
+    sink: PseudonymSink | None,
+) -> dict[str, Any] | None:
+    """One entry on its own, as a Bundle entry; None when ``processingErrors: skip`` emptied it (the
+    engine then returns an empty Bundle instead of a Bundle of one entry)."""
+    single = {"resourceType": "Bundle", "type": "collection", "entry": [_entry_json(entry)]}
+    produced = anonymizer.anonymize(single, patient=patient, scrubber=scrubber, sink=sink).get("entry") or []
+    if len(produced) == 1 and isinstance(produced[0], dict) and isinstance(produced[0].get("resource"), dict):
+        return dict(produced[0])
+    return None
 
 
 # Encounter.location[].physicalType (or the Location's) codes, as the review pages name them.
@@ -228,6 +253,15 @@ def _locations(entries: Sequence[EntryInput]) -> dict[str, Mapping[str, Any]]:
     return found
 
 
+def _entry_output(
+    entry: EntryInput, out: dict[str, Any] | None, pseudonym: str, skipped: list[int]
+) -> EntryOutput:
+    if out is None:
+        skipped.append(entry.index)
+        return EntryOutput(entry.index, skipped_resource(str(entry.resource.get("resourceType"))), pseudonym)
+    return EntryOutput(entry.index, out["resource"], pseudonym, out.get("fullUrl"))
+
+
 def deidentify_entries(
     entries: Sequence[EntryInput],
     *,
@@ -241,6 +275,7 @@ def deidentify_entries(
     locations = _locations(entries)
     outputs: list[EntryOutput] = []
     vault: list[tuple[str, str, str, str]] = []
+    skipped: list[int] = []
     for group in groups:
         pseudonym = patient_pseudonym(key=pseudonym_key, organization=organization, identity=group.identity)
         identifiers = (
@@ -263,15 +298,21 @@ def deidentify_entries(
         }
         bound = _SinkBoundScrubber(scrubber, sink) if scrubber is not None else None
         result = anonymizer.anonymize(collection, patient=context, scrubber=bound, sink=sink)
-        for entry, out in zip(group.entries, result.get("entry") or [], strict=True):
-            outputs.append(EntryOutput(entry.index, out["resource"], pseudonym, out.get("fullUrl")))
+        produced: list[dict[str, Any] | None] = list(result.get("entry") or [])
+        if len(produced) != len(group.entries):
+            # ``processingErrors: skip`` emptied the whole collection: redo the patient's entries one by one,
+            # so that only the resources that fail are emptied.
+            produced = [
+                _anonymize_alone(anonymizer, e, patient=context, scrubber=bound, sink=sink)
+                for e in group.entries
+            ]
+        for entry, out in zip(group.entries, produced, strict=True):
+            outputs.append(_entry_output(entry, out, pseudonym, skipped))
     for entry in orphans:
-        single = {"resourceType": "Bundle", "type": "collection", "entry": [_entry_json(entry)]}
-        out = (anonymizer.anonymize(single, patient=None, scrubber=scrubber, sink=None).get("entry") or [{}])[
-            0
-        ]
-        outputs.append(EntryOutput(entry.index, out["resource"], "", out.get("fullUrl")))
+        out = _anonymize_alone(anonymizer, entry, patient=None, scrubber=scrubber, sink=None)
+        outputs.append(_entry_output(entry, out, "", skipped))
     outputs.sort(key=lambda o: o.index)
+    skipped.sort()
     return PipelineResult(
         outputs,
         vault,
@@ -279,4 +320,5 @@ def deidentify_entries(
             patient_pseudonym(key=pseudonym_key, organization=organization, identity=g.identity)
             for g in groups
         ],
+        skipped,
     )
