@@ -25,13 +25,12 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
-from clinical_ai.deid.engine.config import AnonymizerConfig, Method, ProcessingErrors, load_config
+from clinical_ai.deid.engine.config import CONFIG_DIR, AnonymizerConfig, Method, ProcessingErrors, load_config
 from clinical_ai.deid.engine.fhirpath_values import FhirPathEvaluationError
 from clinical_ai.deid.engine.pipeline import skipped_resource
 from clinical_ai.deid.engine.rules import InvalidResourceError, ProcessingError, StructuredAnonymizer
 from clinical_ai.deid.engine.types import TextScrubber
 from clinical_ai.deid.files import entries_of, read_documents
-from clinical_ai.deid.runtime import CONFIG_DIR, config_path
 
 
 class Mode(StrEnum):
@@ -168,7 +167,8 @@ def build_engine(
     scrubber_factory: Callable[[], TextScrubber],
 ) -> tuple[Mode, Engine, AnonymizerConfig]:
     """The engine for a configuration (a shipped name or a path). Raises ``ConfigError`` for a bad one."""
-    config = load_config(config_path(config_name))
+    shipped = CONFIG_DIR / f"{config_name}.json"  # as ``runtime.config_path``, without loading Presidio
+    config = load_config(shipped if shipped.is_file() else Path(config_name))
     chosen = resolve_mode(config_name, config, mode)
     if chosen is Mode.PIPELINE:
         return (

@@ -6,6 +6,9 @@ Small configurations in the Microsoft format are written per test; nothing here 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -240,3 +243,30 @@ def test_auto_mode_runs_microsoft_configurations_as_that_tool_and_ours_through_t
     assert resolve_mode("ours.json", scrubbing, Mode.AUTO) is Mode.PIPELINE
     assert resolve_mode("inference", plain, Mode.AUTO) is Mode.PIPELINE
     assert resolve_mode("inference", plain, Mode.REFERENCE) is Mode.REFERENCE
+
+
+def test_manage_py_reports_an_error_in_one_line_without_a_traceback(tmp_path: Path, config: Path) -> None:
+    """What a script calling the command sees: exit status 1 and one line on stderr."""
+    source = tmp_path / "in.ndjson"
+    source.write_text("{oops\n")
+    environment = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "deidentify",
+            "--config",
+            str(config),
+            str(source),
+            str(tmp_path / "o"),
+        ],
+        cwd=Path(__file__).resolve().parents[3],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 1
+    assert "Traceback" not in completed.stderr
+    assert "CommandError:" in completed.stderr and "line 1: not JSON" in completed.stderr
