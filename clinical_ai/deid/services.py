@@ -12,6 +12,7 @@ import logging
 from collections import Counter
 from collections.abc import Mapping
 from datetime import date
+from functools import cache
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from django.conf import settings
@@ -46,15 +47,8 @@ def deidentify_documents(
 ) -> PipelineResult:
     """The pure pipeline with this installation's keys and engines (also used by ``manage.py deidentify``).
 
-    ``reference_date``: the day rules that depend on today (ages over 89) count from; today when None.
-    Given, the configuration is loaded afresh rather than from the per-process cache, which holds today."""
-    engine = (
-        anonymizer(config)
-        if reference_date is None
-        else StructuredAnonymizer(
-            load_config(config_path(config)), secrets_override=engine_secrets(), today=lambda: reference_date
-        )
-    )
+    ``reference_date``: the day rules that depend on today (ages over 89) count from; today when None."""
+    engine = anonymizer(config) if reference_date is None else _dated_anonymizer(config, reference_date)
     return deidentify_entries(
         entries,
         anonymizer=engine,
@@ -62,6 +56,15 @@ def deidentify_documents(
         identifiers_of=patient_identifiers_from_fhir,
         pseudonym_key=settings.PSEUDONYM_KEY.encode("utf-8"),
         organization=organization,
+    )
+
+
+@cache
+def _dated_anonymizer(config: str, reference_date: date) -> StructuredAnonymizer:
+    """``runtime.anonymizer`` with a fixed day for "today" (loaded once per configuration and day, as the
+    shared one is once per configuration)."""
+    return StructuredAnonymizer(
+        load_config(config_path(config)), secrets_override=engine_secrets(), today=lambda: reference_date
     )
 
 

@@ -270,3 +270,17 @@ def test_manage_py_reports_an_error_in_one_line_without_a_traceback(tmp_path: Pa
     assert completed.returncode == 1
     assert "Traceback" not in completed.stderr
     assert "CommandError:" in completed.stderr and "line 1: not JSON" in completed.stderr
+
+
+def test_reference_date_in_pipeline_mode(tmp_path: Path) -> None:
+    """A configuration with our additions runs through the per-patient pipeline; the date still applies."""
+    ours = write(
+        tmp_path / "ours.json",
+        {**DATES_TO_YEAR, "parameters": {"enablePartialDatesForRedact": True, "dateShiftKeepTime": True}},
+    )
+    source = write(tmp_path / "patient.json", PATIENT)
+    out = tmp_path / "out.json"
+    stdout, _ = run("--config", ours, "--reference-date", "2020-01-01", source, out)
+    assert "pipeline mode" in stdout and json.loads(out.read_text())["birthDate"] == "1935"
+    run("--config", ours, "--reference-date", "2030-01-01", source, out)
+    assert "birthDate" not in json.loads(out.read_text())
