@@ -1,4 +1,5 @@
-"""Labelled texts: presidio-research's synthetic sentences and the generated clinical notes.
+"""Labelled texts: presidio-research's synthetic sentences, the generated clinical notes and the generated
+general text.
 
 Both files use presidio-research's layout, ``{full_text, spans: [{entity_type, entity_value,
 start_position, end_position (exclusive)}]}``. Gold types are mapped onto evaluation labels
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clinical_ai.deid.evaluation.labels import CLINICAL_GOLD, RESEARCH_GOLD
+from clinical_ai.deid.evaluation.labels import CLINICAL_GOLD, GENERAL_GOLD, RESEARCH_GOLD
 from clinical_ai.deid.evaluation.metrics import GoldSpan, TermSpan
 
 RESEARCH_FILE = Path("presidio_research_synthetic_pii") / "generated_small.json"
@@ -107,3 +108,14 @@ def load_clinical_notes(path: Path, *, limit: int | None = None) -> Dataset:
         for note in document["notes"][:limit]
     )
     return Dataset("generated clinical notes", texts, dict(adjustments))
+
+
+def load_general_text(path: Path, *, limit: int | None = None) -> Dataset:
+    """The generated general text (``fixtures/deid_eval/general_text.json``, :mod:`general_text`)."""
+    document = json.loads(path.read_text(encoding="utf-8"))
+    adjustments: Counter[str] = Counter()
+    texts = tuple(
+        LabelledText(record["id"], record["full_text"], _gold(record, GENERAL_GOLD, adjustments))
+        for record in document["records"][:limit]
+    )
+    return Dataset("generated general text", texts, dict(adjustments))

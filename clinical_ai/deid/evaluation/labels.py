@@ -66,6 +66,25 @@ CLINICAL_GOLD: Mapping[str, str] = {
     "DEVICE_ID": ID,
 }
 
+# Gold types of the general-text set (general_text.py): an address comes as its parts, so each can be scored.
+GENERAL_GOLD: Mapping[str, str] = {
+    "PERSON": PERSON,
+    "STREET_ADDRESS": LOCATION,
+    "CITY": LOCATION,
+    "ZIP_CODE": LOCATION,
+    "ORGANIZATION": ORGANIZATION,
+    "DATE_TIME": DATE,
+    "AGE_OVER_89": AGE_OVER_89,
+    "PHONE_NUMBER": PHONE,
+    "EMAIL_ADDRESS": EMAIL,
+    "URL": URL,
+    "IP_ADDRESS": IP_ADDRESS,
+    "CREDIT_CARD": ID,
+    "US_SSN": ID,
+    "IBAN_CODE": ID,
+    "US_DRIVER_LICENSE": ID,
+}
+
 # Entity types our scrubber and Presidio's built-ins report.
 PREDICTED: Mapping[str, str] = {
     "PERSON": PERSON,

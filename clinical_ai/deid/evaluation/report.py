@@ -14,6 +14,7 @@ from clinical_ai.deid.evaluation.runner import EvaluationReport, LeakEvaluation,
 TITLES = {
     "research": "(a) presidio-research synthetic sentences",
     "clinical": "(b) generated clinical notes",
+    "general": "(d) generated general text",
 }
 SHORT_NAMES = {"ours": "ours", "bare Presidio": "bare"}
 

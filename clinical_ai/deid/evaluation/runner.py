@@ -1,9 +1,9 @@
-"""The three evaluations, run in one process so both detectors see the same texts and the same model.
+"""The evaluations, run in one process so both detectors see the same texts and the same model.
 
-(a) presidio-research's synthetic sentences and (b) the generated clinical notes: span precision, recall
-and F2 per label for each detector. (c) Synthea bundles: the full pipeline on each bundle (structured rules
-and the scrubber with the patient's record) and each text detector on the bundle's notes; known
-identifiers left over. The FHIR pipeline arrives as a callable, so nothing here needs Django.
+(a) presidio-research's synthetic sentences, (b) the generated clinical notes and (d) the generated general
+text (messages, letters, forms): span precision, recall and F2 per label for each detector. (c) Synthea
+bundles: the full pipeline on each bundle (structured rules and the scrubber with the patient's record) and
+each text detector on the bundle's notes; known identifiers left over. The FHIR pipeline arrives as a callable, so nothing here needs Django.
 """
 
 from __future__ import annotations
@@ -16,7 +16,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from clinical_ai.deid.evaluation.datasets import Dataset, load_clinical_notes, load_research
+from clinical_ai.deid.evaluation.datasets import (
+    Dataset,
+    load_clinical_notes,
+    load_general_text,
+    load_research,
+)
 from clinical_ai.deid.evaluation.leaks import Deidentify, PatientLeaks, Redact, patient_bundles, patient_leaks
 from clinical_ai.deid.evaluation.metrics import PredictedSpan, SpanScores, score
 
@@ -149,7 +154,7 @@ def environment() -> dict[str, str]:
     }
 
 
-EVALUATIONS = ("research", "clinical", "synthea")
+EVALUATIONS = ("research", "clinical", "general", "synthea")
 
 
 def run_evaluation(
@@ -161,9 +166,10 @@ def run_evaluation(
     synthea_dir: Path,
     deidentify: Deidentify,
     limit: int | None = None,
+    general_path: Path | None = None,
 ) -> EvaluationReport:
-    """The selected evaluations, every detector on the same texts: (a) ``research`` and (b) ``clinical`` span
-    scores; (c) ``synthea``, the pipeline's leaks and each detector's leaks in the notes."""
+    """The selected evaluations, every detector on the same texts: (a) ``research``, (b) ``clinical`` and
+    (d) ``general`` span scores; (c) ``synthea``, the pipeline's leaks and each detector's leaks in the notes."""
     chosen = set(selected)
     started = time.perf_counter()
     report = EvaluationReport(environment=environment())
@@ -172,6 +178,10 @@ def run_evaluation(
     if "clinical" in chosen:
         report.spans.append(
             evaluate_spans("clinical", load_clinical_notes(notes_path, limit=limit), detectors)
+        )
+    if "general" in chosen and general_path is not None:
+        report.spans.append(
+            evaluate_spans("general", load_general_text(general_path, limit=limit), detectors)
         )
     if "synthea" in chosen:
         report.leaks = evaluate_leaks(

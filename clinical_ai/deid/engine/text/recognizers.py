@@ -524,6 +524,8 @@ def build_registry(nlp_engine: NlpEngine) -> RecognizerRegistry:
     registry.add_recognizer(ShapedNhsRecognizer())
     registry.add_recognizer(UsMbiRecognizer())
     registry.add_recognizer(UsHealthInsuranceMemberIdRecognizer())
-    for recognizer in clinical_recognizers():
+    from clinical_ai.deid.engine.text.general_recognizers import general_recognizers  # imports this module
+
+    for recognizer in [*clinical_recognizers(), *general_recognizers()]:
         registry.add_recognizer(recognizer)
     return registry

@@ -1,8 +1,9 @@
 """``manage.py deid_eval``: precision, recall and F2 of our free-text de-identification per entity type, and
 identifiers left on Synthea bundles, next to bare Presidio with the same spaCy model, in one run.
 
-(a) presidio-research's synthetic sentences and (b) the generated clinical notes
-(``fixtures/deid_eval/clinical_notes.json``) score both detectors' spans; (c) runs the full pipeline
+(a) presidio-research's synthetic sentences, (b) the generated clinical notes
+(``fixtures/deid_eval/clinical_notes.json``) and (d) the generated general text
+(``fixtures/deid_eval/general_text.json``) score both detectors' spans; (c) runs the full pipeline
 (``deidentify_documents`` with the chosen configuration) on each Synthea patient bundle and counts the
 patient's known identifiers left anywhere in the output, and runs both text detectors on the notes alone.
 See ``docs/privacy.md`` for what the figures mean.
@@ -19,6 +20,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from clinical_ai.deid.engine.pipeline import EntryInput, PipelineResult
 from clinical_ai.deid.evaluation.datasets import RESEARCH_FILE
+from clinical_ai.deid.evaluation.general_text import GENERAL_TEXT_PATH
 from clinical_ai.deid.evaluation.leaks import SYNTHEA_DIR
 from clinical_ai.deid.evaluation.notes import NOTES_PATH
 from clinical_ai.deid.evaluation.report import render, to_json
@@ -46,6 +48,9 @@ class Command(BaseCommand):
             help="the shared public data folder (default: ../shared/data)",
         )
         parser.add_argument("--notes", type=Path, default=NOTES_PATH, help="the labelled clinical notes")
+        parser.add_argument(
+            "--general", type=Path, default=GENERAL_TEXT_PATH, help="the labelled general text (d)"
+        )
         parser.add_argument("--config", default="inference", help="de-identification configuration for (c)")
         parser.add_argument(
             "--output",
@@ -75,6 +80,7 @@ class Command(BaseCommand):
         for key, path in (
             ("research", research_path),
             ("clinical", options["notes"]),
+            ("general", options["general"]),
             ("synthea", synthea_dir),
         ):
             if key in selected and not path.exists():
@@ -106,6 +112,7 @@ class Command(BaseCommand):
             synthea_dir=synthea_dir,
             deidentify=deidentify,
             limit=options["limit"],
+            general_path=options["general"],
         )
         self.stdout.write(render(report))
         for path in options["output"]:
