@@ -127,6 +127,7 @@ SECTION_AND_CLINICAL_WORDS = word_set(
     asian hispanic latino non caucasian
     married heterosexual homosexual bisexual socioeconomic background college courses high school
     insurance insured uninsured coverage payer
+    advanced early late onset end recurrent relapsing remitting progressive refractory resistant
     """
 )
 

@@ -29,8 +29,10 @@ from datetime import date
 
 from presidio_analyzer import AnalyzerEngine, RecognizerResult
 
+from clinical_ai.deid.engine.text.allow_list import DEFAULT_ALLOW_LIST, AllowList
 from clinical_ai.deid.engine.text.clinical_terms import TITLES
 from clinical_ai.deid.engine.text.dates import date_text_year, parse_date_text, shift_date_text
+from clinical_ai.deid.engine.text.ner_filter import NAME_TOKEN, is_filler
 from clinical_ai.deid.engine.text.nlp import LANGUAGE, VerifiedSpacyNlpEngine, get_analyzer
 from clinical_ai.deid.engine.text.patient_terms import PatientTermMatcher, fold
 from clinical_ai.deid.engine.text.recognizers import MIN_SCORE
@@ -155,6 +157,39 @@ def split_at_line_breaks(text: str, start: int, end: int) -> list[tuple[int, int
     return [(a, b) for a, b in pieces if b > a and any(char.isalnum() for char in text[a:b])]
 
 
+# Kinds that NER (or a capitalised-words pattern) reports and a clinical term can be mistaken for.
+ALLOW_LISTED_KINDS = frozenset({"PERSON", "LOCATION", "ORGANIZATION", "FACILITY", "NRP"})
+
+
+def without_allowed(
+    text: str, findings: Sequence[Finding], allowed: Sequence[tuple[int, int]]
+) -> list[Finding]:
+    """``findings`` less the allow-listed ranges: a name, place, organisation or facility finding keeps only
+    its parts outside them that still hold a word other than filler ("Advanced Parkinson" on "Advanced
+    Parkinson's disease" keeps nothing); other kinds are untouched."""
+    if not allowed:
+        return list(findings)
+    kept: list[Finding] = []
+    for finding in findings:
+        overlapping = [(a, b) for a, b in allowed if a < finding.end and finding.start < b]
+        if finding.entity not in ALLOW_LISTED_KINDS or not overlapping:
+            kept.append(finding)
+            continue
+        cursor = finding.start
+        pieces: list[tuple[int, int]] = []
+        for a, b in overlapping:
+            if a > cursor:
+                pieces.append((cursor, a))
+            cursor = max(cursor, b)
+        if cursor < finding.end:
+            pieces.append((cursor, finding.end))
+        for start, end in pieces:
+            tokens = [t for t in NAME_TOKEN.finditer(text, start, end) if not is_filler(t.group())]
+            if tokens:
+                kept.append(replace(finding, start=tokens[0].start(), end=tokens[-1].end()))
+    return kept
+
+
 _POSSESSIVE = re.compile(r"['\u2019]s$|['\u2019]$")
 _NOT_ALNUM = re.compile(r"[^0-9A-Za-z]+")
 
@@ -175,6 +210,9 @@ class PresidioTextScrubber:
     ``pseudonym_key`` keys the HMAC of the tags (at least 16 bytes; the vault's key for text pseudonyms).
     ``analyzer`` defaults to the process-wide one from :func:`nlp.get_analyzer`, loaded on first use.
     ``day_first`` reads ambiguous numeric dates (03/04/2026) as day/month (UK) instead of month/day (US).
+    ``allow_list`` keeps clinical abbreviations and eponyms that NER takes for names or places ("ST
+    depression", "CA breast", "Crohn's"): the parts of a person, place, organisation or facility finding
+    on one are dropped (:mod:`allow_list`); ``None`` turns this off (the evaluation measures both).
     """
 
     def __init__(
@@ -186,6 +224,7 @@ class PresidioTextScrubber:
         day_first: bool = False,
         batch_size: int = 32,
         score_threshold: float = MIN_SCORE,
+        allow_list: AllowList | None = DEFAULT_ALLOW_LIST,
     ) -> None:
         if len(pseudonym_key) < MIN_KEY_BYTES:
             raise ValueError(f"pseudonym_key must be at least {MIN_KEY_BYTES} bytes")
@@ -195,6 +234,7 @@ class PresidioTextScrubber:
         self.day_first = day_first
         self.batch_size = batch_size
         self.score_threshold = score_threshold
+        self.allow_list = allow_list
 
     @property
     def analyzer(self) -> AnalyzerEngine:
@@ -242,6 +282,8 @@ class PresidioTextScrubber:
             for r in results
             for start, end in split_at_line_breaks(text, r.start, r.end)
         ]
+        if self.allow_list is not None:
+            findings = without_allowed(text, findings, self.allow_list.covered(text))
         if matcher is not None:
             findings += [
                 Finding(
