@@ -261,6 +261,16 @@ LABELLED_PHONE = re.compile(
 )
 
 
+# A web address, reported with a score above the spaCy entities and identifiers found inside it, so that a
+# merged span is named a URL: "blog.example.co.uk" (spaCy: ORG), "https://.../results?id=463952" (an ID).
+_TLD = r"(?:com|org|net|edu|gov|info|io|co\.uk|org\.uk|nhs\.uk|ac\.uk|gov\.uk|uk|de|fr|nl|ie|eu|es|it|ca|au)"
+_PATH = r"(?:[/?#][^\s<>\"']*[^\s<>\"'.,;:!?)\]])?"
+LINK_PATTERN = re.compile(
+    r"(?<![\w@./-])(?:(?:https?://|www\.)[^\s<>\"']*[^\s<>\"'.,;:!?)\]]"
+    rf"|(?:[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?\.)+{_TLD}{_PATH})(?![\w@-])"
+)
+
+
 def general_recognizers() -> list[GroupRegexRecognizer]:
     """The recognizers this module adds to the registry (each with its positive and clinical negative
     tests in ``tests/unit/deid/text/test_general_recognizers.py``)."""
@@ -273,5 +283,6 @@ def general_recognizers() -> list[GroupRegexRecognizer]:
         GroupRegexRecognizer(
             entity="PHONE_NUMBER", pattern=LABELLED_PHONE, score=0.9, name="LabelledPhoneRecognizer"
         ),
+        GroupRegexRecognizer(entity="URL", pattern=LINK_PATTERN, score=0.95, name="LinkRecognizer"),
         AddressTownRecognizer(entity=LOCATION, pattern=never, score=0.86, name="AddressTownRecognizer"),
     ]

@@ -135,3 +135,25 @@ def test_labelled_phones(text: str, expected: str) -> None:
 def test_labelled_phone_needs_eight_digits() -> None:
     recognizer = next(r for r in general_recognizers() if r.label == "LabelledPhoneRecognizer")
     assert recognizer.analyze("Call 111 or phone 999 if worse; tel 2 doses at 14:30.", []) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("website http://blog.example.co.uk/u/86006. Last login", "http://blog.example.co.uk/u/86006"),
+        ("and website blog.example.co.uk.", "blog.example.co.uk"),
+        (
+            "Results: https://myhealth.example.nhs.uk/results?id=463952.",
+            "https://myhealth.example.nhs.uk/results?id=463952",
+        ),
+        ("see www.example.com/contact today", "www.example.com/contact"),
+    ],
+)
+def test_links(text: str, expected: str) -> None:
+    recognizer = next(r for r in general_recognizers() if r.label == "LinkRecognizer")
+    assert [text[r.start : r.end] for r in recognizer.analyze(text, [])] == [expected]
+
+
+def test_an_email_domain_is_not_a_link() -> None:
+    recognizer = next(r for r in general_recognizers() if r.label == "LinkRecognizer")
+    assert recognizer.analyze("write to greta.xiong9@post.example.org today", []) == []
