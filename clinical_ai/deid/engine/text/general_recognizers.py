@@ -4,7 +4,8 @@ Patients' messages, referral letters and social-work notes write addresses as pe
 then the unit, town and ZIP each on their own line, military addresses (``PSC 0413, Box 8144`` /
 ``APO AE 09612``), German and Dutch streets with the number after the name (``Lindenstraße 12``), French
 ones with the street kind in lower case (``12 rue des Lilas``), postcodes of Canada, Ireland and the
-Netherlands. The clinical recognizers (:mod:`recognizers`) find the US/UK street line; these find the rest.
+Netherlands. The clinical recognizers (:mod:`recognizers`) find the US/UK street line (patterns in :mod:`patterns`);
+these find the rest.
 
 Numbers alone are what clinical text is full of (doses, lab values, times), so a bare number is taken for a
 ZIP code only where an address makes it one: on the lines that follow a street line (the *address block*),
@@ -19,7 +20,7 @@ import re
 from collections.abc import Iterable, Iterator
 
 from clinical_ai.deid.engine.text.clinical_terms import is_clinical_word
-from clinical_ai.deid.engine.text.recognizers import (
+from clinical_ai.deid.engine.text.patterns import (
     PO_BOX_PATTERN,
     POSTAL_CODE,
     STREET_ADDRESS,

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import cast
 
 os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
 
 from presidio_analyzer import (
-    AnalysisExplanation,
     EntityRecognizer,
-    LocalRecognizer,
     Pattern,
     RecognizerRegistry,
     RecognizerResult,
@@ -39,9 +37,19 @@ from clinical_ai.deid.engine.text.clinical_terms import (
     words,
 )
 from clinical_ai.deid.engine.text.dates import MONTHS, find_dates
+from clinical_ai.deid.engine.text.general_recognizers import general_recognizers
 from clinical_ai.deid.engine.text.ner_filter import NAME_TOKEN, ClinicalSpacyRecognizer, is_filler
-
-LANGUAGE = "en"
+from clinical_ai.deid.engine.text.patterns import (
+    LANGUAGE,
+    PO_BOX_PATTERN,
+    POSTAL_CODE,
+    STREET_ADDRESS,
+    STREET_PATTERN,
+    STREET_PATTERN_LOWER,
+    UK_POSTCODE_PATTERN,
+    GroupRegexRecognizer,
+    cased,
+)
 
 # Entity names produced by this package (Presidio's own keep their names: PHONE_NUMBER, US_SSN, ...).
 MEDICAL_RECORD_NUMBER = "MEDICAL_RECORD_NUMBER"
@@ -51,80 +59,10 @@ DEVICE_ID = "DEVICE_ID"
 OTHER_ID = "ID"
 FAX_NUMBER = "FAX_NUMBER"
 AGE_OVER_89 = "AGE_OVER_89"
-STREET_ADDRESS = "STREET_ADDRESS"
-POSTAL_CODE = "POSTAL_CODE"
 FACILITY = "FACILITY"
 DATE = "DATE"
 
 MIN_SCORE = 0.35  # Presidio's weak patterns (0.01-0.3) count only with a context word (+0.35)
-
-
-class GroupRegexRecognizer(LocalRecognizer):
-    """Each match of ``pattern`` reports its ``value`` group (or the whole match) as ``entity``."""
-
-    def __init__(
-        self,
-        *,
-        entity: str,
-        pattern: re.Pattern[str],
-        score: float,
-        name: str,
-        context: Sequence[str] = (),
-        min_length: int = 1,
-    ) -> None:
-        self.pattern = pattern
-        self.label = name
-        self.score = score
-        self.min_length = min_length
-        super().__init__(
-            supported_entities=[entity],
-            supported_language=LANGUAGE,
-            name=name,
-            context=list(context) or None,
-        )
-
-    def load(self) -> None:
-        """Nothing to load: the pattern is compiled."""
-
-    def accept(self, text: str, start: int, end: int) -> bool:
-        return sum(char.isalnum() for char in text[start:end]) >= self.min_length
-
-    def spans(self, text: str) -> Iterable[tuple[int, int]]:
-        for match in self.pattern.finditer(text):
-            if "value" in self.pattern.groupindex and match.group("value") is not None:
-                yield match.start("value"), match.end("value")
-            else:
-                yield match.start(), match.end()
-
-    def analyze(
-        self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
-    ) -> list[RecognizerResult]:
-        entity = self.supported_entities[0]
-        if entities and entity not in entities:
-            return []
-        return [
-            RecognizerResult(
-                entity_type=entity,
-                start=start,
-                end=end,
-                score=self.score,
-                analysis_explanation=AnalysisExplanation(
-                    recognizer=self.label, original_score=self.score, pattern_name=self.label
-                ),
-                recognition_metadata={
-                    RecognizerResult.RECOGNIZER_NAME_KEY: self.label,
-                    RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
-                },
-            )
-            for start, end in self.spans(text)
-            if self.accept(text, start, end)
-        ]
-
-
-def _cased(words_: Iterable[str]) -> str:
-    """Alternation of each word as Title and UPPER case, longest first (for case-sensitive patterns)."""
-    forms = {form for word in words_ for form in (word, word.upper())}
-    return "(?:" + "|".join(sorted(forms, key=len, reverse=True)) + ")"
 
 
 # --- identifiers behind a label --------------------------------------------------------------------------
@@ -272,40 +210,8 @@ class AgeOver89Recognizer(GroupRegexRecognizer):
             yield match.start(group), match.end(group)
 
 
-# --- addresses ---------------------------------------------------------------------------------------------
+# --- addresses (street line patterns in patterns.py) -------------------------------------------------------
 
-STREET_SUFFIXES = word_set("""Road Rd Street St Avenue Ave Av Boulevard Blvd Lane Ln Drive Dr Court Ct Place Pl Terrace
-Terr Ter Way Close Crescent Cres Square Sq Parkway Pkwy Highway Hwy Circle Cir Trail Trl Bypass Byp Byway Row
-Gardens Gdns Grove Hill Mews Walk Park Path Pathway Pike Plaza Plz Loop Alley Crossing Ridge Run Point View
-Vista Green Common Commons Heights Hts Junction Landing Manor Meadow Meadows Estate Estates Expressway Freeway
-Turnpike Causeway Center Centre Cove Creek Crest Dale Fork Forest Glen Harbor Harbour Haven Hollow Knoll Lake
-Lodge Mall Mill Mills Mount Orchard Oval Pass Pines Port Ranch Rest Shore Shores Spring Springs Station Summit
-Trace Track Valley Village Ville Wharf Wynd Gate Gateway Quay Parade Rise Vale Chase Field Fields Broadway
-Embankment Approach Promenade Esplanade Ferry Light Lights Branch Spur Route Rue Extension Ext Camp Cape
-Island Isle Key Motorway Neck Plain Plains Ramp Skyway Stravenue Stream Throughway Tunnel Underpass Viaduct
-Wall Well Wells""")
-_DIRECTION = _cased(
-    word_set("N S E W NE NW SE SW North South East West Northeast Northwest Southeast Southwest")
-)
-_STREET_WORD = r"(?:[A-Z][A-Za-z'\u2019.\-]*|\d{1,4}(?:st|nd|rd|th|ST|ND|RD|TH))"
-# A unit may stand on the next line ("230 Wit Rd\n Suite 246"); the scrubber replaces each line's part.
-_UNIT = (
-    r"(?:,?(?:[ \t]+|[ \t]*\r?\n[ \t]*)(?:(?:Apt|APT|Apartment|Unit|UNIT|Suite|SUITE|Ste|STE|Flat|FLAT|Floor|Fl|Room|Rm|Bldg|Building)"
-    r"\.?[ \t]*#?[ \t]*|#[ \t]*)[A-Za-z0-9\-]+)?"
-)
-STREET_PATTERN = re.compile(
-    r"(?<![\w.,/-])(?:(?:Flat|Apt|Unit)[ \t]+\w+,?[ \t]+)?\d{1,6}[A-Za-z]?(?:[-/]\d{1,5}[A-Za-z]?)?(?:[ \t]+|-)"
-    rf"(?:{_DIRECTION}\.?[ \t]+)?(?:{_STREET_WORD}[ \t]+){{0,3}}{_STREET_WORD}[ \t]+{_cased(STREET_SUFFIXES)}\.?"
-    rf"(?:[ \t]+{_DIRECTION}(?![\w]))?{_UNIT}(?![\w])"
-)
-STREET_PATTERN_LOWER = re.compile(
-    r"(?<![\w.,/-])\d{1,6}[ \t]+(?:[a-z]+[ \t]+){1,3}(?:road|street|avenue|lane|drive|boulevard|terrace|crescent|"
-    r"highway|parkway)(?:[ \t]+(?:apt|apartment|unit|suite|flat)\.?[ \t]*#?[ \t]*\w+)?(?![\w])"
-)
-PO_BOX_PATTERN = re.compile(
-    r"(?<![\w])(?:P\.?[ \t]?O\.?[ \t]*Box|Post[ \t]+Office[ \t]+Box)[ \t]+\d+(?![\w])", re.IGNORECASE
-)
-UK_POSTCODE_PATTERN = re.compile(r"(?<![\w])(?:[A-Z]{1,2}\d[A-Z\d]?|GIR)[ \t]?\d[A-Z]{2}(?![\w])")
 _US_STATES = sorted(
     word_set(
         "AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ NM NY NC ND "
@@ -366,7 +272,7 @@ FACILITY_KEYWORDS = [
 _FACILITY_WORD = r"(?:St\.?|Mt\.?|[A-Z][A-Za-z'\u2019&.\-]*[A-Za-z'\u2019]|[A-Z])"
 FACILITY_PATTERN = re.compile(
     rf"(?<![\w])(?:{_FACILITY_WORD}(?:[ \t]+(?:and|&|of|on|upon|de|la)[ \t]+|[ \t]+|-)){{1,6}}"
-    rf"{_cased(FACILITY_KEYWORDS)}(?![\w])"
+    rf"{cased(FACILITY_KEYWORDS)}(?![\w])"
     rf"(?:[ \t]+(?:of|for|at)[ \t]+(?:the[ \t]+)?{_FACILITY_WORD}(?:[ \t]+(?:of[ \t]+)?{_FACILITY_WORD}){{0,3}})?"
 )
 GENERIC_FACILITY_WORDS = word_set(
@@ -766,8 +672,6 @@ def build_registry(nlp_engine: NlpEngine) -> RecognizerRegistry:
     registry.add_recognizer(ShapedNhsRecognizer())
     registry.add_recognizer(UsMbiRecognizer())
     registry.add_recognizer(UsHealthInsuranceMemberIdRecognizer())
-    from clinical_ai.deid.engine.text.general_recognizers import general_recognizers  # imports this module
-
     for recognizer in [*clinical_recognizers(), *general_recognizers()]:
         registry.add_recognizer(recognizer)
     return registry
