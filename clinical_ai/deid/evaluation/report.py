@@ -213,6 +213,8 @@ def leak_section(evaluation: LeakEvaluation, *, markdown: bool) -> str:
 
 def render(report: EvaluationReport, *, markdown: bool = False) -> str:
     parts = [span_section(evaluation, markdown=markdown) for evaluation in report.spans]
+    if report.allow_list is not None:
+        parts.append(report.allow_list.markdown.rstrip("\n"))
     if report.leaks is not None:
         parts.append(leak_section(report.leaks, markdown=markdown))
     if report.environment:

@@ -77,10 +77,26 @@ class LeakEvaluation:
         }
 
 
+@dataclass(frozen=True)
+class AllowListResult:
+    """The allow-list's effect (:mod:`allow_list`, which needs Presidio: measured by the caller), as the
+    report shows it."""
+
+    effects: list[dict[str, Any]]
+    markdown: str
+
+
+class AllowListMeasure(Protocol):
+    def __call__(
+        self, *, notes_path: Path | None, synthea_dir: Path | None, limit: int | None
+    ) -> AllowListResult: ...
+
+
 @dataclass
 class EvaluationReport:
     spans: list[SpanEvaluation] = field(default_factory=list)
     leaks: LeakEvaluation | None = None
+    allow_list: AllowListResult | None = None
     environment: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -88,6 +104,7 @@ class EvaluationReport:
             "environment": self.environment,
             "spans": {evaluation.key: evaluation.as_dict() for evaluation in self.spans},
             "synthea_leaks": self.leaks.as_dict() if self.leaks else None,
+            "allow_list": self.allow_list.effects if self.allow_list else None,
         }
 
 
@@ -167,9 +184,11 @@ def run_evaluation(
     deidentify: Deidentify,
     limit: int | None = None,
     general_path: Path | None = None,
+    allow_list: AllowListMeasure | None = None,
 ) -> EvaluationReport:
     """The selected evaluations, every detector on the same texts: (a) ``research``, (b) ``clinical`` and
-    (d) ``general`` span scores; (c) ``synthea``, the pipeline's leaks and each detector's leaks in the notes."""
+    (d) ``general`` span scores; (c) ``synthea``, the pipeline's leaks and each detector's leaks in the notes; with ``clinical``, the
+    allow-list's effect on the clinical notes (and the Synthea notes when ``synthea`` is selected)."""
     chosen = set(selected)
     started = time.perf_counter()
     report = EvaluationReport(environment=environment())
@@ -182,6 +201,10 @@ def run_evaluation(
     if "general" in chosen and general_path is not None:
         report.spans.append(
             evaluate_spans("general", load_general_text(general_path, limit=limit), detectors)
+        )
+    if "clinical" in chosen and allow_list is not None:
+        report.allow_list = allow_list(
+            notes_path=notes_path, synthea_dir=synthea_dir if "synthea" in chosen else None, limit=limit
         )
     if "synthea" in chosen:
         report.leaks = evaluate_leaks(

@@ -6,6 +6,8 @@ identifiers left on Synthea bundles, next to bare Presidio with the same spaCy m
 (``fixtures/deid_eval/general_text.json``) score both detectors' spans; (c) runs the full pipeline
 (``deidentify_documents`` with the chosen configuration) on each Synthea patient bundle and counts the
 patient's known identifiers left anywhere in the output, and runs both text detectors on the notes alone.
+With (b), the allow-list's effect (clinical terms kept, names beside them still removed) on the clinical
+notes, and on the Synthea notes when (c) runs.
 See ``docs/privacy.md`` for what the figures mean.
 """
 
@@ -24,7 +26,7 @@ from clinical_ai.deid.evaluation.general_text import GENERAL_TEXT_PATH
 from clinical_ai.deid.evaluation.leaks import SYNTHEA_DIR
 from clinical_ai.deid.evaluation.notes import NOTES_PATH
 from clinical_ai.deid.evaluation.report import render, to_json
-from clinical_ai.deid.evaluation.runner import EVALUATIONS, run_evaluation
+from clinical_ai.deid.evaluation.runner import EVALUATIONS, AllowListResult, run_evaluation
 
 
 class Command(BaseCommand):
@@ -88,6 +90,7 @@ class Command(BaseCommand):
 
         # Heavy imports (Presidio, torch, spaCy) only once the arguments are known to be good.
         from clinical_ai.deid.engine.text.nlp import get_pipeline
+        from clinical_ai.deid.evaluation.allow_list import allow_list_markdown, evaluate_allow_list
         from clinical_ai.deid.evaluation.detectors import (
             PresidioDetector,
             ScrubberDetector,
@@ -101,10 +104,20 @@ class Command(BaseCommand):
         def deidentify(entries: list[EntryInput]) -> PipelineResult:
             return deidentify_documents(entries, organization="deid-eval", config=config)
 
+        scrubber = text_scrubber()
+
+        def allow_list(
+            *, notes_path: Path | None, synthea_dir: Path | None, limit: int | None
+        ) -> AllowListResult:
+            effects = evaluate_allow_list(
+                scrubber, notes_path=notes_path, synthea_dir=synthea_dir, limit=limit
+            )
+            return AllowListResult([effect.as_dict() for effect in effects], allow_list_markdown(effects))
+
         report = run_evaluation(
             selected=selected,
             detectors=[
-                ScrubberDetector(text_scrubber()),
+                ScrubberDetector(scrubber),
                 PresidioDetector(bare_presidio_analyzer(get_pipeline())),
             ],
             research_path=research_path,
@@ -113,6 +126,7 @@ class Command(BaseCommand):
             deidentify=deidentify,
             limit=options["limit"],
             general_path=options["general"],
+            allow_list=allow_list,
         )
         self.stdout.write(render(report))
         for path in options["output"]:
