@@ -437,6 +437,7 @@ _HEAD_LINE = re.compile(
     r"^[ \t]*(?:(?:\d{1,4}[/.\-]\d{1,2}[/.\-]\d{1,4}|[A-Z][a-z]+ \d{1,2}, \d{4}|\d{1,2} [A-Z][a-z]+ \d{4})[ \t]{2,})?",
     re.MULTILINE,
 )
+_RECORD_CUE = re.compile(r"[ \t]*(?:[,|(][ \t]*)?(?:DOB|D\.O\.B|MRN|NHS|Hosp|born|Age|aged)(?![\w])")
 _YEAR_OLD = re.compile(r"[ \t]+is[ \t]+an?[ \t]+\d{1,3}[ \t-]*(?:year|yr|month|week|day)s?[ \t-]*old", re.I)
 _STRONG_END = re.compile(r"[ \t]*(?:$|[(,;|\-]|[ \t]{2,}|\r?\n)|[ \t]+(?:DOB|MRN|born|aged?|Age)(?![\w])")
 
@@ -553,7 +554,12 @@ class LabelledNameRecognizer(GroupRegexRecognizer):
             if span is not None:
                 yield span
         for match in _HEAD_LINE.finditer(text):
-            span = name_after(text, match.end())
+            # "Family, Given" only before a record label: "Springfield, IL 62704" heads an address line too.
+            formal = name_after(text, match.end())
+            if formal is not None and _RECORD_CUE.match(text, formal[1]):
+                yield formal
+                continue
+            span = name_after(text, match.end(), formal=False)
             if span is None or len(NAME_TOKEN.findall(text[span[0] : span[1]])) < 2:
                 continue
             if _HEAD_CUE.match(text, span[1]):

@@ -44,6 +44,7 @@ FOUND = [
     ("Eleanor Mbeki  |  MRN B73856", "Eleanor Mbeki"),
     ("6/4/20   Rosalind Hargreaves   MRN T1882252", "Rosalind Hargreaves"),
     ("Björn Szymańska  DOB 3/16/31", "Björn Szymańska"),
+    ("Ward 7, 02.03.2021\nQuispe, Irene, MRN 4471-2290", "Quispe, Irene"),
     ("Transport arranged with son-in-law Will Thorsen.", "Will Thorsen"),
     ("Wife Will updated at the bedside.", "Will"),
     ("Partner Eleanor present, consented.", "Eleanor"),
@@ -76,6 +77,8 @@ NOT_NAMES = [
     "Orthopaedic Registrar   Date: 11/1/24",
     "Oluwaseun Castellanos, Consultant Neurologist",
     "Patient: \nDOB 1/1/1950",
+    "Springfield, IL 62704",
+    "Saarjärve, JN 91851",
 ]
 
 
