@@ -154,6 +154,26 @@ def _street_lines(text: str) -> Iterator[re.Match[str]]:
         yield from pattern.finditer(text)
 
 
+_LINE_LEAD = re.compile(r"[ \t>]*")
+
+
+def starts_street_line(text: str, position: int) -> bool:
+    """Whether the line at ``position`` begins with a street line (a quote mark or indent aside): a name alone
+    on the line above one is the addressee."""
+    start = _LINE_LEAD.match(text, position)
+    begin = start.end() if start else position
+    return any(
+        pattern.match(text, begin)
+        for pattern in (
+            STREET_PATTERN,
+            PO_BOX_PATTERN,
+            MILITARY_PATTERN,
+            EU_STREET_PATTERN,
+            FR_STREET_PATTERN,
+        )
+    )
+
+
 def _block_after(text: str, end: int) -> tuple[int, int]:
     """The rest of the street line and up to four more lines (blank ones skipped: a country often stands
     below a blank line)."""
@@ -262,6 +282,91 @@ LABELLED_PHONE = re.compile(
 )
 
 
+# --- organisations -----------------------------------------------------------------------------------------
+# A run of capitalised words ending in a company's legal form ("Orion Freight GmbH", "Fennimore & Duke LLP",
+# "Veldkamp Installatie BV") or in a word that names a kind of organisation ("Tidewater Legal Aid",
+# "Harrowgate Building Society"). Short legal forms that are also clinical abbreviations (AB, SA, NV, Co, AS)
+# are left out, and a run whose words are all clinical or generic ("Diabetes Association") is no name.
+_LEGAL_FORMS = (
+    r"(?:GmbH|AG|KG|KGaA|Ltd\.?|Limited|LLC|L\.L\.C\.|LLP|Inc\.?|Corp\.?|Corporation|plc|PLC|S\.A\.|SARL|S\.A\.R\.L\.|"
+    r"SAS|B\.V\.|BV|N\.V\.|S\.p\.A\.|SpA|S\.r\.l\.|Srl|Pty(?:[ \t]+Ltd\.?)?|e\.V\.|GbR)"
+)
+_ORGANISATION_KINDS = (
+    r"(?:Society|Trust|Association|Agency|Insurance|Legal[ \t]+Aid|Analytics|Services|Foundation|Bank|"
+    r"Credit[ \t]+Union|Council|Partners|Holdings|Logistics|Consulting|Solutions|Cooperative|Co-op|Charity)"
+)
+_ORG_WORD = rf"(?:[A-Z][{_LETTER}'\-]+|&|and|de|des|du|la|le|van|der)"
+ORGANISATION_PATTERN = re.compile(
+    rf"(?<![\w&])(?P<value>[A-Z][{_LETTER}'\-]+(?:[ \t]+{_ORG_WORD}){{0,4}}?[ \t]+"
+    rf"(?:{_LEGAL_FORMS}|{_ORGANISATION_KINDS}))(?![\w])"
+)
+_GENERIC_ORG_WORDS = frozenset(
+    [
+        "the",
+        "a",
+        "an",
+        "our",
+        "your",
+        "my",
+        "this",
+        "that",
+        "and",
+        "of",
+        "de",
+        "des",
+        "du",
+        "la",
+        "le",
+        "van",
+        "der",
+        "building",
+        "home",
+        "care",
+        "community",
+        "legal",
+        "aid",
+        "credit",
+        "union",
+        "tenants",
+        "housing",
+        "services",
+        "service",
+        "national",
+        "health",
+        "insurance",
+        "general",
+        "mutual",
+        "royal",
+        "british",
+        "american",
+        "international",
+        "united",
+        "first",
+        "new",
+    ]
+)
+
+
+class OrganisationRecognizer(GroupRegexRecognizer):
+    """Organisations named by their legal form or kind; the run must hold a word that is neither clinical
+    nor generic (a name), and leading articles are dropped."""
+
+    def spans(self, text: str) -> Iterable[tuple[int, int]]:
+        for match in ORGANISATION_PATTERN.finditer(text):
+            start, end = match.start("value"), match.end("value")
+            lead = re.match(r"(?:The|A|An|Our|This|Met|Dear)[ \t]+", text[start:end])
+            if lead:
+                start += lead.end()
+            words_ = re.findall(rf"[{_LETTER}]+", text[start:end])
+            names = [
+                word
+                for word in words_[:-1]
+                if word.lower() not in _GENERIC_ORG_WORDS and not is_clinical_word(word.lower())
+            ]
+            if names:
+                yield start, end
+
+
 # A web address, reported with a score above the spaCy entities and identifiers found inside it, so that a
 # merged span is named a URL: "blog.example.co.uk" (spaCy: ORG), "https://.../results?id=463952" (an ID).
 _TLD = r"(?:com|org|net|edu|gov|info|io|co\.uk|org\.uk|nhs\.uk|ac\.uk|gov\.uk|uk|de|fr|nl|ie|eu|es|it|ca|au)"
@@ -286,4 +391,7 @@ def general_recognizers() -> list[GroupRegexRecognizer]:
         ),
         GroupRegexRecognizer(entity="URL", pattern=LINK_PATTERN, score=0.95, name="LinkRecognizer"),
         AddressTownRecognizer(entity=LOCATION, pattern=never, score=0.86, name="AddressTownRecognizer"),
+        OrganisationRecognizer(
+            entity="ORGANIZATION", pattern=never, score=0.85, name="OrganisationRecognizer"
+        ),
     ]

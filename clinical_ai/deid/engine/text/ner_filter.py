@@ -25,6 +25,7 @@ from clinical_ai.deid.engine.text.clinical_terms import (
     words,
 )
 from clinical_ai.deid.engine.text.dates import find_dates, looks_like_date
+from clinical_ai.deid.engine.text.patterns import is_not_an_entity
 
 LANGUAGE = "en"
 
@@ -100,6 +101,8 @@ class ClinicalSpacyRecognizer(SpacyRecognizer):
                     results.append(result)
                 continue
             for start, end in refine_ner_span(text, result.start, result.end):
+                if is_not_an_entity(text, start, end, result.entity_type):
+                    continue
                 results.append(
                     RecognizerResult(
                         entity_type=result.entity_type,

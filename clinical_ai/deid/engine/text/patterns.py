@@ -123,3 +123,31 @@ PO_BOX_PATTERN = re.compile(
     r"(?<![\w])(?:P\.?[ \t]?O\.?[ \t]*Box|Post[ \t]+Office[ \t]+Box)[ \t]+\d+(?![\w])", re.IGNORECASE
 )
 UK_POSTCODE_PATTERN = re.compile(r"(?<![\w])(?:[A-Z]{1,2}\d[A-Z\d]?|GIR)[ \t]?\d[A-Z]{2}(?![\w])")
+
+
+# --- what a news-trained NER takes for an organisation or a person but is not one ---------------------------
+
+# Names of identifier kinds and form fields ("SSN: ...", "this IBAN", "from ATM", "Sent: ...", "Address:"):
+# NER reads these capitalised words and acronyms as organisations or people.
+FIELD_WORDS = word_set(
+    """ssn ssns iban bic swift atm pin cvv cvc asap dob mrn zip po vat nin address sent subject ref please driver
+    card phone email e-mail tel fax mobile landlord tenant signature postcode licence license passport"""
+)
+_LINE_LABEL_AFTER = re.compile(r"[ \t]*(?:[A-Za-z]+[ \t]+){0,2}?[ \t]*:")
+_LINE_LEAD = re.compile(r"(?:^|\n)[ \t>]*\Z")
+_WORD = re.compile(r"[^\W\d_]+(?:[\-'][^\W\d_]+)*")
+
+
+def is_not_an_entity(text: str, start: int, end: int, entity: str) -> bool:
+    """Whether an NER span is a field name rather than someone or something named: every word a form field or
+    an identifier kind ("SSN", "IBAN", "Sent"); for organisations also a label heading its line ("Address:")
+    or a span with no capital letter ("ref", "anti"): organisations are named with capitals."""
+    found = [word.lower() for word in _WORD.findall(text[start:end])]
+    if found and all(word in FIELD_WORDS for word in found):
+        return True
+    if entity != "ORGANIZATION":
+        return False
+    if not any(char.isupper() for char in text[start:end]):
+        return True
+    at_line_start = _LINE_LEAD.search(text, max(0, start - 8), start) is not None or start == 0
+    return at_line_start and _LINE_LABEL_AFTER.match(text, end) is not None

@@ -37,7 +37,7 @@ from clinical_ai.deid.engine.text.clinical_terms import (
     words,
 )
 from clinical_ai.deid.engine.text.dates import MONTHS, find_dates
-from clinical_ai.deid.engine.text.general_recognizers import general_recognizers
+from clinical_ai.deid.engine.text.general_recognizers import general_recognizers, starts_street_line
 from clinical_ai.deid.engine.text.ner_filter import NAME_TOKEN, ClinicalSpacyRecognizer, is_filler
 from clinical_ai.deid.engine.text.patterns import (
     LANGUAGE,
@@ -355,7 +355,9 @@ PERSON_LABELS = frozenset(
     carer|guardian|parent|spouse|wife|husband|partner|mother|father|interpreter|witness|key worker|keyworker|
     care coordinator|social worker|named nurse|named consultant|responsible clinician|pcp|family doctor|
     accompanied by|informant|historian|operator|scribe|therapist|dietitian|physiotherapist|enp|anp|
-    advanced nurse practitioner|nurse practitioner|physician assistant|fy1|fy2|sho|spr|hcp""",
+    advanced nurse practitioner|nurse practitioner|physician assistant|fy1|fy2|sho|spr|hcp|account holder|
+    holder|cardholder|card holder|policyholder|policy holder|beneficiary|payee|payer|recipient|addressee|
+    sender|applicant|tenant|employee|attn|attention|directed by|contact person|account name""",
     )
 )
 # A label naming a specialty, team or place of care ("Endocrinology:", "Renal team:") may head a name too.
@@ -414,7 +416,8 @@ _NAME_PARTICLES = word_set("van von der den de da di du le la del della bin bint
 _NOT_NAME_WORDS = word_set(
     """not no none nil unknown n/a na declined same see as above below yes pending awaiting none-known
     self patient unable refused mr mrs ms miss dr none self-referral private staff team ward bed room
-    monday tuesday wednesday thursday friday saturday sunday today tomorrow yesterday""".replace("n/a", "")
+    monday tuesday wednesday thursday friday saturday sunday today tomorrow yesterday colleague colleagues
+    sir madam all everyone customer member""".replace("n/a", "")
 )
 _LABEL = re.compile(
     r"(?:^|(?<=[ \t]{2})|(?<=\|)|(?<=\t)|(?<=[.;] ))[ \t]*(?:(?P<label>[A-Za-z][A-Za-z0-9/&'\u2019 \-]{0,38}?)[ \t]*:"
@@ -425,6 +428,31 @@ _LABEL = re.compile(
 _CLOSING = re.compile(
     r"(?im)^[ \t]*(?:yours[ \t]+(?:sincerely|faithfully|truly)|kind[ \t]+regards|best[ \t]+wishes|"
     r"(?:with[ \t]+)?(?:warm[ \t]+|many[ \t]+)?regards|signed)[ \t]*,?[ \t]*\r?\n[ \t]*"
+)
+# A greeting or a sign-off in a message or letter: "Dear Niall,", "Hi Ximena", "Thanks, Rowan".
+_SALUTATION = re.compile(
+    r"(?m)(?:^|(?<=[\n>]))[ \t>]*(?:Dear|Hi|Hello|Hey|Good[ \t]+(?:morning|afternoon|evening))[ \t]+"
+    r"|(?<![\w])(?:Thanks|Thank[ \t]+you|Many[ \t]+thanks|Cheers|Best|Love)[ \t]*,[ \t]*(?:\r?\n[ \t>]*)?"
+)
+# A line of a message or a quoted form that holds only a name, at the head of an address block (the street
+# line below it, or below an organisation's or a second person's line) or above a phone number or e-mail.
+_NAME_LINE = re.compile(r"(?m)^[ \t>]*(?=\S)")
+_CONTACT_LINE = re.compile(
+    r"[ \t>]*(?:\+?\(?\d[\d \t()\-.]{6,}\d|[\w.+\-]+@[\w\-]+\.[\w.\-]+)[ \t]*\r?$", re.M
+)
+_BLOCK_HEAD_LINES = 3
+# A speaker at the start of a line in a transcript or a dialogue, where the line reads as speech: a quotation,
+# or a question or exclamation ending in a word ('Aoife: "Who are you?"', "Cormac: You saved my life!"). A
+# note's heading ("Plan: ?PE") carries a query mark before a word, not after one.
+_SPEAKER = re.compile(
+    r"(?m)^[ \t>]*(?P<name>[A-Z][a-z]+(?:-[A-Z][a-z]+)?)[ \t]*:[ \t]*"
+    r"(?=[\"\u201c]|[^\n]*[a-z][?!](?:[ \t\"\u201d]|$))"
+)
+# A person introduced or asked for in running text: "this is Emeka Abernethy", "Ask for Ximena at the front
+# desk", "call me Rasmus", "Met Aoife Castellanos at ...", "Contact Anselm Wainwright on ...".
+_INTRODUCTION = re.compile(
+    r"(?<![\w-])(?i:this[ \t]+is|my[ \t]+name[ \t]+is|call[ \t]+me|calls[ \t]+me|ask[ \t]+for|speak[ \t]+(?:to|with)|"
+    r"spoke[ \t]+(?:to|with)|met(?:[ \t]+with)?|contact|called|parcel[ \t]+for|under)[ \t]+"
 )
 _RELATION = re.compile(
     rf"(?<![\w-])(?i:{'|'.join(sorted((re.escape(w) for w in RELATION_WORDS), key=len, reverse=True))})[ \t]"
@@ -529,6 +557,37 @@ def _plain_name(text: str) -> bool:
     return len(tokens) >= 2 and not any(token.endswith(_COMMON_WORD_ENDINGS) for token in tokens)
 
 
+_SERVICE_WORDS = word_set(
+    "pharmacy reception triage admissions records security switchboard helpdesk desk bot agent operator user system"
+)
+# A message signed with the sender's name as its last words: "... or me@example.net. Thandiwe Mbeki".
+_SIGNATURE = re.compile(r"(?:^|(?<=[.!?]))[ \t]*(?=[A-Z][^\n.!?]*\s*\Z)")
+
+
+def _names_a_service(name: str) -> bool:
+    """ "Contact Dermatology", "Called Pharmacy": a department or a desk, not a person."""
+    return any(
+        token in _SERVICE_WORDS or token.endswith(_SERVICE_LABEL_ENDINGS)
+        for token in (token.lower() for token in NAME_TOKEN.findall(name))
+    )
+
+
+def _heads_address_or_contact(text: str, position: int) -> bool:
+    """Whether the lines from ``position`` are a contact's phone or e-mail, or an address block's street line
+    below at most two more lines without digits (an organisation, a second addressee)."""
+    if _CONTACT_LINE.match(text, position):
+        return True
+    for _ in range(_BLOCK_HEAD_LINES):
+        if starts_street_line(text, position):
+            return True
+        line_end = text.find("\n", position)
+        line = text[position : len(text) if line_end < 0 else line_end]
+        if line_end < 0 or not line.strip(" \t>\r") or any(char.isdigit() for char in line):
+            return False
+        position = line_end + 1
+    return False
+
+
 class LabelledNameRecognizer(GroupRegexRecognizer):
     """Names NER misses where notes put them: after a label ("Patient: Sofia Rossi", "Endocrinology: Sofia
     Rossi (DOB ...)", "Name: Chen, Wei"), after a family or care role ("wife Giorgos Delacroix", "Partner
@@ -563,6 +622,40 @@ class LabelledNameRecognizer(GroupRegexRecognizer):
             if span is None or len(NAME_TOKEN.findall(text[span[0] : span[1]])) < 2:
                 continue
             if _HEAD_CUE.match(text, span[1]):
+                yield span
+        for match in _SALUTATION.finditer(text):
+            span = name_after(text, match.end(), formal=False)
+            if span is not None:
+                yield span
+        for match in _NAME_LINE.finditer(text):
+            span = name_after(text, match.end(), formal=False)
+            if span is None or len(NAME_TOKEN.findall(text[span[0] : span[1]])) < 2:
+                continue
+            line_end = text.find("\n", span[1])
+            if line_end < 0 or text[span[1] : line_end].strip(" \t\r.,"):
+                continue
+            if _heads_address_or_contact(text, line_end + 1):
+                yield span
+        for match in _SPEAKER.finditer(text):
+            name = match.group("name")
+            if (
+                _name_word(name, allow_stop=False)
+                and not _is_person_label(name)
+                and not _names_a_service(name)
+            ):
+                yield match.start("name"), match.end("name")
+        for match in _SIGNATURE.finditer(text, max(0, len(text.rstrip()) - 60)):
+            span = name_after(text, match.end(), formal=False)
+            if (
+                span is not None
+                and not text[span[1] :].strip()
+                and _plain_name(text[span[0] : span[1]])
+                and not _names_a_service(text[span[0] : span[1]])
+            ):
+                yield span
+        for match in _INTRODUCTION.finditer(text):
+            span = name_after(text, match.end(), formal=False)
+            if span is not None and not _names_a_service(text[span[0] : span[1]]):
                 yield span
         for match in _CLOSING.finditer(text):
             span = name_after(text, match.end())
