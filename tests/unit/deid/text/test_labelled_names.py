@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from clinical_ai.deid.engine.text.recognizers import LabelledNameRecognizer, name_after
+from clinical_ai.deid.engine.text.name_recognizers import LabelledNameRecognizer, name_after
 from clinical_ai.deid.engine.types import TextItem
 
 RECOGNIZER = LabelledNameRecognizer(

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from clinical_ai.deid.engine.text.general_recognizers import OrganisationRecognizer, starts_street_line
+from clinical_ai.deid.engine.text.name_recognizers import LabelledNameRecognizer
 from clinical_ai.deid.engine.text.patterns import is_not_an_entity
-from clinical_ai.deid.engine.text.recognizers import LabelledNameRecognizer
 from clinical_ai.deid.engine.types import TextItem
 
 NAMES = LabelledNameRecognizer(
