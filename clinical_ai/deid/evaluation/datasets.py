@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clinical_ai.deid.evaluation.general_text import general_text_document
 from clinical_ai.deid.evaluation.labels import CLINICAL_GOLD, GENERAL_GOLD, RESEARCH_GOLD
 from clinical_ai.deid.evaluation.metrics import GoldSpan, TermSpan
 
@@ -110,9 +111,10 @@ def load_clinical_notes(path: Path, *, limit: int | None = None) -> Dataset:
     return Dataset("generated clinical notes", texts, dict(adjustments))
 
 
-def load_general_text(path: Path, *, limit: int | None = None) -> Dataset:
-    """The generated general text (``fixtures/deid_eval/general_text.json``, :mod:`general_text`)."""
-    document = json.loads(path.read_text(encoding="utf-8"))
+def load_general_text(path: Path | None = None, *, limit: int | None = None) -> Dataset:
+    """The general-text set (:mod:`general_text`): generated in memory, or read from ``path`` (a file that
+    ``python -m clinical_ai.deid.evaluation.general_text`` wrote)."""
+    document = general_text_document() if path is None else json.loads(path.read_text(encoding="utf-8"))
     adjustments: Counter[str] = Counter()
     texts = tuple(
         LabelledText(record["id"], record["full_text"], _gold(record, GENERAL_GOLD, adjustments))

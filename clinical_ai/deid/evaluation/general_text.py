@@ -7,13 +7,16 @@ house numbers, unit lines and ZIP codes on their own lines, military (PSC/APO) a
 and EU postcodes, phone numbers in international forms, card numbers, dates in many forms. The set mixes
 presidio-research's generator templates (``shared/data/presidio_research_synthetic_pii/templates.txt``,
 read at generation time, their ``{{placeholder}}`` shapes) with templates written here
-(:data:`OWN_TEMPLATES`), and fills both from :mod:`general_values`.
+(:data:`OWN_TEMPLATES`), and fills both from :mod:`general_values`. The set is generated in memory when
+``deid_eval`` runs (deterministic, about a second): presidio-research's sentences stay in ``../shared/data``
+and are never copied into this repository. Without that folder the set holds this project's templates only.
 
 Safe Harbor decides what is gold: a person, a street line (house number and street, unit, PO box, PSC or
 unit box), a town, a ZIP or postcode, a date with a day or month, phone, e-mail, URL, IP, card, SSN, IBAN and
 licence numbers, an age over 89. A state, a country, a nationality, a year alone, a weekday and an age up
 to 89 are not identifiers there and carry no gold span. Record ``i`` is drawn with a generator seeded
-``"{seed}:{i}"``. Regenerate with ``python -m clinical_ai.deid.evaluation.general_text``.
+``"{seed}:{i}"``. ``python -m clinical_ai.deid.evaluation.general_text --output FILE`` writes it to a file
+to read (under var/, which git ignores).
 """
 
 from __future__ import annotations
@@ -29,9 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from clinical_ai.deid.evaluation import general_values as v
-from clinical_ai.deid.evaluation.notes import FIXTURE_DIR, REPO_ROOT
+from clinical_ai.deid.evaluation.notes import REPO_ROOT
 
-GENERAL_TEXT_PATH = FIXTURE_DIR / "general_text.json"
+GENERAL_TEXT_OUTPUT = REPO_ROOT / "var" / "general_text.json"
 RESEARCH_TEMPLATES_PATH = (
     REPO_ROOT.parent / "shared" / "data" / "presidio_research_synthetic_pii" / "templates.txt"
 )
@@ -207,6 +210,18 @@ def render_record(template: str, rng: random.Random) -> dict[str, Any]:
     return {"full_text": "".join(parts), "spans": spans}
 
 
+def general_text_document(
+    research_templates_path: Path = RESEARCH_TEMPLATES_PATH,
+    *,
+    count: int = DEFAULT_COUNT,
+    seed: int = DEFAULT_SEED,
+) -> dict[str, Any]:
+    """The evaluation set as ``deid_eval`` scores it: presidio-research's templates read from
+    ``../shared/data`` when present (the published figures), this project's templates alone otherwise."""
+    templates = load_research_templates(research_templates_path) if research_templates_path.is_file() else []
+    return generate_records(research_templates=templates, count=count, seed=seed)
+
+
 def generate_records(
     *,
     research_templates: Sequence[str],
@@ -240,15 +255,12 @@ def dump_records(document: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Generate the labelled general-text set.")
     parser.add_argument("--research-templates", type=Path, default=RESEARCH_TEMPLATES_PATH)
-    parser.add_argument("--output", type=Path, default=GENERAL_TEXT_PATH)
+    parser.add_argument("--output", type=Path, default=GENERAL_TEXT_OUTPUT)
     parser.add_argument("--count", type=int, default=DEFAULT_COUNT)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     arguments = parser.parse_args(argv)
-    document = generate_records(
-        research_templates=load_research_templates(arguments.research_templates),
-        count=arguments.count,
-        seed=arguments.seed,
-    )
+    document = general_text_document(arguments.research_templates, count=arguments.count, seed=arguments.seed)
+    arguments.output.parent.mkdir(parents=True, exist_ok=True)
     arguments.output.write_text(dump_records(document), encoding="utf-8")
     sys.stdout.write(f"wrote {len(document['records'])} records to {arguments.output}\n")
     return 0

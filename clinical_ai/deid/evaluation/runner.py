@@ -198,7 +198,7 @@ def run_evaluation(
         report.spans.append(
             evaluate_spans("clinical", load_clinical_notes(notes_path, limit=limit), detectors)
         )
-    if "general" in chosen and general_path is not None:
+    if "general" in chosen:
         report.spans.append(
             evaluate_spans("general", load_general_text(general_path, limit=limit), detectors)
         )

@@ -3,7 +3,7 @@ identifiers left on Synthea bundles, next to bare Presidio with the same spaCy m
 
 (a) presidio-research's synthetic sentences, (b) the generated clinical notes
 (``fixtures/deid_eval/clinical_notes.json``) and (d) the generated general text
-(``fixtures/deid_eval/general_text.json``) score both detectors' spans; (c) runs the full pipeline
+(generated in memory by ``evaluation/general_text.py``) score both detectors' spans; (c) runs the full pipeline
 (``deidentify_documents`` with the chosen configuration) on each Synthea patient bundle and counts the
 patient's known identifiers left anywhere in the output, and runs both text detectors on the notes alone.
 With (b), the allow-list's effect (clinical terms kept, names beside them still removed) on the clinical
@@ -22,7 +22,6 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from clinical_ai.deid.engine.pipeline import EntryInput, PipelineResult
 from clinical_ai.deid.evaluation.datasets import RESEARCH_FILE
-from clinical_ai.deid.evaluation.general_text import GENERAL_TEXT_PATH
 from clinical_ai.deid.evaluation.leaks import SYNTHEA_DIR
 from clinical_ai.deid.evaluation.notes import NOTES_PATH
 from clinical_ai.deid.evaluation.report import render, to_json
@@ -51,7 +50,11 @@ class Command(BaseCommand):
         )
         parser.add_argument("--notes", type=Path, default=NOTES_PATH, help="the labelled clinical notes")
         parser.add_argument(
-            "--general", type=Path, default=GENERAL_TEXT_PATH, help="the labelled general text (d)"
+            "--general",
+            type=Path,
+            default=None,
+            help="a labelled general-text file for (d) (default: generated in memory, with presidio-research's "
+            "templates from ../shared/data when present)",
         )
         parser.add_argument("--config", default="inference", help="de-identification configuration for (c)")
         parser.add_argument(
@@ -82,11 +85,12 @@ class Command(BaseCommand):
         for key, path in (
             ("research", research_path),
             ("clinical", options["notes"]),
-            ("general", options["general"]),
             ("synthea", synthea_dir),
         ):
             if key in selected and not path.exists():
                 raise CommandError(f"{path} does not exist (needed for --only {key})")
+        if "general" in selected and options["general"] is not None and not options["general"].is_file():
+            raise CommandError(f"{options['general']} does not exist (the --general file)")
 
         # Heavy imports (Presidio, torch, spaCy) only once the arguments are known to be good.
         from clinical_ai.deid.engine.text.nlp import get_pipeline

@@ -3,7 +3,6 @@ gold, the committed file up to date, and ``deid_eval`` scoring both detectors on
 
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter
 from io import StringIO
@@ -17,14 +16,12 @@ from clinical_ai.deid.evaluation import general_values as v
 from clinical_ai.deid.evaluation.datasets import load_general_text
 from clinical_ai.deid.evaluation.general_text import (
     DEFAULT_COUNT,
-    DEFAULT_SEED,
     FILLS,
-    GENERAL_TEXT_PATH,
     OWN_TEMPLATES,
     PLACEHOLDER,
     dump_records,
+    general_text_document,
     generate_records,
-    load_research_templates,
     render_record,
 )
 from clinical_ai.deid.evaluation.labels import GENERAL_GOLD
@@ -105,25 +102,26 @@ def test_cards_pass_luhn_and_ibans_their_check_digits() -> None:
 
 
 @pytest.mark.shared_data
-def test_the_committed_set_is_up_to_date(shared_data: Path) -> None:
-    templates = load_research_templates(shared_data / "presidio_research_synthetic_pii" / "templates.txt")
-    document = generate_records(research_templates=templates, count=DEFAULT_COUNT, seed=DEFAULT_SEED)
-    assert dump_records(document) == GENERAL_TEXT_PATH.read_text(encoding="utf-8"), (
-        "regenerate with: python -m clinical_ai.deid.evaluation.general_text"
-    )
-
-
-def test_the_committed_set_loads_with_its_gold() -> None:
-    dataset = load_general_text(GENERAL_TEXT_PATH)
-    assert len(dataset.texts) == DEFAULT_COUNT
-    assert not dataset.adjustments
-    document = json.loads(GENERAL_TEXT_PATH.read_text(encoding="utf-8"))
+def test_the_set_is_the_same_every_time_and_mixes_both_kinds_of_template(shared_data: Path) -> None:
+    path = shared_data / "presidio_research_synthetic_pii" / "templates.txt"
+    document = general_text_document(path)
+    assert dump_records(document) == dump_records(general_text_document(path))
+    dataset = load_general_text()
+    assert len(dataset.texts) == DEFAULT_COUNT and not dataset.adjustments
     sources = Counter(record["source"] for record in document["records"])
     assert sources["own"] > 600 and sources["presidio-research"] > 400
 
 
+def test_without_the_shared_templates_the_set_holds_our_own_only(tmp_path: Path) -> None:
+    document = general_text_document(tmp_path / "absent.txt", count=50)
+    assert {record["source"] for record in document["records"]} == {"own"}
+    written = tmp_path / "general.json"
+    written.write_text(dump_records(document), encoding="utf-8")
+    assert [t.text for t in load_general_text(written).texts] == [r["full_text"] for r in document["records"]]
+
+
 def test_ours_finds_more_addresses_zips_and_phones_than_bare_presidio(ours: Any, bare: Any) -> None:
-    dataset = load_general_text(GENERAL_TEXT_PATH, limit=80)
+    dataset = load_general_text(limit=80)
     evaluation = evaluate_spans("general", dataset, [ours, bare])
     mine, theirs = (evaluation.scores[name].by_gold_type for name in ("ours", "bare Presidio"))
     for kind in (v.STREET, v.ZIP, v.CITY):
