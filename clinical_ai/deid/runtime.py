@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import threading
+from collections.abc import Callable
+from datetime import date
 from functools import cache
 from pathlib import Path
 
@@ -39,9 +41,12 @@ def engine_secrets() -> dict[str, str]:
 
 
 @cache
-def anonymizer(name_or_path: str) -> StructuredAnonymizer:
+def anonymizer(name_or_path: str, reference_date: date | None = None) -> StructuredAnonymizer:
+    """The configuration's engine, loaded once per process (and per ``reference_date``: the day rules that
+    depend on today, ages over 89, count from; today when None)."""
     config: AnonymizerConfig = load_config(config_path(name_or_path))
-    return StructuredAnonymizer(config, secrets_override=engine_secrets())
+    today: Callable[[], date] = date.today if reference_date is None else (lambda: reference_date)
+    return StructuredAnonymizer(config, secrets_override=engine_secrets(), today=today)
 
 
 @cache

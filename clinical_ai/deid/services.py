@@ -12,7 +12,6 @@ import logging
 from collections import Counter
 from collections.abc import Mapping
 from datetime import date
-from functools import cache
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from django.conf import settings
@@ -20,14 +19,12 @@ from django.conf import settings
 from clinical_ai.accounts.models import Organization
 from clinical_ai.audit.services import Actor, audit_record
 from clinical_ai.core.sealing import seal_json
-from clinical_ai.deid.engine.config import load_config
 from clinical_ai.deid.engine.fhirpath_values import FhirPathEvaluationError
 from clinical_ai.deid.engine.methods import ProcessingError
 from clinical_ai.deid.engine.pipeline import EntryInput, PipelineResult, deidentify_entries
-from clinical_ai.deid.engine.rules import StructuredAnonymizer
 from clinical_ai.deid.engine.text.patient_terms import patient_identifiers_from_fhir
 from clinical_ai.deid.models import DeidentifiedResource, PseudonymVaultEntry
-from clinical_ai.deid.runtime import anonymizer, config_path, engine_secrets, text_scrubber
+from clinical_ai.deid.runtime import anonymizer, text_scrubber
 from clinical_ai.intake.models import IngestJob
 from clinical_ai.intake.services import OpenedEntry, PermanentJobError, StageOutcome
 from clinical_ai.vault.crypto import public_key_from_text, seal_to
@@ -48,23 +45,13 @@ def deidentify_documents(
     """The pure pipeline with this installation's keys and engines (also used by ``manage.py deidentify``).
 
     ``reference_date``: the day rules that depend on today (ages over 89) count from; today when None."""
-    engine = anonymizer(config) if reference_date is None else _dated_anonymizer(config, reference_date)
     return deidentify_entries(
         entries,
-        anonymizer=engine,
+        anonymizer=anonymizer(config, reference_date),
         scrubber=text_scrubber(),
         identifiers_of=patient_identifiers_from_fhir,
         pseudonym_key=settings.PSEUDONYM_KEY.encode("utf-8"),
         organization=organization,
-    )
-
-
-@cache
-def _dated_anonymizer(config: str, reference_date: date) -> StructuredAnonymizer:
-    """``runtime.anonymizer`` with a fixed day for "today" (loaded once per configuration and day, as the
-    shared one is once per configuration)."""
-    return StructuredAnonymizer(
-        load_config(config_path(config)), secrets_override=engine_secrets(), today=lambda: reference_date
     )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command
 
-from clinical_ai.audit.models import AuditEvent
+from clinical_ai.audit.models import AuditEvent, Outcome
 from clinical_ai.core.crypto import DecryptionError
 from clinical_ai.core.sealing import canonical_json
 from clinical_ai.inference.engine.features.extract import features_extract
@@ -135,7 +135,8 @@ def test_results_explanations_and_a_nan_patient_failing_alone(
     failed = by_status["failed"][0]
     assert "no number" in failed.error
     audit = AuditEvent.objects.get(action="inference.run", object_id=str(failed.external_id))
-    assert audit.outcome == "4" or audit.detail["status"] == "failed"
+    assert audit.outcome == Outcome.FAILURE and audit.detail["status"] == "failed"
+    assert "no number" in audit.detail["error"]
     suggestions = {s.run.patient_pseudonym: s for s in Suggestion.objects.filter(run__model_id=MODEL)}
     assert failed.patient_pseudonym not in suggestions and len(suggestions) == 2
     payloads = [suggestion_payload(s) for s in suggestions.values()]

@@ -28,6 +28,17 @@ NOW = datetime(2026, 11, 20, 8, 15, tzinfo=UTC)
 PROBLEM_MODEL_ID = "test-problems"
 
 
+# The model card of the test manifests: every section a card must have, in a few words.
+TEST_CARD: dict[str, Any] = {
+    "clinical_summary": "Tests only.",
+    "intended_use": "Tests only.",
+    "intended_users": ["Clinicians"],
+    "development": "By hand.",
+    "validation": {"summary": "None.", "figures": []},
+    "limitations": ["Not a real model."],
+}
+
+
 def _observation(
     code: str, value: float | None, unit: str | None, when: datetime, system: str = LOINC
 ) -> dict[str, Any]:
@@ -83,14 +94,7 @@ def problem_manifest() -> ModelManifest:
             "artifacts": [],
             "inputs": [],
             "thresholds": {"similarity": 0.8},
-            "card": {
-                "clinical_summary": "Tests only.",
-                "intended_use": "Tests only.",
-                "intended_users": ["Clinicians"],
-                "development": "By hand.",
-                "validation": {"summary": "None.", "figures": []},
-                "limitations": ["Not a real model."],
-            },
+            "card": TEST_CARD,
         },
         source=Path("test-problems.json"),
         sha256="0" * 64,

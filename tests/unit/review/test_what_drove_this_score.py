@@ -26,6 +26,7 @@ from clinical_ai.review.selectors.explanation import feature_value_text, percent
 from clinical_ai.vault.pseudonyms import date_shift_days
 from clinical_ai.vault.services import pseudonym_key
 from tests.unit.review.conftest import PATIENT, store_finding
+from tests.unit.review.findings import TEST_CARD
 
 MODEL_ID = "test-ed-visits"
 ENCOUNTER_TIME = "2026-10-02T10:00:00+00:00"  # shifted, as the de-identified copy holds it
@@ -158,14 +159,7 @@ def ed_manifest() -> ModelManifest:
             "artifacts": [],
             "inputs": [],
             "thresholds": {"warning": 0.2, "critical": 0.5},
-            "card": {
-                "clinical_summary": "Tests only.",
-                "intended_use": "Tests only.",
-                "intended_users": ["Clinicians"],
-                "development": "By hand.",
-                "validation": {"summary": "None.", "figures": []},
-                "limitations": ["Not a real model."],
-            },
+            "card": TEST_CARD,
         },
         source=Path("test-ed-visits.json"),
         sha256="0" * 64,
