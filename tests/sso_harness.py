@@ -56,7 +56,7 @@ DEFAULT_BASE_URL = "http://testserver"  # Django's test client
 SSO_CALLBACK = "/accounts/sso/callback/"
 SIGNATURE_CALLBACK = "/review/signature/callback/"
 AFTER_LOGOUT = "/accounts/login/"
-START_TIMEOUT = 15.0
+START_TIMEOUT = 60.0  # a loaded CI machine has taken more than 15 s to start Node and the provider
 NODE_MAJOR_AT_LEAST = 20  # oidc-provider 9 uses the global Web Crypto API (Node 18 has it behind a flag)
 
 
