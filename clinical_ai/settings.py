@@ -116,6 +116,7 @@ INSTALLED_APPS = [
     "integrations.smart",
     "integrations.fhir",
     "integrations.cds_hooks",
+    "integrations.bulk",
 ]
 
 MIDDLEWARE = [
