@@ -1,5 +1,6 @@
 """The one way out: every outbound HTTP request this project makes (pushes to an EHR, CDS Hooks fetches
-from its FHIR server, JWK Sets, the EHR-side client) goes through ``http_request``.
+from its FHIR server, JWK Sets, the EHR-side client, Bulk Data downloads) goes through ``http_request``, or
+``http_stream`` for an answer read as it arrives (an NDJSON file of any size), both on the same internals.
 
 The rules live here so that no caller can forget one:
 
@@ -13,7 +14,9 @@ The rules live here so that no caller can forget one:
   exchange gets a deadline of the same length checked between reads of the body, so a server dripping
   one byte at a time cannot hold a worker; past it a request gives up within one more read's timeout.
   A body larger than ``max_response_bytes`` is refused from its Content-Length, or as soon as the count
-  passes the cap: it is never read whole.
+  passes the cap: it is never read whole. ``http_stream`` takes the deadline separately (``total_seconds``:
+  a large file may take long, each read may not), and a body cut short of its Content-Length is a transient
+  failure, never a short answer taken as whole.
 - **Nothing secret in logs or errors.** This module logs nothing, and a failure's message names no
   header, no body and no URL (paths carry patient ids).
 
@@ -29,7 +32,8 @@ import http.client
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -140,27 +144,146 @@ class _EveryAnswerAsItCame(urllib.request.HTTPErrorProcessor):
     https_response = http_response
 
 
-def _body_read(response: http.client.HTTPResponse, *, max_bytes: int, deadline: float) -> bytes:
-    declared = response.getheader("Content-Length")
-    if declared is not None and declared.strip().isdigit() and int(declared) > max_bytes:
-        raise HttpFailure(
-            f"the answer is larger than {max_bytes} bytes", permanent=True, status=response.status
-        )
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        if time.monotonic() > deadline:
-            raise HttpFailure("the answer took too long to arrive", permanent=False, status=response.status)
-        # read1: at most one read from the socket, so the deadline is checked between every two of them.
-        chunk = response.read1(_READ_CHUNK_BYTES)
+def _failure_of(exc: BaseException, *, status: int | None = None) -> HttpFailure:
+    """The transient ``HttpFailure`` for a network error from urllib or http.client (naming only its
+    type: an exception's text may quote the URL)."""
+    if isinstance(exc, TimeoutError):
+        return HttpFailure("the server did not answer in time", permanent=False, status=status)
+    if isinstance(exc, urllib.error.URLError):
+        # No connection: refused, unreachable, name not resolved, TLS handshake failed.
+        reason = type(exc.reason).__name__ if isinstance(exc.reason, BaseException) else "URLError"
+        return HttpFailure(f"the server cannot be reached ({reason})", permanent=False, status=status)
+    # The connection broke mid-answer (reset, closed early, a garbled status line or chunk).
+    return HttpFailure(f"the server cannot be reached ({type(exc).__name__})", permanent=False, status=status)
+
+
+class HttpStream:
+    """An answer whose body is read as it arrives (``http_stream``). ``headers`` keys are lower case.
+
+    Every read keeps the exchange's rules: the deadline is checked before each read from the socket, the
+    count of bytes received is checked against the cap after each, and a connection that closes before the
+    declared Content-Length (or mid-chunk) is a transient ``HttpFailure``, never a short body taken as whole.
+    """
+
+    def __init__(self, response: http.client.HTTPResponse, *, deadline: float, max_total_bytes: int) -> None:
+        self.status = int(response.status)
+        self.headers: Mapping[str, str] = {name.lower(): value for name, value in response.headers.items()}
+        self._response = response
+        self._deadline = deadline
+        self._max_total_bytes = max_total_bytes
+        declared = self.headers.get("content-length", "").strip()
+        self._declared = int(declared) if declared.isdigit() else None
+        self.received = 0
+
+    def _too_large(self, cap: int) -> HttpFailure:
+        return HttpFailure(f"the answer is larger than {cap} bytes", permanent=True, status=self.status)
+
+    def _read_once(self) -> bytes:
+        if time.monotonic() > self._deadline:
+            raise HttpFailure("the answer took too long to arrive", permanent=False, status=self.status)
+        try:
+            # read1: at most one read from the socket, so the deadline is checked between every two of them.
+            chunk = self._response.read1(_READ_CHUNK_BYTES)
+        except (OSError, http.client.HTTPException) as exc:
+            raise _failure_of(exc, status=self.status) from None
         if not chunk:
-            return b"".join(chunks)
-        size += len(chunk)
-        if size > max_bytes:
-            raise HttpFailure(
-                f"the answer is larger than {max_bytes} bytes", permanent=True, status=response.status
-            )
-        chunks.append(chunk)
+            if self._declared is not None and self.received < self._declared:
+                raise HttpFailure(
+                    "the connection closed before the whole answer arrived",
+                    permanent=False,
+                    status=self.status,
+                )
+            return b""
+        self.received += len(chunk)
+        if self.received > self._max_total_bytes:
+            raise self._too_large(self._max_total_bytes)
+        return chunk
+
+    def chunks(self) -> Iterator[bytes]:
+        """The body, piece by piece as it arrives (at most 64 KiB each). Raises ``HttpFailure``: transient
+        past the deadline, on a timeout or a dropped connection; permanent once the body passes the cap."""
+        if self._declared is not None and self._declared > self._max_total_bytes:
+            raise self._too_large(self._max_total_bytes)
+        while chunk := self._read_once():
+            yield chunk
+
+    def read_small(self, max_bytes: int) -> bytes:
+        """The whole body when it is at most ``max_bytes`` (an error answer, a manifest); a permanent
+        ``HttpFailure`` as soon as it is known to be larger, from its Content-Length or its count."""
+        cap = min(max_bytes, self._max_total_bytes)
+        if self._declared is not None and self._declared > cap:
+            raise self._too_large(cap)
+        pieces: list[bytes] = []
+        size = 0
+        while chunk := self._read_once():
+            size += len(chunk)
+            if size > cap:
+                raise self._too_large(cap)
+            pieces.append(chunk)
+        return b"".join(pieces)
+
+
+def _open(
+    method: str,
+    url: str,
+    *,
+    allowed_hosts: Collection[str],
+    timeout_seconds: float,
+    headers: Mapping[str, str] | None,
+    body: bytes | None,
+    allow_plain_http: bool,
+) -> http.client.HTTPResponse:
+    """Send the request and read the status line and headers; the response, never a redirect."""
+    url_check(url, allowed_hosts=allowed_hosts, allow_plain_http=allow_plain_http)
+    request = urllib.request.Request(  # noqa: S310 - url_check allowed only http(s) just above
+        url, data=body, method=method, headers=dict(headers or {})
+    )
+    opener = urllib.request.build_opener(_EveryAnswerAsItCame)
+    try:
+        response: http.client.HTTPResponse = opener.open(request, timeout=timeout_seconds)
+    except (OSError, http.client.HTTPException) as exc:
+        raise _failure_of(exc) from None
+    status = int(response.status)
+    if 300 <= status < 400:
+        response.close()
+        raise HttpFailure(
+            f"the server answered HTTP {status} (a redirect, which is never followed)",
+            permanent=True,
+            status=status,
+        )
+    return response
+
+
+@contextmanager
+def http_stream(
+    method: str,
+    url: str,
+    *,
+    allowed_hosts: Collection[str],
+    timeout_seconds: float,
+    total_seconds: float,
+    max_total_bytes: int,
+    headers: Mapping[str, str] | None = None,
+    body: bytes | None = None,
+    allow_plain_http: bool = False,
+) -> Iterator[HttpStream]:
+    """Send one request and hand over its answer to read as it arrives (an NDJSON file of any size), on the
+    same rules as ``http_request``: ``timeout_seconds`` bounds connecting and each read, ``total_seconds``
+    the whole exchange (checked between reads), ``max_total_bytes`` the body. The connection is closed when
+    the block ends, read to the end or not. Raises ``HttpFailure`` on opening as ``http_request`` does, and
+    from ``HttpStream.chunks``/``read_small`` while reading."""
+    deadline = time.monotonic() + total_seconds
+    response = _open(
+        method,
+        url,
+        allowed_hosts=allowed_hosts,
+        timeout_seconds=timeout_seconds,
+        headers=headers,
+        body=body,
+        allow_plain_http=allow_plain_http,
+    )
+    with response:
+        yield HttpStream(response, deadline=deadline, max_total_bytes=max_total_bytes)
 
 
 def http_request(
@@ -176,33 +299,17 @@ def http_request(
 ) -> HttpReply:
     """Send one request and return the answer (2xx, 4xx or 5xx: the caller decides what it means, e.g.
     with ``HttpReply.ok`` and ``.transient``). Raises ``HttpFailure``: permanent for a refused URL, a
-    redirect or an oversized answer; transient for no connection or a timeout."""
-    url_check(url, allowed_hosts=allowed_hosts, allow_plain_http=allow_plain_http)
-    request = urllib.request.Request(  # noqa: S310 - url_check allowed only http(s) just above
-        url, data=body, method=method, headers=dict(headers or {})
-    )
-    opener = urllib.request.build_opener(_EveryAnswerAsItCame)
-    deadline = time.monotonic() + timeout_seconds
-    try:
-        with opener.open(request, timeout=timeout_seconds) as response:
-            status = int(response.status)
-            if 300 <= status < 400:
-                raise HttpFailure(
-                    f"the server answered HTTP {status} (a redirect, which is never followed)",
-                    permanent=True,
-                    status=status,
-                )
-            raw = _body_read(response, max_bytes=max_response_bytes, deadline=deadline)
-            answer_headers = {name.lower(): value for name, value in response.headers.items()}
-    except HttpFailure:
-        raise
-    except TimeoutError:
-        raise HttpFailure("the server did not answer in time", permanent=False) from None
-    except urllib.error.URLError as exc:
-        # No connection: refused, unreachable, name not resolved, TLS handshake failed.
-        reason = type(exc.reason).__name__ if isinstance(exc.reason, BaseException) else "URLError"
-        raise HttpFailure(f"the server cannot be reached ({reason})", permanent=False) from None
-    except (OSError, http.client.HTTPException) as exc:
-        # The connection broke mid-answer (reset, closed early, a garbled status line).
-        raise HttpFailure(f"the server cannot be reached ({type(exc).__name__})", permanent=False) from None
-    return HttpReply(status=status, headers=answer_headers, body=raw)
+    redirect or an oversized answer; transient for no connection, a timeout or a body cut short."""
+    with http_stream(
+        method,
+        url,
+        allowed_hosts=allowed_hosts,
+        timeout_seconds=timeout_seconds,
+        total_seconds=timeout_seconds,
+        max_total_bytes=max_response_bytes,
+        headers=headers,
+        body=body,
+        allow_plain_http=allow_plain_http,
+    ) as stream:
+        raw = stream.read_small(max_response_bytes)
+    return HttpReply(status=stream.status, headers=stream.headers, body=raw)
