@@ -21,10 +21,8 @@ from clinical_ai.deid.engine.types import (
     TextItem,
     TextScrubber,
 )
+from clinical_ai.fhir.compartment import PATIENT_LINKS
 from clinical_ai.vault.pseudonyms import date_shift_days, patient_identity, patient_mrn, patient_pseudonym
-
-# Elements through which a resource says whose it is, in the order they are tried.
-PATIENT_LINKS = ("subject", "patient", "beneficiary", "individual", "who", "for", "focus")
 
 
 class Anonymizer(Protocol):
