@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from django.conf import settings
@@ -25,7 +26,13 @@ from clinical_ai.deid.engine.pipeline import EntryInput, PipelineResult, deident
 from clinical_ai.deid.engine.text.patient_terms import patient_identifiers_from_fhir
 from clinical_ai.deid.models import DeidentifiedResource, PseudonymVaultEntry
 from clinical_ai.deid.runtime import anonymizer, text_scrubber
-from clinical_ai.intake.models import IngestJob
+from clinical_ai.fhir.references import (
+    ConditionalReferences,
+    conditional_references_in,
+    conditional_references_resolve,
+    identifier_key,
+)
+from clinical_ai.intake.models import HeldIdentifier, IngestJob
 from clinical_ai.intake.services import OpenedEntry, PermanentJobError, StageOutcome
 from clinical_ai.vault.crypto import public_key_from_text, seal_to
 from clinical_ai.vault.pseudonyms import (
@@ -60,6 +67,7 @@ def ingest_job_deidentify(job: IngestJob, entries: list[OpenedEntry], actor: Act
     return the writes that store it with its vault entries and audit rows when the job finishes."""
     organization = job.organization
     config = settings.DEID_CONFIG
+    references = conditional_references_settle(organization, entries)
     inputs = [EntryInput(e.raw.entry_index, e.document.get("fullUrl"), e.resource) for e in entries]
     try:
         result = deidentify_documents(inputs, organization=organization.slug, config=config)
@@ -128,10 +136,93 @@ def ingest_job_deidentify(job: IngestJob, entries: list[OpenedEntry], actor: Act
             "deidentified": len(result.outputs),
             "patients": len(result.patient_pseudonyms),
             "config": config,
+            # Audit detail is flat (scalars only): one key per count.
+            "conditional_references_resolved": references.resolved,
+            "conditional_references_kept": references.kept,
+            "conditional_references_unreadable": references.unreadable,
         },
         writes=writes,
         patients=dict(per_patient),
     )
+
+
+IdentifierTriple = tuple[str, str, str]  # (resource type, identifier system, identifier value)
+
+
+def _identifiers_of(resource: Mapping[str, Any]) -> list[IdentifierTriple]:
+    identifiers = resource.get("identifier")
+    resource_type = resource.get("resourceType")
+    if not isinstance(identifiers, list) or not isinstance(resource_type, str):
+        return []
+    return [
+        (resource_type, str(item.get("system") or ""), item["value"])
+        for item in identifiers
+        if isinstance(item, Mapping)
+        and isinstance(item.get("value"), str)
+        and item["value"]
+        and isinstance(item.get("system", ""), str)
+    ]
+
+
+def conditional_reference_lookup(
+    organization: Organization, entries: list[OpenedEntry]
+) -> Callable[[str, str, str], str | None]:
+    """The lookup ``conditional_references_resolve`` asks: the id of the one resource with that identifier,
+    first among the job's own entries (a Practitioner sent in the same Bundle), then among the resources the
+    organization holds (``intake.HeldIdentifier``, kept by bulk intake, by keyed digest), in one query for the
+    whole job. Several matches in the same place are ambiguous: None, and the reference stays an identifier
+    reference rather than a guess."""
+    own: dict[IdentifierTriple, set[str]] = {}
+    wanted: set[IdentifierTriple] = set()
+    for entry in entries:
+        resource = entry.resource
+        wanted |= conditional_references_in(resource)
+        if isinstance(resource.get("id"), str) and resource["id"]:
+            for triple in _identifiers_of(resource):
+                own.setdefault(triple, set()).add(resource["id"])
+    unresolved = [triple for triple in wanted if triple not in own]
+    held: dict[IdentifierTriple, set[str]] = {}
+    if unresolved:
+        key = settings.PSEUDONYM_KEY.encode("utf-8")
+        by_digest: dict[tuple[str, str], IdentifierTriple] = {}
+        for resource_type, system, value in unresolved:
+            digest = identifier_key(
+                key=key,
+                organization=organization.slug,
+                resource_type=resource_type,
+                system=system,
+                value=value,
+            )
+            by_digest[(resource_type, digest)] = (resource_type, system, value)
+        rows = HeldIdentifier.objects.filter(
+            organization=organization,
+            resource_type__in={t for t, _ in by_digest},
+            identifier_sha256__in={digest for _, digest in by_digest},
+        ).values_list("resource_type", "identifier_sha256", "held__resource_id")
+        for resource_type, digest, resource_id in rows:
+            found = by_digest.get((resource_type, digest))
+            if found is not None:
+                held.setdefault(found, set()).add(resource_id)
+
+    def lookup(resource_type: str, system: str, value: str) -> str | None:
+        triple = (resource_type, system, value)
+        matches = own.get(triple) or held.get(triple) or set()
+        return next(iter(matches)) if len(matches) == 1 else None
+
+    return lookup
+
+
+def conditional_references_settle(
+    organization: Organization, entries: list[OpenedEntry]
+) -> ConditionalReferences:
+    """Resolve the job's conditional references (``Practitioner?identifier=system|value``) in place, before
+    de-identification: to ``Type/id`` where the job or the organization holds exactly one match, else to a
+    logical identifier reference. A patient is never failed because of them."""
+    lookup = conditional_reference_lookup(organization, entries)
+    counts = ConditionalReferences()
+    for entry in entries:
+        counts += conditional_references_resolve(entry.resource, lookup)
+    return counts
 
 
 def patient_reference_index_entries(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -125,6 +125,16 @@ def _references_in(node: Any) -> Iterator[dict[str, Any]]:
             stack.extend(reversed(current))
 
 
+def conditional_references_in(resource: Mapping[str, Any]) -> set[tuple[str, str, str]]:
+    """The ``(type, system, value)`` of every readable conditional reference in ``resource``: what a caller
+    looks up in one query before ``conditional_references_resolve`` asks for each."""
+    return {
+        parsed
+        for reference in _references_in(resource)
+        if (parsed := conditional_reference_parse(reference["reference"])) is not None
+    }
+
+
 def conditional_references_resolve(
     resource: dict[str, Any], lookup: Callable[[str, str, str], str | None]
 ) -> ConditionalReferences:
@@ -135,13 +145,13 @@ def conditional_references_resolve(
     otherwise the Reference becomes a logical one, ``{"type": Type, "identifier": {"system", "value"}}``,
     which FHIR allows and which needs no server to be read. ``display``, ``id`` and extensions are kept
     either way. Never raises on odd content: whatever is not a readable conditional reference is left as
-    it was and counted as ``unreadable`` when it looked like one (a ``?`` in a relative reference)."""
+    it was, and counted as ``unreadable`` when it looked like one (``Type?`` and any other query)."""
     resolved = kept = unreadable = 0
     for reference in list(_references_in(resource)):
         text = reference["reference"]
         parsed = conditional_reference_parse(text)
         if parsed is None:
-            if "?" in text and "://" not in text:
+            if "?" in text and is_r4_resource_type(text.partition("?")[0]):
                 unreadable += 1
             continue
         resource_type, system, value = parsed
