@@ -1,5 +1,6 @@
-"""The Celery application. Queues: ``deid`` (intake and de-identification) and ``inference`` (models),
-each served by its own workers so each scales on its own machines."""
+"""The Celery application. Queues: ``deid`` (intake and de-identification), ``inference`` (models) and
+``bulk`` (Bulk Data pulls from EHR sources: long downloads kept off the other two), each served by its own
+workers so each scales on its own machines."""
 
 from __future__ import annotations
 
@@ -22,10 +23,12 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = (
     Queue("deid", Exchange("deid", type="direct"), routing_key="deid"),
     Queue("inference", Exchange("inference", type="direct"), routing_key="inference"),
+    Queue("bulk", Exchange("bulk", type="direct"), routing_key="bulk"),
 )
 app.conf.task_routes = {
     "clinical_ai.intake.*": {"queue": "deid"},
     "clinical_ai.deid.*": {"queue": "deid"},
     "clinical_ai.inference.*": {"queue": "inference"},
+    "integrations.bulk.*": {"queue": "bulk"},
 }
 app.autodiscover_tasks()

@@ -413,6 +413,38 @@ CELERY_BEAT_SCHEDULE["fhir-push-sweep"] = {
     "options": {"expires": float(INTAKE_SWEEP_INTERVAL_SECONDS)},
 }
 
+# Bulk Data pulls from registered EHR sources (integrations.bulk; docs/bulk-data.md). An export task runs at
+# most BULK_TASK_BUDGET_SECONDS, then goes back to the bulk queue and resumes where its row says; a claim not
+# renewed for BULK_EXPORT_LEASE_SECONDS (its worker died) is taken over after the sweep sends it again.
+BULK_TASK_BUDGET_SECONDS = env_int("BULK_TASK_BUDGET_SECONDS", max(30, CELERY_TASK_TIME_LIMIT - 90))
+BULK_EXPORT_LEASE_SECONDS = env_int("BULK_EXPORT_LEASE_SECONDS", 120)
+BULK_EXPORT_REDISPATCH_AFTER_SECONDS = env_int("BULK_EXPORT_REDISPATCH_AFTER_SECONDS", 600)
+BULK_EXPORT_TASK_EXPIRES_SECONDS = env_int("BULK_EXPORT_TASK_EXPIRES_SECONDS", 3600)
+BULK_EXPORT_MAX_ATTEMPTS = env_int("BULK_EXPORT_MAX_ATTEMPTS", 200)
+# One NDJSON file: streamed, never whole in memory; refused past this size or this long a download.
+BULK_MAX_FILE_BYTES = env_int("BULK_MAX_FILE_BYTES", 2 * 1024**3)
+BULK_MAX_LINE_BYTES = env_int("BULK_MAX_LINE_BYTES", 16 * 1024**2)
+BULK_DOWNLOAD_SECONDS = env_int("BULK_DOWNLOAD_SECONDS", 3600)
+BULK_HTTP_TIMEOUT_SECONDS = env_int("BULK_HTTP_TIMEOUT_SECONDS", 30)
+# Give up waiting for the EHR to prepare the files after this long; never wait longer than
+# BULK_RETRY_MAX_SECONDS between two polls or retries, whatever Retry-After says.
+BULK_POLL_MAX_SECONDS = env_int("BULK_POLL_MAX_SECONDS", 6 * 3600)
+BULK_RETRY_MAX_SECONDS = env_int("BULK_RETRY_MAX_SECONDS", 300)
+# 429s, 5xx and time-outs in a row before an export fails with the reason.
+BULK_MAX_TRANSIENT_RETRIES = env_int("BULK_MAX_TRANSIENT_RETRIES", 8)
+# How often beat looks for sources due a scheduled pull (each source has its own interval in minutes).
+BULK_SCHEDULE_INTERVAL_SECONDS = env_int("BULK_SCHEDULE_INTERVAL_SECONDS", 60)
+CELERY_BEAT_SCHEDULE["bulk-schedule"] = {
+    "task": "integrations.bulk.schedule",
+    "schedule": float(BULK_SCHEDULE_INTERVAL_SECONDS),
+    "options": {"expires": float(BULK_SCHEDULE_INTERVAL_SECONDS)},
+}
+CELERY_BEAT_SCHEDULE["bulk-sweep"] = {
+    "task": "integrations.bulk.sweep",
+    "schedule": float(INTAKE_SWEEP_INTERVAL_SECONDS),
+    "options": {"expires": float(INTAKE_SWEEP_INTERVAL_SECONDS)},
+}
+
 # CDS Hooks 2.0 (integrations.cds_hooks; docs/cds-hooks.md). The EHR's JWT must name as ``aud`` the endpoint it
 # calls under CDS_HOOKS_BASE_URL (default: PUBLIC_BASE_URL + "/cds-services", else derived from the request).
 CDS_HOOKS_BASE_URL = env_str("CDS_HOOKS_BASE_URL").rstrip("/")

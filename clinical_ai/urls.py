@@ -12,6 +12,7 @@ urlpatterns = [
     path("audit/", include("clinical_ai.audit.urls")),
     path("review/", include("clinical_ai.review.urls")),
     path("models/", include("clinical_ai.inference.urls")),
+    path("", include("integrations.bulk.urls")),
     path("", include("integrations.smart.urls")),
     # AuditEvent search before the generic fhir/<type> intake pattern.
     path("", include("integrations.fhir.audit_urls")),

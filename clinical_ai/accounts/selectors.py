@@ -58,6 +58,7 @@ ROLE_WORKPLACES = (
     (Role.CLINICIAN, Workplace("Review queue", "review:queue")),
     (Role.AUDITOR, Workplace("Audit console", "audit:list")),
     (Role.ADMIN, Workplace("Models", "inference:model_list")),
+    (Role.ADMIN, Workplace("EHR sources", "bulk:source_list")),
 )
 
 

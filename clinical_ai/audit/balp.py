@@ -101,6 +101,9 @@ EVENT_CODES: dict[str, EventCodes] = {
     "fhir.intake.refuse": EventCodes(REST, (_rest("create"),), "C"),
     "fhir.intake.replay": EventCodes(REST, (_rest("create"),), "C"),
     "intake.job.process": EventCodes(IMPORT, (), "E", OUTCOME_SERIOUS_FAILURE),
+    # Bulk intake (NDJSON): a batch opened, then finished (its per-patient jobs queued) or cancelled.
+    "intake.batch.open": EventCodes(IMPORT, (), "C"),
+    "intake.batch.finish": EventCodes(IMPORT, (), "E", OUTCOME_SERIOUS_FAILURE),
     "intake.raw_resources.reseal": EventCodes(APPLICATION_ACTIVITY, (SOFTWARE_CONFIGURATION,), "U"),
     # De-identification and re-identification.
     "deid.resources.create": EventCodes(PATIENT_RECORD, (), "C", OUTCOME_SERIOUS_FAILURE),
@@ -187,6 +190,7 @@ DEFAULT_CODES = EventCodes(APPLICATION_ACTIVITY, (), "E")
 # What the object acted on is, by its kind (BALP: entity[data].role).
 _OBJECT_ROLES: dict[str, Coding] = {
     "IngestJob": Coding(OBJECT_ROLE, "20", "Job"),
+    "BulkBatch": Coding(OBJECT_ROLE, "20", "Job"),
     "smart.access_token": Coding(OBJECT_ROLE, "13", "Security Resource"),
     "smart.ehr_client": Coding(OBJECT_ROLE, "13", "Security Resource"),
     "User": Coding(OBJECT_ROLE, "6", "User"),

@@ -169,6 +169,11 @@ class SeenResourceVersion(models.Model):
     keys are keyed HMACs, so the table names no patient and no resource id."""
 
     organization = models.ForeignKey("accounts.Organization", on_delete=models.PROTECT, related_name="+")
+    # The batch that first stored this version: a cancelled batch forgets its versions, so that a later
+    # batch takes them again.
+    batch = models.ForeignKey(
+        BulkBatch, on_delete=models.CASCADE, related_name="seen_versions", null=True, blank=True
+    )
     resource_key_sha256 = models.CharField(max_length=64)
     version_sha256 = models.CharField(max_length=64)
     created_at = models.DateTimeField(auto_now_add=True)

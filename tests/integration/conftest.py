@@ -106,7 +106,12 @@ class WorkerFactory:
         }
 
     def start(
-        self, *, slow_seconds: float | None = None, concurrency: int = 1, env: dict[str, str] | None = None
+        self,
+        *,
+        slow_seconds: float | None = None,
+        concurrency: int = 1,
+        env: dict[str, str] | None = None,
+        queues: str = "deid,inference,bulk",
     ) -> WorkerProcess:
         name = f"it-{uuid.uuid4().hex[:8]}"
         extra = dict(env or {})
@@ -118,7 +123,7 @@ class WorkerFactory:
                 {"SLOW_WORKER_SECONDS": str(slow_seconds), "SLOW_WORKER_MARKER_DIR": str(self.tmp_path)}
             )
         argv += [
-            "-Q", "deid,inference", "--concurrency", str(concurrency), "--pool", "prefork",
+            "-Q", queues, "--concurrency", str(concurrency), "--pool", "prefork",
             "--hostname", f"{name}@%h", "--without-gossip", "--without-mingle", "--loglevel", "INFO",
         ]  # fmt: skip
         log_path = self.tmp_path / f"{name}.log"

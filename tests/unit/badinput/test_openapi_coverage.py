@@ -16,9 +16,16 @@ OPENAPI = Path(__file__).resolve().parents[3] / "docs" / "openapi.yaml"
 HTML_PREFIXES = ("admin/", "accounts/", "audit/", "review/", "models/")
 # The EHR launch is a browser's visit too (the EHR opens it; it answers pages, not JSON): docs/operations.md.
 HTML_NAMES = {"home", "smart:launch", "smart:launch-callback"}
+# The EHR sources page and its Pull now button (admins, sessions): docs/bulk-data.md.
+HTML_NAMES |= {"bulk:source_list", "bulk:source_pull"}
 # Not endpoints: the OperationOutcome 404 for any other path under /fhir and /cds-services.
 NOT_ENDPOINTS = {"fhir:unknown", "cds_hooks:unknown"}
-SAMPLE_VALUES = {"resourceType": "RiskAssessment", "id": "abc-1", "serviceId": "clinical-ai-patient-view"}
+SAMPLE_VALUES = {
+    "resourceType": "RiskAssessment",
+    "id": "abc-1",
+    "serviceId": "clinical-ai-patient-view",
+    "sourceId": "3f2b8c1e-9a4d-4e7b-8c2a-1d5e6f7a8b9c",
+}
 
 
 def load_openapi() -> dict[str, Any]:

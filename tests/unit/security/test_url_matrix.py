@@ -31,6 +31,9 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from clinical_ai.audit.services import Actor
+from integrations.bulk.models import EhrSource
+from integrations.bulk.services import source_create
 from integrations.cds_hooks.models import CdsIssuer
 from tests.factories import EhrIdentity, obtain_token
 from tests.unit.cds_hooks.conftest import KeyPair, hook_body, sign_jwt
@@ -93,7 +96,21 @@ def everyone(status: Expected) -> dict[str, Expected]:
 
 
 AUDIT_ONLY = html(clinician=403, other_site_clinician=403)
+ADMIN_ONLY = html(clinician=403, other_site_clinician=403, auditor=403)
 SWITCH = html(clinician=403, other_site_clinician=403, auditor=403, admin=400)
+
+
+def _source_path(world: World, own: bool) -> str:
+    """Our site's (or another site's) EHR source, registered on first use."""
+    organization = (world.suggestion if own else world.other_suggestion).organization
+    source = EhrSource.objects.filter(organization=organization).first() or source_create(
+        organization=organization,
+        name=f"ehr-{organization.slug}",
+        fhir_base_url="https://ehr.example/fhir",
+        client_id="gateway",
+        actor=Actor.system("tests"),
+    )
+    return f"/bulk/sources/{source.external_id}"
 
 
 def _output_path(world: World, own: bool) -> str:
@@ -183,6 +200,25 @@ ROWS: tuple[Row, ...] = (
         method="POST",
         label="another site's",
     ),
+    # EHR sources (Bulk Data pulls): the page and Pull now for admins of the source's site (an empty form
+    # is a 400: the gate was passed); another site's source does not exist for them; the JWK Set is public
+    # (public keys only: the EHR fetches it to check our client assertions).
+    Row("bulk:source_list", lambda w: "/bulk/sources/", ADMIN_ONLY),
+    Row(
+        "bulk:source_pull",
+        lambda w: f"{_source_path(w, True)}/pull",
+        html(clinician=403, other_site_clinician=403, auditor=403, admin=400),
+        method="POST",
+        label="our site's",
+    ),
+    Row(
+        "bulk:source_pull",
+        lambda w: f"{_source_path(w, False)}/pull",
+        html(clinician=403, other_site_clinician=403, auditor=403, admin=404),
+        method="POST",
+        label="another site's",
+    ),
+    Row("bulk:source_jwks", lambda w: f"{_source_path(w, True)}/jwks.json", everyone(200)),
     # Models: the catalogue and cards for everyone with a role; the switches for admins only.
     Row("inference:model_list", lambda w: "/models/", html()),
     Row("inference:model_detail", lambda w: f"/models/{w.model_id}/", html()),

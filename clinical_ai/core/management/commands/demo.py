@@ -50,7 +50,7 @@ class Command(BaseCommand):
             [
                 sys.executable, "-m", "celery", "-A", "clinical_ai", "worker", "--beat",
                 "--schedule", str(var_dir / "celerybeat-schedule"),
-                "-Q", "deid,inference", "--concurrency", "2", "--loglevel", "INFO",
+                "-Q", "deid,inference,bulk", "--concurrency", "2", "--loglevel", "INFO",
                 "--hostname", "demo-worker@%h",
             ],
             env=env,

@@ -1,0 +1,591 @@
+"""Bulk intake: NDJSON lines (a Bulk Data export, files given to ``manage.py ingest_ndjson``, a body posted by
+an EHR client) split per patient into staging ``IngestJob`` rows of one ``BulkBatch``, sealed exactly as a
+pushed Bundle's entries are, then queued together into the same de-identification → inference → review
+pipeline.
+
+- A resource of a patient (the Patient itself, or one whose patient link names ``Patient/<id>``) goes into
+  that patient's job of the batch (one per patient, created when their first resource arrives).
+- A resource of no patient (Practitioner, Organization, Location, Medication, ...) is held, sealed, with its
+  business identifiers as keyed digests, so that references to it can be resolved later.
+- The same resource with the same version as one already stored by any batch of the organization is a
+  duplicate: counted, not stored again.
+- Lines are written in groups, each group in one transaction with the batch's counters: a crash loses the
+  group in flight only, and ``feed(..., skip_lines=<lines of the last progress>)`` resumes exactly.
+- Memory stays flat in the number of lines: the writer keeps one group and a patient → job map.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Max, OuterRef, Subquery
+from django.utils import timezone
+
+from clinical_ai.accounts.models import Organization
+from clinical_ai.audit.models import Outcome
+from clinical_ai.audit.services import Actor, audit_record
+from clinical_ai.core.sealing import seal_json
+from clinical_ai.fhir.compartment import patient_reference_of
+from clinical_ai.fhir.ndjson import TOO_LONG, Line, line_parse, lines_split, version_marker
+from clinical_ai.fhir.references import identifier_key
+from clinical_ai.intake.models import (
+    BulkBatch,
+    HeldIdentifier,
+    HeldResource,
+    IngestJob,
+    RawResource,
+    SeenResourceVersion,
+)
+from clinical_ai.intake.services import ingest_job_dispatch
+
+# Lines written per transaction: small enough that a crash loses little, large enough to keep the number
+# of round trips down.
+GROUP_LINES = 500
+# Error lines kept on the batch (file label, line number, reason; never content).
+MAX_ERROR_LINES = 100
+FILE_TOO_LARGE = "file_too_large"
+
+DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_FILE_BYTES = 2 * 1024 * 1024 * 1024
+
+
+class BatchClosed(Exception):
+    """The batch no longer takes lines (finished, failed or cancelled)."""
+
+
+@dataclass(frozen=True)
+class FileProgress:
+    """Where one ``feed`` call stands. ``lines`` counts every line read, skipped ones included, so that a
+    caller can resume with ``skip_lines=lines``; ``bytes`` is the size of those complete lines (never bytes
+    read ahead), so that ``start_byte + bytes`` is where the next line starts."""
+
+    lines: int
+    staged: int
+    duplicates: int
+    held: int
+    refused: int
+    bytes: int
+    stopped: str = ""
+
+
+def _max_line_bytes() -> int:
+    return int(getattr(settings, "BULK_MAX_LINE_BYTES", DEFAULT_MAX_LINE_BYTES))
+
+
+def _max_file_bytes() -> int:
+    return int(getattr(settings, "BULK_MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES))
+
+
+def _keyed(text: str) -> str:
+    return hmac.new(settings.PSEUDONYM_KEY.encode("utf-8"), text.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def patient_key(reference: str) -> str:
+    """``IngestJob.patient_key_sha256`` of a bulk job: the keyed HMAC of ``Patient/<id>``."""
+    return _keyed(reference)
+
+
+def resource_key(resource_type: str, resource_id: str) -> str:
+    """``SeenResourceVersion.resource_key_sha256``: the keyed HMAC of ``<Type>/<id>``."""
+    return _keyed(f"{resource_type}/{resource_id}")
+
+
+def batch_open(
+    *, organization: Organization, origin: str, label: str, actor: Actor, request_id: str = ""
+) -> BulkBatch:
+    """A new batch, receiving, audited. ``label`` names the source or the files (no PHI)."""
+    if origin not in BulkBatch.Origin.values:
+        raise ValueError(f"unknown batch origin {origin!r}")
+    with transaction.atomic():
+        batch = BulkBatch.objects.create(
+            organization=organization, origin=origin, label=label[:200], request_id=request_id[:64]
+        )
+        audit_record(
+            actor=actor,
+            action="intake.batch.open",
+            object_type="BulkBatch",
+            object_id=str(batch.external_id),
+            organization=organization.slug,
+            request_id=request_id,
+            detail={"origin": origin},
+        )
+    return batch
+
+
+@dataclass
+class _PatientJob:
+    pk: int
+    next_index: int
+
+
+@dataclass
+class _Accepted:
+    resource: dict[str, Any]
+    resource_type: str
+    resource_id: str
+    key: str
+    version: str
+    patient: str | None  # Patient/<id>, or None for a resource of no patient
+
+
+@dataclass
+class _Group:
+    """The lines of one transaction."""
+
+    accepted: list[_Accepted] = field(default_factory=list)
+    refused: list[tuple[int, str]] = field(default_factory=list)  # (line number, reason)
+    lines: int = 0  # lines processed in this group, blank ones included (skipped ones are not)
+    last_line: int = 0  # number of the last line read (skipped ones included), in this feed call
+    end: int = 0  # byte offset just past that line, in this feed call
+
+
+@dataclass
+class _Run:
+    """One feed call: what it reports and to whom."""
+
+    label: str
+    line_offset: int
+    on_progress: Callable[[FileProgress], None] | None
+    stopped: str = ""
+    progress: FileProgress = field(default_factory=lambda: FileProgress(0, 0, 0, 0, 0, 0))
+
+
+class _CappedChunks:
+    """The chunks of a stream up to ``limit`` bytes; past it, iteration stops and ``capped`` is set."""
+
+    def __init__(self, chunks: Iterable[bytes], limit: int) -> None:
+        self._chunks = chunks
+        self._limit = limit
+        self.read = 0
+        self.capped = False
+        self.last_byte = b""
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._chunks:
+            room = self._limit - self.read
+            if len(chunk) > room:
+                self.capped = True
+                if room > 0:
+                    self.read += room
+                    self.last_byte = chunk[room - 1 : room]
+                    yield chunk[:room]
+                return
+            if chunk:
+                self.read += len(chunk)
+                self.last_byte = chunk[-1:]
+                yield chunk
+
+
+class BatchWriter:
+    """Writes NDJSON lines into one receiving batch. One writer per batch at a time; a new writer for the
+    same batch (after a restart) recovers the patients' jobs and their next entry indexes from the
+    database."""
+
+    def __init__(self, batch: BulkBatch, *, actor: Actor) -> None:
+        self.batch = batch
+        self.actor = actor
+        self.organization = batch.organization
+        self._key = settings.PSEUDONYM_KEY.encode("utf-8")
+        self._max_nesting_depth = int(getattr(settings, "FHIR_MAX_NESTING_DEPTH", 64))
+        self._jobs: dict[str, _PatientJob] = {}
+        for pk, key, last_index in (
+            IngestJob.objects.filter(batch=batch)
+            .annotate(last_index=Max("raw_resources__entry_index"))
+            .values_list("pk", "patient_key_sha256", "last_index")
+            .iterator(chunk_size=2000)
+        ):
+            self._jobs[key] = _PatientJob(pk, 0 if last_index is None else last_index + 1)
+
+    # --- public -------------------------------------------------------------------------------------
+
+    def feed(
+        self,
+        file_label: str,
+        chunks: Iterable[bytes],
+        *,
+        skip_lines: int = 0,
+        line_offset: int = 0,
+        byte_offset: int = 0,
+        on_progress: Callable[[FileProgress], None] | None = None,
+    ) -> FileProgress:
+        """Read one NDJSON stream into the batch and return where it stands.
+
+        ``skip_lines`` lines at the start are consumed but not processed (a resume after a crash: pass the
+        ``lines`` of the last progress). ``line_offset`` is added to the line numbers reported (a resume by
+        byte range) and ``byte_offset`` counts towards the file cap. ``on_progress`` is called inside each
+        group's transaction, just before it commits, so that the caller's own bookkeeping commits with the
+        group (if it raises, the group rolls back). Past the file cap the file stops
+        (``stopped="file_too_large"``); what was read before stays."""
+        if self.batch.status != BulkBatch.Status.RECEIVING:
+            raise BatchClosed(f"batch {self.batch.external_id} is {self.batch.status}")
+        capped = _CappedChunks(chunks, max(0, _max_file_bytes() - byte_offset))
+        run = _Run(label=file_label[:200], line_offset=line_offset, on_progress=on_progress)
+        group = _Group()
+        for line in lines_split(capped, max_line_bytes=_max_line_bytes()):
+            if capped.capped and line.end == capped.read and capped.last_byte != b"\n":
+                break  # the cap cut this line short: it is not a line of the file
+            group.last_line, group.end = line.number, line.end
+            if line.number <= skip_lines:
+                continue
+            self._line_take(line, line_offset, group)
+            if group.lines >= GROUP_LINES:
+                self._group_write(run, group)
+                group = _Group(last_line=group.last_line, end=group.end)
+        if capped.capped:
+            run.stopped = FILE_TOO_LARGE
+            group.refused.append((group.last_line + 1 + line_offset, FILE_TOO_LARGE))
+        if group.lines or group.refused or group.last_line > run.progress.lines:
+            self._group_write(run, group)
+        return run.progress
+
+    def refuse(self, file_label: str, reason: str, count: int = 1) -> None:
+        """Count lines refused elsewhere (an export's error file, by OperationOutcome issue code)."""
+        if count <= 0:
+            return
+        del file_label  # counted by reason only: an error file's lines name no line of ours
+        with transaction.atomic():
+            batch = self._batch_lock()
+            errors = dict(batch.errors)
+            errors[reason[:64]] = int(errors.get(reason[:64], 0)) + count
+            batch.errors = errors
+            batch.lines_refused += count
+            batch.save(update_fields=["errors", "lines_refused", "updated_at"])
+        self.batch = batch
+
+    # --- one line -------------------------------------------------------------------------------------
+
+    def _line_take(self, line: Line, line_offset: int, group: _Group) -> None:
+        group.lines += 1
+        number = line.number + line_offset
+        if line.too_long:
+            group.refused.append((number, TOO_LONG))
+            return
+        if line.blank:
+            return
+        parsed = line_parse(line.data, max_nesting_depth=self._max_nesting_depth)
+        if parsed.resource is None:
+            group.refused.append((number, parsed.reason))
+            return
+        resource = parsed.resource
+        resource_type, resource_id = str(resource["resourceType"]), str(resource["id"])
+        group.accepted.append(
+            _Accepted(
+                resource=resource,
+                resource_type=resource_type,
+                resource_id=resource_id,
+                key=resource_key(resource_type, resource_id),
+                version=hashlib.sha256(version_marker(resource).encode("utf-8")).hexdigest(),
+                patient=patient_reference_of(resource),
+            )
+        )
+
+    # --- one group, one transaction -------------------------------------------------------------------
+
+    def _batch_lock(self) -> BulkBatch:
+        batch = BulkBatch.objects.select_for_update().select_related("organization").get(pk=self.batch.pk)
+        if batch.status != BulkBatch.Status.RECEIVING:
+            raise BatchClosed(f"batch {batch.external_id} is {batch.status}")
+        return batch
+
+    def _group_write(self, run: _Run, group: _Group) -> None:
+        jobs: dict[str, _PatientJob] = {}  # this group's new or advanced jobs, kept only once committed
+        with transaction.atomic():
+            batch = self._batch_lock()
+            fresh, duplicates = self._fresh(group.accepted)
+            staged = self._patients_write(batch, [a for a in fresh if a.patient], jobs)
+            held = [a for a in fresh if not a.patient]
+            self._held_write(held)
+            SeenResourceVersion.objects.bulk_create(
+                [
+                    SeenResourceVersion(
+                        organization=self.organization,
+                        batch=batch,
+                        resource_key_sha256=a.key,
+                        version_sha256=a.version,
+                    )
+                    for a in fresh
+                ],
+                batch_size=500,
+                ignore_conflicts=True,
+            )
+            refused_lines = [(n, r) for n, r in group.refused if r != FILE_TOO_LARGE]
+            errors = dict(batch.errors)
+            for _, reason in group.refused:
+                errors[reason] = int(errors.get(reason, 0)) + 1
+            room = MAX_ERROR_LINES - len(batch.error_lines)
+            if room > 0:
+                batch.error_lines = [
+                    *batch.error_lines,
+                    *({"file": run.label, "line": n, "reason": r} for n, r in group.refused[:room]),
+                ]
+            batch.errors = errors
+            batch.lines_read += group.lines
+            batch.resources_staged += staged
+            batch.duplicates_skipped += duplicates
+            batch.references_held += len(held)
+            batch.lines_refused += len(refused_lines)
+            batch.patients_total = len(self._jobs.keys() | jobs.keys())
+            batch.save()
+            run.progress = FileProgress(
+                lines=group.last_line,
+                staged=run.progress.staged + staged,
+                duplicates=run.progress.duplicates + duplicates,
+                held=run.progress.held + len(held),
+                refused=run.progress.refused + len(refused_lines),
+                bytes=group.end,
+                stopped=run.stopped,
+            )
+            if run.on_progress is not None:
+                run.on_progress(run.progress)
+        self._jobs.update(jobs)
+        self.batch = batch
+
+    def _fresh(self, accepted: list[_Accepted]) -> tuple[list[_Accepted], int]:
+        """The resources whose version no batch of the organization stored yet (nor an earlier line of
+        this group), and how many were duplicates."""
+        if not accepted:
+            return [], 0
+        stored = set(
+            SeenResourceVersion.objects.filter(
+                organization=self.organization, resource_key_sha256__in={a.key for a in accepted}
+            ).values_list("resource_key_sha256", "version_sha256")
+        )
+        fresh: list[_Accepted] = []
+        for item in accepted:
+            pair = (item.key, item.version)
+            if pair not in stored:
+                stored.add(pair)
+                fresh.append(item)
+        return fresh, len(accepted) - len(fresh)
+
+    def _patients_write(
+        self, batch: BulkBatch, accepted: list[_Accepted], jobs: dict[str, _PatientJob]
+    ) -> int:
+        rows: list[RawResource] = []
+        for item in accepted:
+            assert item.patient is not None
+            key = patient_key(item.patient)
+            job = jobs.get(key)
+            if job is None:
+                known = self._jobs.get(key)
+                job = _PatientJob(known.pk, known.next_index) if known else self._job_create(batch, key)
+                jobs[key] = job
+            row = RawResource(
+                external_id=uuid.uuid4(),
+                job_id=job.pk,
+                entry_index=job.next_index,
+                resource_type=item.resource_type,
+            )
+            job.next_index += 1
+            reference = f"{item.resource_type}/{item.resource_id}"
+            # As ingest_job_create seals a pushed Bundle's entry: the deid stage reads it the same way.
+            document = {
+                "fullUrl": reference,
+                "request": {"method": "PUT", "url": reference},
+                "resource": item.resource,
+            }
+            sealed = seal_json(document, associated_data=row.associated_data)
+            row.key_id, row.nonce, row.ciphertext = sealed.key_id, sealed.nonce, sealed.ciphertext
+            rows.append(row)
+        RawResource.objects.bulk_create(rows, batch_size=500)
+        return len(rows)
+
+    def _job_create(self, batch: BulkBatch, key: str) -> _PatientJob:
+        job = IngestJob.objects.create(
+            organization=self.organization,
+            client=None,
+            batch=batch,
+            patient_key_sha256=key,
+            kind=IngestJob.Kind.BULK,
+            status=IngestJob.Status.STAGING,
+            request_id=batch.request_id,
+            # No request body of its own: the batch and the patient name its input.
+            input_sha256=hashlib.sha256(f"bulk:{batch.external_id}:{key}".encode()).hexdigest(),
+            resource_count=0,
+            response_status=202,
+            response_body={"batch": str(batch.external_id)},
+        )
+        return _PatientJob(job.pk, 0)
+
+    def _held_write(self, held: list[_Accepted]) -> None:
+        """Upsert the resources of no patient by type and id (the last line wins), with their identifiers."""
+        if not held:
+            return
+        latest = {(a.resource_type, a.resource_id): a for a in held}
+        existing = {
+            (row.resource_type, row.resource_id): row
+            for row in HeldResource.objects.filter(
+                organization=self.organization,
+                resource_type__in={t for t, _ in latest},
+                resource_id__in={i for _, i in latest},
+            )
+            if (row.resource_type, row.resource_id) in latest
+        }
+        now = timezone.now()
+        updated: list[HeldResource] = []
+        created: list[HeldResource] = []
+        for (resource_type, resource_id), item in latest.items():
+            row = existing.get((resource_type, resource_id))
+            if row is None:
+                row = HeldResource(
+                    external_id=uuid.uuid4(),
+                    organization=self.organization,
+                    resource_type=resource_type,
+                    resource_id=resource_id,
+                )
+                created.append(row)
+            else:
+                updated.append(row)
+            sealed = seal_json(item.resource, associated_data=row.associated_data)
+            row.key_id, row.nonce, row.ciphertext, row.updated_at = (
+                sealed.key_id,
+                sealed.nonce,
+                sealed.ciphertext,
+                now,
+            )
+        if updated:
+            HeldResource.objects.bulk_update(updated, ["key_id", "nonce", "ciphertext", "updated_at"])
+            HeldIdentifier.objects.filter(held__in=updated).delete()
+        if created:
+            HeldResource.objects.bulk_create(created, batch_size=500)
+        pks = dict(
+            HeldResource.objects.filter(
+                external_id__in=[r.external_id for r in created + updated]
+            ).values_list("external_id", "pk")
+        )
+        identifiers: list[HeldIdentifier] = []
+        for row in created + updated:
+            item = latest[(row.resource_type, row.resource_id)]
+            digests = {
+                identifier_key(
+                    key=self._key,
+                    organization=self.organization.slug,
+                    resource_type=row.resource_type,
+                    system=system,
+                    value=value,
+                )
+                for system, value in _identifiers(item.resource)
+            }
+            identifiers.extend(
+                HeldIdentifier(
+                    held_id=pks[row.external_id],
+                    organization=self.organization,
+                    resource_type=row.resource_type,
+                    identifier_sha256=digest,
+                )
+                for digest in sorted(digests)
+            )
+        HeldIdentifier.objects.bulk_create(identifiers, batch_size=500)
+
+
+def _identifiers(resource: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(system, value) of each business identifier that has a value; an absent system is ""."""
+    for identifier in resource.get("identifier") or ():
+        if not isinstance(identifier, dict):
+            continue
+        system, value = identifier.get("system", ""), identifier.get("value")
+        if isinstance(system, str) and isinstance(value, str) and value:
+            yield system, value
+
+
+def batch_finish(batch: BulkBatch, *, actor: Actor) -> int:
+    """Every line is in: queue the batch's staging jobs (each dispatched on commit, as a pushed Bundle's
+    job is), the batch → processing (succeeded at once when there is nothing to run). Audited. Returns the
+    number of jobs queued; 0 and nothing done for a batch no longer receiving."""
+    with transaction.atomic():
+        locked = BulkBatch.objects.select_for_update().select_related("organization").get(pk=batch.pk)
+        if locked.status != BulkBatch.Status.RECEIVING:
+            return 0
+        staging = IngestJob.objects.filter(batch=locked, status=IngestJob.Status.STAGING)
+        counts = (
+            RawResource.objects.filter(job=OuterRef("pk"))
+            .order_by()
+            .values("job")
+            .annotate(n=Count("pk"))
+            .values("n")
+        )
+        staging.update(
+            resource_count=Subquery(counts), status=IngestJob.Status.QUEUED, updated_at=timezone.now()
+        )
+        job_ids = [
+            str(job_id)
+            for job_id in IngestJob.objects.filter(batch=locked, status=IngestJob.Status.QUEUED).values_list(
+                "external_id", flat=True
+            )
+        ]
+        now = timezone.now()
+        locked.received_at = now
+        locked.patients_total = IngestJob.objects.filter(batch=locked).count()
+        if job_ids:
+            locked.status = BulkBatch.Status.PROCESSING
+        else:
+            locked.status = BulkBatch.Status.SUCCEEDED
+            locked.finished_at = now
+        locked.save()
+        audit_record(
+            actor=actor,
+            action="intake.batch.finish",
+            object_type="BulkBatch",
+            object_id=str(locked.external_id),
+            organization=locked.organization.slug,
+            request_id=locked.request_id,
+            detail=_batch_counts(locked) | {"jobs_queued": len(job_ids)},
+        )
+        for job_id in job_ids:
+            transaction.on_commit(partial(ingest_job_dispatch, job_id=job_id))
+    batch.refresh_from_db()
+    return len(job_ids)
+
+
+def batch_cancel(batch: BulkBatch, *, actor: Actor, reason: str) -> None:
+    """Stop a batch that is still receiving: its staging jobs fail without running and their sealed
+    resources are deleted; the versions it stored first are forgotten, so a later batch takes them again.
+    Audited. A batch no longer receiving is left as it is."""
+    with transaction.atomic():
+        locked = BulkBatch.objects.select_for_update().select_related("organization").get(pk=batch.pk)
+        if locked.status != BulkBatch.Status.RECEIVING:
+            return
+        staging = IngestJob.objects.filter(batch=locked, status=IngestJob.Status.STAGING)
+        RawResource.objects.filter(job__in=staging).delete()
+        now = timezone.now()
+        failed = staging.update(
+            status=IngestJob.Status.FAILED, error="batch cancelled", finished_at=now, updated_at=now
+        )
+        forgotten, _ = SeenResourceVersion.objects.filter(batch=locked).delete()
+        locked.status = BulkBatch.Status.CANCELLED
+        locked.error = reason[:500]
+        locked.finished_at = now
+        locked.save()
+        audit_record(
+            actor=actor,
+            action="intake.batch.finish",
+            outcome=Outcome.FAILURE,
+            object_type="BulkBatch",
+            object_id=str(locked.external_id),
+            organization=locked.organization.slug,
+            request_id=locked.request_id,
+            detail=_batch_counts(locked)
+            | {"cancelled": True, "jobs_dropped": failed, "versions_forgotten": forgotten},
+        )
+    batch.refresh_from_db()
+
+
+def _batch_counts(batch: BulkBatch) -> dict[str, Any]:
+    return {
+        "origin": batch.origin,
+        "lines_read": batch.lines_read,
+        "resources_staged": batch.resources_staged,
+        "duplicates_skipped": batch.duplicates_skipped,
+        "references_held": batch.references_held,
+        "lines_refused": batch.lines_refused,
+        "refused_by_reason": [f"{reason}={count}" for reason, count in sorted(batch.errors.items())],
+        "patients": batch.patients_total,
+    }

@@ -1,0 +1,11 @@
+from django.urls import path
+
+from integrations.bulk import views
+
+app_name = "bulk"
+
+urlpatterns = [
+    path("bulk/sources/", views.source_list_view, name="source_list"),
+    path("bulk/sources/<uuid:source_id>/jwks.json", views.source_jwks_view, name="source_jwks"),
+    path("bulk/sources/<uuid:source_id>/pull", views.source_pull_view, name="source_pull"),
+]
