@@ -60,12 +60,14 @@ lint: install
 	DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py check --fail-level WARNING
 	DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py makemigrations --check --dry-run
 
-# Speed and memory figures, written to docs/benchmarks.md; needs ../shared/data. The inference benchmark also
-# needs PostgreSQL and Redis: it recreates the database clinical_ai_bench and flushes Redis database 14.
+# Speed and memory figures, written to docs/benchmarks.md; needs ../shared/data. The inference and bulk backfill
+# benchmarks also need PostgreSQL and Redis: they recreate the databases clinical_ai_bench and
+# clinical_ai_bench_bulk and flush Redis databases 14 and 11.
 bench: install
 	OMP_NUM_THREADS=1 $(PY) benchmarks/deid_throughput.py --markdown docs/benchmarks.md
 	OMP_NUM_THREADS=1 $(PY) benchmarks/inference_pipeline.py --markdown docs/benchmarks.md
 	OMP_NUM_THREADS=1 $(PY) benchmarks/feature_extraction.py --markdown docs/benchmarks.md
+	OMP_NUM_THREADS=1 $(PY) benchmarks/bulk_backfill.py --markdown docs/benchmarks.md
 
 # Load test, several minutes: gunicorn, real Celery workers (deid, inference), PostgreSQL and Redis on this
 # machine, a load generator in a second process (Synthea intake + CDS Hooks patient-view). Recreates the
