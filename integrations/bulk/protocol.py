@@ -47,6 +47,7 @@ from clinical_ai.core.http import (
     url_host,
 )
 from clinical_ai.fhir.dates import FhirDateError, fhir_instant_text, parse_fhir_date_time
+from clinical_ai.fhir.ndjson import lines_split
 from integrations.fhir.client import ClientError, access_token_of, token_request
 
 # A manifest lists one entry per file: thousands of files fit well within this.
@@ -553,33 +554,6 @@ def file_stream(
         yield opened
 
 
-def _lines(chunks: Iterable[bytes], max_line_bytes: int) -> Iterator[bytes | None]:
-    """The lines of an NDJSON byte stream; None for a line longer than ``max_line_bytes`` (skipped whole,
-    never held)."""
-    pending = bytearray()
-    overlong = False
-    for chunk in chunks:
-        start = 0
-        while (end := chunk.find(b"\n", start)) >= 0:
-            if overlong or len(pending) + end - start > max_line_bytes:
-                yield None
-            else:
-                pending += chunk[start:end]
-                yield bytes(pending)
-            pending.clear()
-            overlong = False
-            start = end + 1
-        if not overlong:
-            pending += chunk[start:]
-            if len(pending) > max_line_bytes:
-                pending.clear()
-                overlong = True
-    if overlong:
-        yield None
-    elif pending.strip():
-        yield bytes(pending)
-
-
 def error_file_reasons(
     chunks: Iterable[bytes], *, max_line_bytes: int = ERROR_LINE_MAX_BYTES
 ) -> dict[str, int]:
@@ -587,10 +561,10 @@ def error_file_reasons(
     distinct code of its issues. A line that is not an OperationOutcome counts as "unreadable". The
     diagnostics text is never read: it may name a patient."""
     reasons: dict[str, int] = {}
-    for line in _lines(chunks, max_line_bytes):
-        if line is not None and not line.strip():
+    for line in lines_split(chunks, max_line_bytes=max_line_bytes):
+        if line.blank:
             continue
-        codes = set(_issue_codes(line)) if line is not None else set()
+        codes = set(_issue_codes(line.data)) if not line.too_long else set()
         for code in codes or {"unreadable"}:
             reasons[code] = reasons.get(code, 0) + 1
     return reasons
