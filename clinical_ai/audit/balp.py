@@ -178,6 +178,9 @@ EVENT_CODES: dict[str, EventCodes] = {
     "cds.feedback": EventCodes(PATIENT_RECORD, (), "U"),
     "cds.auth.refuse": EventCodes(USER_AUTHENTICATION, (LOGIN,), "E"),
     "cds.issuer.register": EventCodes(SECURITY_ALERT, (SECURITY_CONFIGURATION,), "C"),
+    # A patient refresh: the record of a patient not seen before read from the EHR's fhirServer during a hook
+    # call ($everything or searches per type) and imported like the prefetch (nothing read: failure).
+    "cds.patient.refresh": EventCodes(IMPORT, (_rest("search-type"),), "E", OUTCOME_SERIOUS_FAILURE),
     # Post-market monitoring: the periodic computation, a drift alert or subgroup flag it opens, a report.
     "monitoring.compute": EventCodes(APPLICATION_ACTIVITY, (), "E", OUTCOME_SERIOUS_FAILURE),
     "monitoring.drift.alert": EventCodes(SECURITY_ALERT, (), "E"),

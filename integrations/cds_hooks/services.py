@@ -36,7 +36,14 @@ from clinical_ai.review.signoff import SignOff, SignOffInvalid
 from clinical_ai.vault.pseudonyms import patient_identity, patient_pseudonym
 from integrations.cds_hooks import cards as card_builder
 from integrations.cds_hooks.auth import CdsCaller
-from integrations.cds_hooks.fetch import FetchFailed, fhir_get, fhir_server_usable
+from integrations.cds_hooks.fetch import (
+    Deadline,
+    FetchFailed,
+    FetchLimits,
+    bundle_resources,
+    fhir_get_paged,
+    fhir_server_usable,
+)
 from integrations.cds_hooks.hooks import (
     SERVICES,
     SERVICES_BY_ID,
@@ -48,7 +55,14 @@ from integrations.cds_hooks.hooks import (
     hook_request_parse,
     prefetch_render,
 )
-from integrations.cds_hooks.models import CardFeedback, IssuedCard
+from integrations.cds_hooks.models import CardFeedback, CdsIssuer, IssuedCard
+from integrations.cds_hooks.refresh import (
+    REFRESH_ACTION,
+    RefreshRead,
+    patient_known,
+    patient_refresh_fetch,
+    refresh_resource_types,
+)
 from integrations.cds_hooks.selectors import ingest_job_settled, patient_pseudonyms, patient_suggestions
 
 DISCOVERY_ACTION = "cds.discovery"
@@ -117,20 +131,32 @@ class Gathered:
     missing: list[str] = field(default_factory=list)  # prefetch keys neither sent nor fetched
     fetched: list[str] = field(default_factory=list)
     dropped: int = 0  # resources left out: not this patient's, or not valid FHIR R4
+    pages: int = 0  # pages read from the fhirServer, all searches together
+    truncated: list[str] = field(default_factory=list)  # "<prefetch key>:<why paging stopped>"
+    seen: set[tuple[str, str]] = field(default_factory=set)  # (type, id) already taken
 
 
-def _resources_of(value: Mapping[str, Any]) -> list[dict[str, Any]]:
-    if value.get("resourceType") == "Bundle":
-        entries = value.get("entry") if isinstance(value.get("entry"), list) else []
-        assert isinstance(entries, list)
-        return [
-            dict(entry["resource"])
-            for entry in entries
-            if isinstance(entry, Mapping)
-            and isinstance(entry.get("resource"), Mapping)
-            and entry["resource"].get("resourceType") not in (None, "Bundle", "OperationOutcome")
-        ]
-    return [dict(value)] if value.get("resourceType") != "OperationOutcome" else []
+def _collect(gathered: Gathered, collected: list[dict[str, Any]], patient_id: str) -> None:
+    """Take the resources read for the patient into ``gathered``: each (type, id) once, the patient's own
+    Patient when valid, every other resource only when it is linked to this patient."""
+    for resource in collected:
+        resource_type, resource_id = str(resource.get("resourceType")), str(resource.get("id") or "")
+        if resource_id and (resource_type, resource_id) in gathered.seen:
+            continue
+        if resource_id:
+            gathered.seen.add((resource_type, resource_id))
+        if resource_type == "Patient":
+            if resource_id == patient_id and gathered.patient is None:
+                if validate_resource(resource):
+                    gathered.dropped += 1
+                else:
+                    gathered.patient = resource
+            continue
+        linked = _for_patient(resource, patient_id)
+        if linked is None:
+            gathered.dropped += 1
+        else:
+            gathered.resources.append(linked)
 
 
 def _for_patient(resource: dict[str, Any], patient_id: str) -> dict[str, Any] | None:
@@ -149,17 +175,32 @@ def _for_patient(resource: dict[str, Any], patient_id: str) -> dict[str, Any] | 
     return None
 
 
-def _gather(request: HookRequest, service: ServiceDefinition, allowed_servers: Sequence[str]) -> Gathered:
-    gathered = Gathered()
-    collected: list[dict[str, Any]] = []
-    for value in request.prefetch.values():
-        if isinstance(value, Mapping):
-            collected.extend(_resources_of(value))
-    can_fetch = (
+def fetch_limits() -> FetchLimits:
+    """This installation's limits on one paged read from an EHR's fhirServer (settings CDS_FETCH_*)."""
+    return FetchLimits(
+        max_pages=settings.CDS_FETCH_MAX_PAGES,
+        max_resources=settings.CDS_FETCH_MAX_RESOURCES,
+        request_timeout_seconds=settings.CDS_HOOKS_FHIR_FETCH_TIMEOUT_SECONDS,
+    )
+
+
+def _can_fetch(request: HookRequest, allowed_servers: Sequence[str]) -> bool:
+    return (
         request.fhir_authorization is not None
         and request.fhir_server is not None
         and fhir_server_usable(request.fhir_server, allowed=allowed_servers)
     )
+
+
+def _gather(
+    request: HookRequest, service: ServiceDefinition, allowed_servers: Sequence[str], deadline: Deadline
+) -> Gathered:
+    gathered = Gathered()
+    collected: list[dict[str, Any]] = []
+    for value in request.prefetch.values():
+        if isinstance(value, Mapping):
+            collected.extend(bundle_resources(value))
+    can_fetch = _can_fetch(request, allowed_servers)
     for key, template in service.prefetch.items():
         if request.prefetch.get(key) is not None:
             continue
@@ -172,40 +213,49 @@ def _gather(request: HookRequest, service: ServiceDefinition, allowed_servers: S
             continue
         assert request.fhir_authorization is not None and request.fhir_server is not None
         try:
-            document = fhir_get(
+            read = fhir_get_paged(
                 fhir_server=request.fhir_server,
                 path=prefetch_render(template, context=request.context),
                 access_token=request.fhir_authorization.access_token,
-                timeout_seconds=settings.CDS_HOOKS_FHIR_FETCH_TIMEOUT_SECONDS,
+                limits=fetch_limits(),
+                deadline=deadline,
             )
         except FetchFailed:
-            document = None
-        if document is None:
             gathered.missing.append(key)
             continue
+        gathered.pages += read.pages
+        if read.document is None:
+            gathered.missing.append(key)
+            continue
+        if read.truncated:
+            gathered.truncated.append(f"{key}:{read.stopped}")
         gathered.fetched.append(key)
-        collected.extend(_resources_of(document))
+        collected.extend(bundle_resources(read.document))
 
-    seen: set[tuple[str, str]] = set()
-    for resource in collected:
-        resource_type, resource_id = str(resource.get("resourceType")), str(resource.get("id") or "")
-        if resource_id and (resource_type, resource_id) in seen:
-            continue
-        if resource_id:
-            seen.add((resource_type, resource_id))
-        if resource_type == "Patient":
-            if resource_id == request.patient_id and gathered.patient is None:
-                if validate_resource(resource):
-                    gathered.dropped += 1
-                else:
-                    gathered.patient = resource
-            continue
-        linked = _for_patient(resource, request.patient_id)
-        if linked is None:
-            gathered.dropped += 1
-        else:
-            gathered.resources.append(linked)
+    _collect(gathered, collected, request.patient_id)
     return gathered
+
+
+def _refresh(
+    request: HookRequest, issuer: CdsIssuer, gathered: Gathered, deadline: Deadline
+) -> RefreshRead | None:
+    """For a patient the gateway has not seen: their record read from the fhirServer (integrations.
+    cds_hooks.refresh) on what is left of this call's read budget, taken in with the prefetch data."""
+    if not _can_fetch(request, issuer.fhir_servers or []) or deadline.remaining() <= 0:
+        return None
+    if patient_known(organization=issuer.organization, patient_id=request.patient_id):
+        return None
+    assert request.fhir_authorization is not None and request.fhir_server is not None
+    refreshed = patient_refresh_fetch(
+        fhir_server=request.fhir_server,
+        patient_id=request.patient_id,
+        access_token=request.fhir_authorization.access_token,
+        resource_types=refresh_resource_types(),
+        limits=fetch_limits(),
+        deadline=deadline,
+    )
+    _collect(gathered, refreshed.resources, request.patient_id)
+    return refreshed
 
 
 # --- ingesting new data ------------------------------------------------------------------------------
@@ -389,7 +439,9 @@ def cds_service_call(
     except RequestInvalid as exc:
         return refuse(_outcome(400, "invalid", str(exc), exc.path), "invalid-request")
 
-    gathered = _gather(request, service, issuer.fhir_servers or [])
+    # One time budget for every read of this call (prefetch and refresh): the EHR is waiting for the cards.
+    deadline = Deadline(settings.CDS_FETCH_MAX_SECONDS)
+    gathered = _gather(request, service, issuer.fhir_servers or [], deadline)
     if gathered.patient is None:
         return refuse(
             _outcome(
@@ -408,6 +460,7 @@ def cds_service_call(
         organization=issuer.organization.slug,
         identity=patient_identity(gathered.patient, None),
     )
+    refreshed = _refresh(request, issuer, gathered, deadline)
     ingested = _ingest(caller, gathered, request_id)
     settled = True
     if ingested is not None:
@@ -428,6 +481,23 @@ def cds_service_call(
     with transaction.atomic():
         if issued:
             IssuedCard.objects.bulk_create(issued, ignore_conflicts=True)
+        if refreshed is not None:
+            audit_record(
+                actor=caller.actor,
+                action=REFRESH_ACTION,
+                # Nothing read at all (every read failed or the budget was spent first) is a failure.
+                outcome=Outcome.SUCCESS if refreshed.resources else Outcome.FAILURE,
+                object_type="cds.service",
+                object_id=service.id,
+                organization=issuer.organization.slug,
+                patient_pseudonym=primary,
+                request_id=request_id,
+                detail={
+                    **refreshed.audit_detail(),
+                    "hook_instance": request.hook_instance[:64],
+                    "ingest_job": ingested.job_id if ingested else None,
+                },
+            )
         audit_record(
             actor=caller.actor,
             action=CALL_ACTION,
@@ -448,6 +518,9 @@ def cds_service_call(
                 "models_off_cards": len(models_off),
                 "missing_prefetch": gathered.missing,
                 "fetched": gathered.fetched,
+                "fetched_pages": gathered.pages,
+                "fetch_truncated": gathered.truncated,
+                "refreshed": refreshed is not None,
                 "dropped_resources": gathered.dropped,
                 "elapsed_ms": round((time.monotonic() - started) * 1000),
             },

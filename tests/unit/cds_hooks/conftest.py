@@ -20,7 +20,10 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from clinical_ai.accounts.models import Organization
 from clinical_ai.audit.services import Actor
+from clinical_ai.deid.models import PseudonymVaultEntry
+from clinical_ai.deid.services import patient_reference_index_entries
 from clinical_ai.review.models import Suggestion
+from clinical_ai.vault.crypto import public_key_from_text
 from clinical_ai.vault.pseudonyms import patient_pseudonym
 from integrations.cds_hooks.keys import JWKS_CACHE
 from integrations.cds_hooks.models import CdsIssuer
@@ -180,4 +183,17 @@ def risk_suggestion(organization: Organization) -> Suggestion:
 def problem_suggestion(organization: Organization) -> Suggestion:
     return store_finding(
         organization, problem_finding(), problem_manifest(), pseudonym=ehr_pseudonym(organization)
+    )
+
+
+def patient_seen(organization: Organization, patient_id: str = PATIENT_ID) -> None:
+    """Make the gateway know the EHR's ``Patient/<id>`` as the de-identification stage does (the vault's
+    patient_reference index): a hook call for them asks for no refresh."""
+    pseudonym = ehr_pseudonym(organization, patient_id)
+    PseudonymVaultEntry.objects.bulk_create(
+        patient_reference_index_entries(
+            organization=organization,
+            originals={(pseudonym, "patient_reference", pseudonym): f"Patient/{patient_id}"},
+            vault_key=public_key_from_text(settings.VAULT_PUBLIC_KEY),
+        )
     )
