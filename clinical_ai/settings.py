@@ -456,12 +456,11 @@ CDS_HOOKS_JWKS_CACHE_SECONDS = env_int("CDS_HOOKS_JWKS_CACHE_SECONDS", 300)
 CDS_HOOKS_JWKS_FETCH_TIMEOUT_SECONDS = env_int("CDS_HOOKS_JWKS_FETCH_TIMEOUT_SECONDS", 2)
 CDS_HOOKS_FHIR_FETCH_TIMEOUT_SECONDS = env_int("CDS_HOOKS_FHIR_FETCH_TIMEOUT_SECONDS", 2)
 # Paged reads from the fhirServer (Bundle.link next; docs/cds-hooks.md): pages and resources per search, and
-# the time for all reads of one hook call together (each request still within the timeout above). A patient
-# refresh runs in a worker with its own, longer time (CDS_REFRESH_MAX_SECONDS).
+# the time for all reads of one hook call together, prefetch and patient refresh (each request still within
+# the timeout above).
 CDS_FETCH_MAX_PAGES = env_int("CDS_FETCH_MAX_PAGES", 10)
 CDS_FETCH_MAX_RESOURCES = env_int("CDS_FETCH_MAX_RESOURCES", 2000)
 CDS_FETCH_MAX_SECONDS = env_int("CDS_FETCH_MAX_SECONDS", 4)
-CDS_REFRESH_MAX_SECONDS = env_int("CDS_REFRESH_MAX_SECONDS", 60)
 CDS_HOOKS_MAX_BODY_BYTES = env_int("CDS_HOOKS_MAX_BODY_BYTES", 5 * 1024 * 1024)
 CDS_HOOKS_MAX_CARDS = env_int("CDS_HOOKS_MAX_CARDS", 10)
 # Origins allowed to call from a browser (CORS); "*" for any: calls carry a JWT, never cookies.
