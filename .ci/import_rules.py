@@ -41,6 +41,7 @@ PURE = (
     "clinical_ai.monitoring.stats",
     "clinical_ai.review.fhir_decision",
     "integrations.smart.scopes",
+    "integrations.bulk.protocol",
 )
 CORE_MAY_IMPORT = ("clinical_ai.core", "clinical_ai.celery")
 
