@@ -22,7 +22,8 @@ from clinical_ai.audit.services import Actor, audit_record
 from clinical_ai.core.crypto import DecryptionError
 from clinical_ai.core.jobs import JobTable, LostClaim, job_claim, job_dispatch, job_hold, jobs_sweep
 from clinical_ai.core.sealing import keyring, open_json, seal_json
-from clinical_ai.intake.models import IngestJob, RawResource
+from clinical_ai.intake.models import BulkBatch, IngestJob, RawResource
+from clinical_ai.intake.selectors import batch_refresh_status
 
 logger = logging.getLogger(__name__)
 
@@ -235,10 +236,19 @@ def ingest_job_finish(
             )
             if on_commit is not None:
                 transaction.on_commit(on_commit)
+            if job.batch_id is not None:
+                # A bulk batch is done once its last patient's job is: checked after this one commits.
+                transaction.on_commit(partial(_batch_refresh, batch_id=job.batch_id), robust=True)
     except LostClaim:
         logger.warning("ingest job %s was taken over by another worker; this run's result is dropped", job.pk)
         return False
     return True
+
+
+def _batch_refresh(*, batch_id: int) -> None:
+    batch = BulkBatch.objects.filter(pk=batch_id).first()
+    if batch is not None:
+        batch_refresh_status(batch)
 
 
 def ingest_job_run(*, job: IngestJob, actor: Actor, stage: JobStage) -> bool:

@@ -101,6 +101,8 @@ def test_ndjson_files_become_deidentified_patients_and_model_runs(
         runs.values_list("error", flat=True)
     )
 
+    batch.refresh_from_db()  # the last job's finish marked the batch done
+    assert batch.status == BulkBatch.Status.SUCCEEDED and batch.finished_at is not None
     assert batch_refresh_status(batch) == BulkBatch.Status.SUCCEEDED
     progress = batch_progress(batch)
     assert (progress.patients_done, progress.patients_failed, progress.percent_done) == (2, 0, 100)

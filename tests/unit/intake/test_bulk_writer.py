@@ -38,6 +38,7 @@ from clinical_ai.intake.models import (
     SeenResourceVersion,
 )
 from clinical_ai.intake.selectors import batch_progress, batch_refresh_status
+from clinical_ai.intake.services import OpenedEntry, StageOutcome, ingest_job_claim, ingest_job_run
 from tests.bulk_data import ndjson_bytes, patient_bundle_paths, resources_by_type, shared_bundle_paths
 
 pytestmark = pytest.mark.django_db
@@ -420,3 +421,25 @@ def test_cancel_drops_the_staged_jobs_and_a_later_batch_takes_them_again(
     assert later.resources_staged == cancelled.resources_staged and later.duplicates_skipped == 0
     event = AuditEvent.objects.filter(object_id=str(cancelled.external_id)).order_by("pk").last()
     assert event is not None and event.action == "intake.batch.finish" and event.outcome == "failure"
+
+
+def test_the_last_job_to_finish_marks_the_batch_done(
+    organization: Organization,
+    synthea: dict[str, list[dict[str, Any]]],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    batch = _ingest(organization, {"Patient.ndjson": ndjson_bytes(synthea["Patient"])})
+    assert batch_finish(batch, actor=ACTOR) == 3
+
+    def opened_only(job: IngestJob, entries: list[OpenedEntry], actor: Actor) -> StageOutcome:
+        assert [e.resource["resourceType"] for e in entries] == ["Patient"]
+        return StageOutcome(detail={})
+
+    for number, job in enumerate(IngestJob.objects.filter(batch=batch).order_by("pk"), start=1):
+        claim = ingest_job_claim(job_id=str(job.external_id), task_id="t", worker="w")
+        assert claim.job is not None
+        with django_capture_on_commit_callbacks(execute=True):
+            assert ingest_job_run(job=claim.job, actor=ACTOR, stage=opened_only)
+        batch.refresh_from_db()
+        expected = BulkBatch.Status.SUCCEEDED if number == 3 else BulkBatch.Status.PROCESSING
+        assert batch.status == expected
