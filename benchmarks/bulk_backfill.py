@@ -205,11 +205,15 @@ def render(results: dict[str, Any], command: str) -> str:
         f"runs: {_counts(push['runs'])}.",
         f"- Bulk: from the export request to the last model result: {_f(bulk['receive_s'])} s until every line "
         f"was staged (token, kick-off, {bulk['export_polls']} status poll(s) with the stand-in's Retry-After of "
-        f"1 s, the files streamed into the bulk intake), then {_f(bulk['process_s'])} s for the patients' jobs. "
+        f"{bulk['retry_after_s']} s, the files streamed into the bulk intake), then {_f(bulk['process_s'])} s for the patients' jobs. "
         f"Lines read {bulk['lines_read']:,}: staged {bulk['resources_staged']:,}, held as references "
         f"{bulk['references_held']:,}, duplicates skipped {bulk['duplicates_skipped']:,}, refused "
         f"{bulk['lines_refused']:,}; patients {bulk['patients']} of {bulk['patients_total']}; jobs: "
-        f"{_counts(bulk['jobs'])}; runs: {_counts(bulk['runs'])}; export {bulk['export_status']}.",
+        f"{_counts(bulk['jobs'])}; runs: {_counts(bulk['runs'])}; export {bulk['export_status']}, batch "
+        f"{bulk['batch_status']}. The batch's own figures, as an admin sees them: "
+        f"{_f(bulk['batch_progress'].get('resources_per_second'), 0)} resources/s while receiving, "
+        f"{_f(bulk['batch_progress'].get('patients_per_second'), 3)} patients/s while processing (patients "
+        "de-identified, from the last line received to the batch found finished after the last model result).",
         "- Memory: the resident sets of each worker's process tree (main process and pool), summed, sampled "
         f"every {memory['interval_s']} s. Flat: the peak of the last third of the window within 15 % of the "
         "peak of its first third; the per-worker rows use the window in which that worker works (the bulk "
