@@ -18,10 +18,17 @@ from clinical_ai.audit.services import Actor
 from clinical_ai.core.sealing import open_json, seal_json
 from clinical_ai.deid.models import DeidentifiedResource
 from clinical_ai.fhir.references import conditional_reference_parse, identifier_key
-from clinical_ai.intake.models import HeldIdentifier, HeldResource, IngestJob
+from clinical_ai.intake.bulk import BatchWriter, batch_finish, batch_open
+from clinical_ai.intake.models import BulkBatch, HeldIdentifier, HeldResource, IngestJob
 from clinical_ai.intake.services import ingest_job_claim, ingest_job_run
 from clinical_ai.pipeline.worker import deidentify
-from tests.bulk_data import CONDITIONAL_TYPES, patient_bundle_paths, resources_by_type
+from tests.bulk_data import (
+    CONDITIONAL_TYPES,
+    ndjson_bytes,
+    patient_bundle_paths,
+    resources_by_type,
+    shared_bundle_paths,
+)
 from tests.factories import post_fhir
 
 pytestmark = pytest.mark.django_db
@@ -44,6 +51,14 @@ def _references(node: Any) -> Iterator[dict[str, Any]]:
     elif isinstance(node, list):
         for item in node:
             yield from _references(item)
+
+
+def _linked_to(resource: dict[str, Any], patient_id: str) -> bool:
+    for link in ("subject", "patient", "beneficiary"):
+        value = resource.get(link)
+        if isinstance(value, dict) and isinstance(value.get("reference"), str):
+            return bool(value["reference"] == f"Patient/{patient_id}")
+    return False
 
 
 def _transaction(resources: list[dict[str, Any]]) -> dict[str, Any]:
@@ -261,3 +276,39 @@ def test_unreadable_conditional_references_never_fail_the_patient(client: Client
     assert _counts(job) == {"resolved": 0, "kept": 0, "unreadable": 3}
     text = json.dumps(_opened(job))
     assert "Quentin" not in text and "Blackwood" not in text  # the reference string is hashed as any other
+
+
+def test_bulk_intake_holds_the_targets_and_the_stage_resolves_every_reference(organization: Any) -> None:
+    """The Bulk Data path end to end: NDJSON by type (modern Synthea: conditional references; practitioners
+    and organizations in their own files), held by bulk intake (helper-B's BatchWriter, keyed with
+    identifier_key), resolved by the de-identification stage of the patient's job."""
+    paths = [_smallest_patient_bundle(), *shared_bundle_paths()]
+    grouped = resources_by_type(paths, conditional_references=True)
+    patient_resources = [r for t, rs in grouped.items() if t not in CONDITIONAL_TYPES for r in rs]
+    batch = batch_open(organization=organization, origin=BulkBatch.Origin.FILE, label="synthea", actor=WORKER)
+    writer = BatchWriter(batch, actor=WORKER)
+    # Practitioners and organizations may come after the records that refer to them: all are held first
+    # here, as an export's files are all read before the batch is finished and its jobs run.
+    for resource_type, resources in sorted(grouped.items()):
+        writer.feed(f"{resource_type}.ndjson", [ndjson_bytes(resources)])
+    assert HeldIdentifier.objects.filter(organization=organization).exists()
+    assert batch_finish(batch, actor=WORKER) >= 1
+
+    job = (
+        IngestJob.objects.filter(batch=batch, status=IngestJob.Status.QUEUED)
+        .order_by("-resource_count")
+        .first()
+    )
+    assert job is not None
+    claim = ingest_job_claim(job_id=str(job.external_id), task_id="t", worker="w")
+    assert claim.job is not None
+    assert ingest_job_run(job=claim.job, actor=WORKER, stage=deidentify)
+    job.refresh_from_db()
+
+    assert job.status == IngestJob.Status.SUCCEEDED, job.error
+    # Every target (a practitioner by NPI, an organization by Synthea's identifier) is held: all resolved.
+    patient_id = grouped["Patient"][0]["id"]
+    in_job = [r for r in patient_resources if _linked_to(r, patient_id)]
+    assert job.resource_count == len(in_job) + 1
+    assert _counts(job) == {"resolved": len(_conditional_targets(in_job)), "kept": 0, "unreadable": 0}
+    _assert_no_conditional_left_and_identifiers_hashed(_opened(job), set(), set())
