@@ -66,6 +66,27 @@ class Bar:
         return round(100 * self.value / self.maximum) if self.maximum else 0
 
 
+# The bulk intake's refusal codes (clinical_ai.fhir.ndjson, clinical_ai.intake.bulk) in an admin's words.
+REFUSAL_WORDS = {
+    "not_json": "not readable (not JSON)",
+    "not_an_object": "not a FHIR record",
+    "no_resource_type": "no record type given",
+    "unknown_resource_type": "a kind of record FHIR R4 does not have",
+    "invalid": "not valid FHIR",
+    "no_id": "no record id",
+    "too_long": "a single record too large to take",
+    "file_too_large": "the file was larger than allowed; the rest of it was not read",
+}
+
+
+def refusals_in_words(progress: BatchProgress) -> list[tuple[str, int]]:
+    """Lines refused, by reason in words, most frequent first."""
+    counts = [
+        (REFUSAL_WORDS.get(reason, reason), count) for reason, count in progress.refused_by_reason.items()
+    ]
+    return sorted(counts, key=lambda item: (-item[1], item[0]))
+
+
 def batch_words(progress: BatchProgress) -> str:
     """A batch's status in words for a hospital admin."""
     status = progress.status
@@ -106,6 +127,10 @@ class ExportView:
     @property
     def rate(self) -> str:
         return rate_words(self.progress) if self.progress is not None else ""
+
+    @property
+    def refusals(self) -> list[tuple[str, int]]:
+        return refusals_in_words(self.progress) if self.progress is not None else []
 
     @property
     def started_at(self) -> datetime:

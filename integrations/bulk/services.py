@@ -717,6 +717,7 @@ def _succeed(run: _Run) -> None:
             request_id=str(export.external_id),
             detail={**_counts(batch, export), "patients_queued": queued, "deleted_at_ehr": deleted},
         )
+    export.status, export.phase = BulkExport.Status.SUCCEEDED, BulkExport.Phase.DONE
     run.report("Done")
 
 

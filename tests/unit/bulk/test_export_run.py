@@ -6,10 +6,13 @@ a worker gone mid-download (the next claim resumes with Range and stores nothing
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.utils import timezone
 
 from clinical_ai.accounts.models import Organization
@@ -290,3 +293,26 @@ def test_past_its_budget_a_run_goes_back_to_the_queue_and_the_next_one_finishes(
     finished = pulling.run(export, task_id="t2")
     assert finished.status == BulkExport.Status.SUCCEEDED, finished.error
     assert len(pulling.ehr.requests_of("kickoff")) == 1
+
+
+def test_pull_source_shows_progress_and_a_summary_and_fails_with_the_reason(pulling: Ehr) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    call_command("pull_source", "st-epic", stdout=out, stderr=err)
+    progress = err.getvalue().splitlines()  # not a terminal: a line per phase or per 5%
+    assert progress[0] == "Asking the EHR to start the export"
+    assert any("The EHR is preparing the files" in line or "%" in line for line in progress)
+    assert progress[-1].startswith("100% Done")
+    summary = out.getvalue()
+    total = _total(pulling.resources)
+    assert "st-epic: done in" in summary and "full export" in summary
+    assert f"records received: {total:,}" in summary and "patients queued for de-identification: 2" in summary
+
+    pulling.ehr.fail_next("kickoff", 403, code="forbidden")
+    with pytest.raises(
+        CommandError, match=r"the pull failed: The EHR refused the export \(HTTP 403\)"
+    ) as failed:
+        call_command("pull_source", "st-epic", stdout=io.StringIO(), stderr=io.StringIO())
+    assert failed.value.returncode == 1
+    assert pulling.ehr.requests_of("kickoff")[-1].query.get("_since")  # incremental after the first
+    with pytest.raises(CommandError, match="no source"):
+        call_command("pull_source", "nowhere", stdout=io.StringIO(), stderr=io.StringIO())

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 import time
-from typing import Any, TextIO
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 
 from clinical_ai.audit.services import Actor
 from integrations.bulk.models import BulkExport, EhrSource
@@ -20,10 +19,15 @@ ACTOR = Actor.system("manage.py pull_source")
 BAR_WIDTH = 30
 
 
+def _plain(text: str) -> str:
+    """Progress is not an error: stderr's red is for errors only."""
+    return text
+
+
 class ProgressPrinter:
     """A bar redrawn in place on a terminal; elsewhere (a log, CI) one line per phase or per 5%."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: OutputWrapper) -> None:
         self.stream = stream
         self.tty = stream.isatty()
         self.last_line = ""
@@ -34,26 +38,26 @@ class ProgressPrinter:
     def __call__(self, progress: ExportProgress) -> None:
         fraction = _fraction(progress)
         if progress.phase == BulkExport.Phase.DOWNLOADING:
-            counts = f"{progress.files_done}/{progress.files_total} files, {progress.lines:,} lines"
+            counts = f"{progress.files_done}/{progress.files_total} files, {progress.lines:,} records"
             text = f"{progress.message} ({counts})"
         else:
             text = progress.message
         if self.tty:
             bar = _bar(fraction)
-            self.stream.write(f"\r\033[K{bar} {text}"[:200])
+            self.stream.write(f"\r\033[K{bar} {text}"[:200], style_func=_plain, ending="")
             self.stream.flush()
             self.drawn = True
             return
         step = int(fraction * 20) if fraction is not None else -1
         if progress.phase != self.last_phase or (step != self.last_step and step >= 0):
             percent = f"{fraction:4.0%} " if fraction is not None else ""
-            self.stream.write(f"{percent}{text}\n")
+            self.stream.write(f"{percent}{text}", style_func=_plain)
             self.stream.flush()
         self.last_phase, self.last_step = progress.phase, step
 
     def close(self) -> None:
         if self.tty and self.drawn:
-            self.stream.write("\n")
+            self.stream.write("")
             self.stream.flush()
 
 
@@ -104,7 +108,7 @@ class Command(BaseCommand):
                 f"an export of {source.name!r} is already {busy.export.get_status_display().lower()} "
                 f"(since {busy.export.created_at:%Y-%m-%d %H:%M %Z}); wait for it to finish"
             ) from None
-        printer = ProgressPrinter(sys.stderr)
+        printer = ProgressPrinter(self.stderr)
         started = time.monotonic()
         try:
             finished = export_run(
@@ -130,7 +134,7 @@ class Command(BaseCommand):
         if batch is not None:
             batch.refresh_from_db()
             rate = batch.lines_read / seconds if seconds > 0 else 0.0
-            write(f"  lines read: {batch.lines_read:,} ({rate:,.0f}/s)")
+            write(f"  records received: {batch.lines_read:,} ({rate:,.0f}/s)")
             write(f"  resources stored: {batch.resources_staged:,}")
             write(f"  already stored (skipped): {batch.duplicates_skipped:,}")
             write(f"  practitioners, organizations and the like kept: {batch.references_held:,}")
