@@ -5,13 +5,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
 
 from clinical_ai.core.http import HttpReply, http_request
-from integrations.bulk.protocol import BulkEndpoint, access_token_get
+from integrations.bulk.protocol import (
+    BulkEndpoint,
+    BulkRefused,
+    Manifest,
+    access_token_get,
+    export_kickoff,
+    export_poll,
+)
 from tests.ehr_standin import EhrStandIn, client_key_pair
+from tests.stand_in import loopback_server
 
 CLIENT_ID = "gateway"
 
@@ -132,3 +141,52 @@ def test_faults_are_taken_in_order_and_then_stop(ehr: tuple[EhrStandIn, str]) ->
     first, second, third = (_get(url, token) for _ in range(3))
     assert (first.status, second.status, third.status) == (503, 503, 200)
     assert first.retry_after == 4 and json.loads(first.body)["issue"][0]["code"] == "transient"
+
+
+def test_the_client_jwks_can_be_fetched_from_a_url() -> None:
+    pem, jwks = client_key_pair("ES384", kid="rotating")
+    served = {"jwks": jwks}
+
+    class JwksHost(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            raw = json.dumps(served["jwks"]).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+    with (
+        loopback_server(JwksHost) as jwks_host,
+        EhrStandIn(_data(), client_id=CLIENT_ID, client_jwks_url=f"{jwks_host}/jwks.json") as stand_in,
+    ):
+        endpoint = BulkEndpoint(base_url=stand_in.base_url)
+        arguments = {
+            "token_url": stand_in.token_url,
+            "client_id": CLIENT_ID,
+            "key_id": "rotating",
+            "scopes": "system/*.rs",
+        }
+        assert access_token_get(endpoint, private_key_pem=pem, **arguments).value
+        served["jwks"] = {"keys": []}  # the client withdrew its key: refused from the next request on
+        with pytest.raises(BulkRefused) as raised:
+            access_token_get(endpoint, private_key_pem=pem, **arguments)
+    assert raised.value.status == 401
+
+
+def test_files_split_with_a_malformed_line_where_asked(ehr: tuple[EhrStandIn, str]) -> None:
+    stand_in, token = ehr
+    stand_in.polls_before_ready = 0
+    stand_in.lines_per_file = 10
+    stand_in.add_malformed_line("Observation", b'{"resourceType": "Observation", "id": ', at=2)
+    endpoint = BulkEndpoint(base_url=stand_in.base_url)
+    manifest = export_poll(
+        endpoint, token, export_kickoff(endpoint, token, level="system", types=["Observation"])
+    )
+    assert isinstance(manifest, Manifest)
+    assert [(f.type, f.count) for f in manifest.output] == [("Observation", 10)] * 2 + [("Observation", 6)]
+    first = _get(manifest.output[0].url, token).body.splitlines()
+    assert first[2] == b'{"resourceType": "Observation", "id": ' and json.loads(first[3])["id"] == "o2"
