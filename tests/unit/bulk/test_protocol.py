@@ -491,7 +491,7 @@ def test_an_oversized_file_is_capped_for_good(
     assert "larger than" in raised.value.reason and received <= cap
 
 
-def test_a_download_past_its_deadline_is_transient(
+def test_a_file_that_does_not_start_in_time_is_transient(
     ehr: EhrStandIn, client_key: tuple[bytes, dict[str, Any]]
 ) -> None:
     token = _token(ehr, client_key)
