@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -42,7 +43,11 @@ __all__ = [
     "CompiledExpression",
     "FhirPathEvaluationError",
     "FhirPathSyntaxError",
+    "IndexedHead",
     "compile_expression",
+    "indexed_head",
+    "member_path",
+    "member_step",
 ]
 
 
@@ -89,6 +94,104 @@ def compile_expression(text: str) -> CompiledExpression:
     """Parse and compile ``text`` (cached); raises :class:`FhirPathSyntaxError`."""
     ast = _parse(text)
     return CompiledExpression(text, _compile(ast))
+
+
+# --- shapes the compiled rules answer without the general evaluator ----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedHead:
+    """An expression that starts with ``nodesByType('T')`` or ``nodesByName('n')`` on its input: the head
+    can be read from an index of the input resource, and ``rest`` applied to what it gives (with the
+    environment the whole expression would have had)."""
+
+    function: str  # "nodesByType" or "nodesByName"
+    argument: str
+    rest: Evaluator
+
+
+@lru_cache(maxsize=2048)
+def member_path(text: str) -> tuple[str, ...] | None:
+    """The member names when ``text`` is only a path of members (``name``, ``entry.fullUrl``), else None."""
+    try:
+        ast = _parse(text)
+    except FhirPathSyntaxError:
+        return None
+    names: list[str] = []
+    while ast.get("type") == "InvocationExpression":
+        left, invocation = _children(ast)
+        if invocation.get("type") != "MemberInvocation":
+            return None
+        names.append(_identifier_text(_children(invocation)[0]))
+        ast = left
+    first = _term_invocation(ast)
+    if first is None or first.get("type") != "MemberInvocation":
+        return None
+    names.append(_identifier_text(_children(first)[0]))
+    return tuple(reversed(names))
+
+
+@lru_cache(maxsize=2048)
+def indexed_head(text: str) -> IndexedHead | None:
+    """``text`` split into its ``nodesByType``/``nodesByName`` head and the invocations after it, when it
+    is of that shape (``nodesByType('Extension').where(url = 'x')``), else None."""
+    try:
+        ast = _parse(text)
+    except FhirPathSyntaxError:
+        return None
+    invocations: list[dict[str, Any]] = []
+    while ast.get("type") == "InvocationExpression":
+        left, invocation = _children(ast)
+        invocations.append(invocation)
+        ast = left
+    first = _term_invocation(ast)
+    if first is None or first.get("type") != "FunctionInvocation":
+        return None
+    parts = _children(_children(first)[0])
+    name = _identifier_text(parts[0])
+    params = _children(parts[1]) if len(parts) > 1 else []
+    if name not in ("nodesByType", "nodesByName") or len(params) != 1:
+        return None
+    literal = _children(params[0])[0] if params[0].get("type") == "TermExpression" else {}
+    if literal.get("type") != "LiteralTerm" or _children(literal)[0].get("type") != "StringLiteral":
+        return None
+    argument = _unescape(str(_children(literal)[0].get("text", ""))[1:-1])
+    steps = [_compile(invocation) for invocation in reversed(invocations)]
+
+    def rest(focus: Collection, env: Env) -> Collection:
+        for step in steps:
+            focus = step(focus, env)
+        return focus
+
+    return IndexedHead(name, argument, rest)
+
+
+def _term_invocation(ast: dict[str, Any]) -> dict[str, Any] | None:
+    """The invocation of a term that is one (``name``, ``f(x)``), else None."""
+    if ast.get("type") != "TermExpression":
+        return None
+    term = _children(ast)[0]
+    if term.get("type") != "InvocationTerm":
+        return None
+    return _children(term)[0]
+
+
+def member_step(items: list[Node], name: str) -> list[Node]:
+    """``items.name`` over nodes, as the general evaluator's member invocation answers it."""
+    is_type_name = name[:1].isupper()
+    result: list[Node] = []
+    for item in items:
+        if is_type_name and item.is_resource and fhir_types.type_is(item.fhir_type, name, is_resource=True):
+            result.append(item)
+            continue
+        matched = False
+        for child in item.children:
+            if child.name == name:
+                result.append(child)
+                matched = True
+        if not matched:
+            result.extend(child for child in item.children if child.json_key == name)
+    return result
 
 
 # --- parsing (fhirpathpy's grammar) --------------------------------------------------------------------

@@ -99,6 +99,12 @@ class MethodContext:
         default_factory=dict
     )
     scrub_targets: list[ScrubTarget] = field(default_factory=list)
+    # Counts the methods' changes to the tree's shape (elements added or removed), so that an index of a
+    # resource's elements (compiled rules) is rebuilt after one.
+    structure_changes: int = 0
+    # cryptoHash results of this input by value (compiled rules; None: computed every time). One input
+    # names the same patient, encounter and practitioner hundreds of times. Never kept past the input.
+    hashes: dict[str, str] | None = None
 
 
 Processor = Callable[[Node, Rule, MethodContext], Outcome]
@@ -256,9 +262,15 @@ def crypto_hash(node: Node, rule: Rule, context: MethodContext) -> Outcome:
     if not _has_value(node):
         return NOTHING
     key = context.parameters.crypto_hash_key
+    hashes = context.hashes
 
     def hash_value(text: str) -> str:
-        return hmac_sha256_hex(text, key)
+        if hashes is None:
+            return hmac_sha256_hex(text, key)
+        found = hashes.get(text)
+        if found is None:
+            found = hashes[text] = hmac_sha256_hex(text, key)
+        return found
 
     value = _text(node.value)
     if _is_reference_like(node):

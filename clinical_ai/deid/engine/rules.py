@@ -29,6 +29,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from clinical_ai.deid.engine import methods
+from clinical_ai.deid.engine.compiled_rules import Matcher, TreeState, rule_matcher
+from clinical_ai.deid.engine.compiled_tree import (
+    ResourceIndex,
+    build_tree,
+    collector_paused,
+    json_child,
+    release_tree,
+    tree_json,
+)
 from clinical_ai.deid.engine.config import (
     AnonymizerConfig,
     Method,
@@ -105,6 +114,7 @@ class _CompiledRule:
     member: CompiledExpression | None = None  # the member after a lookup
     expression: CompiledExpression | None = None
     processor: Processor = field(default=PROCESSORS[Method.KEEP])
+    matcher: Matcher | None = None  # the compiled path's way to the same nodes (compiled_rules)
 
 
 @dataclass(slots=True)
@@ -124,7 +134,11 @@ class StructuredAnonymizer:
         *,
         secrets_override: Mapping[str, str] | None = None,
         today: Callable[[], date] = date.today,
+        compiled: bool = True,
     ) -> None:
+        """``compiled=False`` runs the interpreted engine (each rule's FHIRPath evaluated on each resource,
+        the tree built and written element by element): the reference the compiled one is tested and
+        benchmarked against; both give the same output."""
         if isinstance(config, AnonymizerConfig):
             parsed = config
         elif isinstance(config, Mapping):
@@ -134,6 +148,7 @@ class StructuredAnonymizer:
         parsed = parsed.with_secrets(secrets_override)
         self._config = replace(parsed, parameters=self._with_default_keys(parsed))
         self._today = today
+        self._compiled = compiled
         self._rules = tuple(_compile_rule(rule) for rule in self._config.rules)
         self._free_text_dates = _free_text_dates(self._config)
         self._rules_by_type: dict[str | None, tuple[_CompiledRule, ...]] = {}
@@ -172,7 +187,39 @@ class StructuredAnonymizer:
         """
         if not isinstance(resource, Mapping) or not isinstance(resource.get("resourceType"), str):
             raise InvalidResourceError("expected a FHIR resource: a JSON object with a string resourceType")
-        root = build_resource(resource)
+        if not self._compiled:
+            return self._anonymize_tree(
+                build_resource(resource), None, resource, patient, scrubber, sink, scope_key
+            )
+        with collector_paused():
+            # The tree is freed when this call returns, before the collector resumes.
+            return self._anonymize_compiled(resource, patient, scrubber, sink, scope_key)
+
+    def _anonymize_compiled(
+        self,
+        resource: Mapping[str, Any],
+        patient: PatientContext | None,
+        scrubber: TextScrubber | None,
+        sink: PseudonymSink | None,
+        scope_key: str | None,
+    ) -> dict[str, Any]:
+        root, indexes = build_tree(resource)
+        try:
+            return self._anonymize_tree(root, indexes, resource, patient, scrubber, sink, scope_key)
+        finally:
+            release_tree(root)
+
+    def _anonymize_tree(
+        self,
+        root: Node,
+        indexes: list[ResourceIndex] | None,
+        resource: Mapping[str, Any],
+        patient: PatientContext | None,
+        scrubber: TextScrubber | None,
+        sink: PseudonymSink | None,
+        scope_key: str | None,
+    ) -> dict[str, Any]:
+        """``anonymize`` on the tree of ``resource``: compiled when the tree's ``indexes`` are given."""
         context = MethodContext(
             parameters=self._config.parameters,
             visited=set(),
@@ -182,21 +229,32 @@ class StructuredAnonymizer:
             sink=sink,
             scope_key=scope_key,
             generalize_cases=self._generalize_cases,
+            hashes={} if indexes is not None else None,
         )
         run = _Run(context)
+        state = TreeState(indexes, context) if indexes is not None else None
         try:
-            self._process_tree(root, run)
+            if state is not None:
+                self._process_tree_compiled(root, run, state)
+            else:
+                self._process_tree(root, run)
             text_patient = patient
             if patient is not None and patient.free_text_dates != self._free_text_dates:
                 text_patient = replace(patient, free_text_dates=self._free_text_dates)
             self._flush_scrub_targets(run, scrubber, text_patient)
         except (ProcessingError, FhirPathEvaluationError) as error:
+            context.scrub_targets.clear()  # their write-backs hold the context: a cycle
             if self._config.processing_errors is ProcessingErrors.SKIP:
                 logger.warning("de-identification skipped a %s: %s", root.fhir_type, type(error).__name__)
                 return _empty_resource(str(resource["resourceType"]))
             if isinstance(error, FhirPathEvaluationError):
                 raise ProcessingError(str(error)) from error
             raise
+        context.scrub_targets.clear()
+        if state is not None:
+            self._label_compiled(root, run, state)
+            prune_empty(root)
+            return tree_json(root)
         self._label(root, run)
         prune_empty(root)
         return to_json(root)
@@ -253,6 +311,57 @@ class StructuredAnonymizer:
         for child in list(node.children):
             if not child.is_resource:
                 operations |= self._process_node(child, compiled, context)
+        return operations
+
+    # --- processing, compiled (the same steps, nodes found through the resources' indexes) --------------
+
+    def _process_tree_compiled(self, resource: Node, run: _Run, state: TreeState) -> None:
+        run.operations[id(resource)] = self._process_resource_compiled(resource, run, state)
+        for nested in state.nested(resource):
+            self._process_tree_compiled(nested, run, state)
+
+    def _process_resource_compiled(self, resource: Node, run: _Run, state: TreeState) -> set[Operation]:
+        context = run.context
+        context.resource = resource
+        operations: set[Operation] = set()
+        for compiled in self._rules_for(resource.fhir_type):
+            assert compiled.matcher is not None
+            for node in compiled.matcher(resource, state):
+                self._apply(node, compiled, context, operations)
+        return operations
+
+    def _apply(
+        self, node: Node, compiled: _CompiledRule, context: MethodContext, operations: set[Operation]
+    ) -> None:
+        """``_process_node``, adding to ``operations`` instead of returning a new set per node."""
+        if node in context.visited:
+            return
+        try:
+            outcome = compiled.processor(node, compiled.rule, context)
+        except ProcessingError:
+            if self._config.processing_errors is not ProcessingErrors.KEEP:
+                raise
+            logger.warning(
+                "rule %d (%s) left a node unprocessed after an error",
+                compiled.rule.index,
+                compiled.rule.method,
+            )
+            outcome = Outcome(claimed=False)
+        if outcome.claimed:
+            context.visited.add(node)
+        if outcome.operations:
+            operations.update(outcome.operations)
+        if node.children:
+            for child in list(node.children):
+                if not child.is_resource:
+                    self._apply(child, compiled, context, operations)
+
+    def _label_compiled(self, resource: Node, run: _Run, state: TreeState) -> set[Operation]:
+        operations = set(run.operations.get(id(resource), set()))
+        for nested in state.nested(resource):
+            operations |= self._label_compiled(nested, run, state)
+        if operations and resource.name != "contained":
+            add_security_labels(resource, operations, json_child)
         return operations
 
     def _rules_for(self, resource_type: str | None) -> tuple[_CompiledRule, ...]:
@@ -340,6 +449,12 @@ class _NodeIndex:
 
 
 def _compile_rule(rule: Rule) -> _CompiledRule:
+    compiled = _parse_rule(rule)
+    matcher = rule_matcher(compiled.kind, compiled.key, compiled.member, compiled.expression)
+    return replace(compiled, matcher=matcher)
+
+
+def _parse_rule(rule: Rule) -> _CompiledRule:
     processor = PROCESSORS[rule.method]
     prefix = _RESOURCE_PREFIX.match(rule.path)
     resource_type = prefix.group("type") or "" if prefix else ""
@@ -380,11 +495,15 @@ def _nested_resources(resource: Node) -> list[Node]:
     return found
 
 
-def add_security_labels(resource: Node, operations: set[Operation]) -> None:
+def add_security_labels(
+    resource: Node,
+    operations: set[Operation],
+    add_child: Callable[[Node, str, Any], list[Node]] = add_json_child,
+) -> None:
     """Add the ``meta.security`` coding of each operation, unless the code is already there."""
     meta = resource.first_child("meta")
     if meta is None:
-        meta = add_json_child(resource, "meta", {})[0]
+        meta = add_child(resource, "meta", {})[0]
         # Keep meta near the top, after id, where FHIR JSON usually has it.
         resource.children.remove(meta)
         position = next((i + 1 for i, child in enumerate(resource.children) if child.name == "id"), 0)
@@ -396,7 +515,7 @@ def add_security_labels(resource: Node, operations: set[Operation]) -> None:
     }
     for operation, label in SECURITY_LABELS.items():
         if operation in operations and label["code"].lower() not in existing:
-            add_json_child(meta, "security", [dict(label)])
+            add_child(meta, "security", [dict(label)])
 
 
 def _empty_resource(resource_type: str) -> dict[str, Any]:

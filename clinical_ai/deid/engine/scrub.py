@@ -72,7 +72,7 @@ def _scrub_attachment(attachment: Node, context: MethodContext) -> Outcome:
     type_match = _CONTENT_TYPE_RE.match(content_text)
     if type_match is None:
         # Binary content we cannot read (PDF, images ...): fail closed.
-        _drop_attachment_data(attachment, data)
+        _drop_attachment_data(attachment, data, context)
         return Outcome(frozenset({Operation.REDACT}), claimed=False)
     charset_match = _CHARSET_RE.search(type_match.group(2) or "")
     charset = charset_match.group(1) if charset_match else "utf-8"
@@ -84,7 +84,7 @@ def _scrub_attachment(attachment: Node, context: MethodContext) -> Outcome:
 
     def write_back(result: str | None) -> None:
         if not result:
-            _drop_attachment_data(attachment, data)
+            _drop_attachment_data(attachment, data, context)
             return
         encoded = result.encode(charset, errors="replace")
         data.value = base64.b64encode(encoded).decode("ascii")
@@ -99,8 +99,10 @@ def _scrub_attachment(attachment: Node, context: MethodContext) -> Outcome:
     return Outcome(claimed=False)
 
 
-def _drop_attachment_data(attachment: Node, data: Node) -> None:
+def _drop_attachment_data(attachment: Node, data: Node, context: MethodContext) -> None:
     data.value = None
+    if data.children:
+        context.structure_changes += 1
     data.children = []
     for name in ("size", "hash"):
         stale = attachment.first_child(name)

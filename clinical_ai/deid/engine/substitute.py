@@ -20,6 +20,7 @@ def substitute(node: Node, rule: Rule, context: MethodContext) -> Outcome:
     operations = _substitute_node(node, replacement, context.visited, keep_nodes)
     for descendant in [node, *node.all_descendants()]:
         context.visited.add(descendant)
+    context.structure_changes += 1
     return Outcome(operations)
 
 
