@@ -47,6 +47,7 @@ EXPORT_REQUEST_ACTION = "bulk.export.request"
 EXPORT_FINISH_ACTION = "bulk.export.finish"
 
 ACTIVE_STATUSES = (BulkExport.Status.QUEUED, BulkExport.Status.RUNNING)
+TRANSPORT_CAP_MARGIN = 1024 * 1024
 LEVELS = tuple(choice.value for choice in EhrSource.Level)
 
 BULK_EXPORTS = JobTable(
@@ -603,7 +604,9 @@ def _output_file_download(run: _Run, writer: BatchWriter, index: int, label: str
             run.endpoint,
             _file_token(run),
             entry["url"],
-            max_bytes=_setting("BULK_MAX_FILE_BYTES", 2 * 1024**3),
+            # The writer stops the file at BULK_MAX_FILE_BYTES and keeps what it read (the file is refused
+            # past there, counted); the transport's own cap, a little further, is only the backstop.
+            max_bytes=_setting("BULK_MAX_FILE_BYTES", 2 * 1024**3) + TRANSPORT_CAP_MARGIN,
             total_seconds=float(_setting("BULK_DOWNLOAD_SECONDS", 3600)),
             start_byte=bytes_done,
         ) as stream:

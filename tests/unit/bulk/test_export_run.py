@@ -198,12 +198,21 @@ def test_error_file_is_counted_by_reason_without_its_text(pulling: Ehr) -> None:
         outcome("not-found", "another"),
         outcome("processing", "Encounter for Jane Q Public unreadable"),
     ]
+    pulling.ehr.add_malformed_line("Observation", b'{"resourceType": "Observation", "id": ', at=3)
     export = pulling.pull()
     assert export.status == BulkExport.Status.SUCCEEDED, export.error
     batch = export.batch
     assert batch is not None
-    assert batch.errors == {"the EHR reported: not-found": 2, "the EHR reported: processing": 1}
-    assert batch.lines_refused == 3
+    assert batch.errors == {
+        "the EHR reported: not-found": 2,
+        "the EHR reported: processing": 1,
+        "not_json": 1,
+    }
+    assert batch.lines_refused == 4
+    # The malformed line is reported by file and line number; the rest of its file is stored.
+    observations = next(f for f in export.files if f["type"] == "Observation")
+    assert {"line": 4, "reason": "not_json"}.items() <= batch.error_lines[0].items()
+    assert observations["lines_done"] == len(pulling.resources["Observation"]) + 1
     assert "Jane" not in str(batch.error_lines) and "Jane" not in str(export.files)
     assert [f["kind"] for f in export.files].count("error") == 1
 
@@ -316,3 +325,28 @@ def test_pull_source_shows_progress_and_a_summary_and_fails_with_the_reason(pull
     assert pulling.ehr.requests_of("kickoff")[-1].query.get("_since")  # incremental after the first
     with pytest.raises(CommandError, match="no source"):
         call_command("pull_source", "nowhere", stdout=io.StringIO(), stderr=io.StringIO())
+
+
+def test_an_oversized_file_is_read_to_the_cap_counted_and_the_export_goes_on(
+    pulling: Ehr, settings: Any
+) -> None:
+    settings.BULK_MAX_FILE_BYTES = 400_000  # above every real file of the set
+    pulling.ehr.oversized_file("Observation", 3_000_000)
+    export = pulling.pull()
+    assert export.status == BulkExport.Status.SUCCEEDED, export.error
+    batch = export.batch
+    assert batch is not None
+    assert batch.errors.get("file_too_large") == 1
+    observations = next(f for f in export.files if f["type"] == "Observation")
+    assert observations["error"] == "file_too_large" and observations["status"] == "done"
+    assert 0 < observations["bytes"] <= 400_000
+    patients = next(f for f in export.files if f["type"] == "Patient")
+    assert patients["lines_done"] == 2 and patients["error"] == ""
+
+
+def test_an_ehr_that_does_not_answer_in_time_is_asked_again(pulling: Ehr, settings: Any) -> None:
+    settings.BULK_HTTP_TIMEOUT_SECONDS = 1
+    pulling.ehr.delay_next("status", 3)
+    export = pulling.pull()
+    assert export.status == BulkExport.Status.SUCCEEDED, export.error
+    assert export.batch is not None and export.batch.lines_read == _total(pulling.resources)
