@@ -1,5 +1,5 @@
 """The limit the bulk backfill is measured against: spaCy NER alone over the free text the de-identification
-hands to its scrubber, plus the structured rules alone, each timed in one process on one core.
+hands to its scrubber, plus the structured rules alone, each timed in one single-threaded process (one core's work).
 
 The strings and the rules' time come from the de-identification benchmark's own collection phase
 (``deid_throughput.phase_collect``: ``deidentify_entries`` with a scrubber that records what it is given
@@ -39,11 +39,13 @@ def _analysed_units(texts: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(unit for unit in units if unit.strip()))
 
 
-def phase_ner(strings_per_patient: Sequence[Sequence[str]], *, repeat: int, cpu: int) -> dict[str, Any]:
+def phase_ner(
+    strings_per_patient: Sequence[Sequence[str]], *, repeat: int, cpus: Sequence[int]
+) -> dict[str, Any]:
     """Time spaCy NER alone over each patient's distinct strings (the fastest of ``repeat`` passes)."""
     os.environ["DATABASE_URL"] = ""  # stores nothing
     os.environ["CELERY_BROKER_URL"] = ""
-    cores = cores_pin([cpu])
+    cores = cores_pin(cpus)
     django_setup()
     from clinical_ai.deid.engine.text.nlp import VerifiedSpacyNlpEngine
     from clinical_ai.deid.runtime import text_scrubber
@@ -74,10 +76,10 @@ def phase_ner(strings_per_patient: Sequence[Sequence[str]], *, repeat: int, cpu:
     }
 
 
-def phase_rules(bundles: Sequence[Path], *, cpu: int) -> dict[str, Any]:
-    """The structured rules alone (and the strings they hand to the scrubber), pinned to one core."""
+def phase_rules(bundles: Sequence[Path], *, cpus: Sequence[int]) -> dict[str, Any]:
+    """The structured rules alone (and the strings they hand to the scrubber)."""
     os.environ["DATABASE_URL"] = ""
     os.environ["CELERY_BROKER_URL"] = ""
-    cores = cores_pin([cpu])
+    cores = cores_pin(cpus)
     collected = phase_collect(bundles)
     return {**collected, "cores": cores}
