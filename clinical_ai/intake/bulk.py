@@ -52,6 +52,8 @@ GROUP_LINES = 500
 # Error lines kept on the batch (file label, line number, reason; never content).
 MAX_ERROR_LINES = 100
 FILE_TOO_LARGE = "file_too_large"
+# A line of a resource type the sender may not write (its SMART scopes).
+FORBIDDEN = "forbidden"
 
 DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_FILE_BYTES = 2 * 1024 * 1024 * 1024
@@ -154,6 +156,7 @@ class _Run:
     label: str
     line_offset: int
     on_progress: Callable[[FileProgress], None] | None
+    allowed: Callable[[str], bool] | None = None
     stopped: str = ""
     progress: FileProgress = field(default_factory=lambda: FileProgress(0, 0, 0, 0, 0, 0))
 
@@ -215,6 +218,7 @@ class BatchWriter:
         line_offset: int = 0,
         byte_offset: int = 0,
         on_progress: Callable[[FileProgress], None] | None = None,
+        allowed: Callable[[str], bool] | None = None,
     ) -> FileProgress:
         """Read one NDJSON stream into the batch and return where it stands.
 
@@ -223,11 +227,12 @@ class BatchWriter:
         byte range) and ``byte_offset`` counts towards the file cap. ``on_progress`` is called inside each
         group's transaction, just before it commits, so that the caller's own bookkeeping commits with the
         group (if it raises, the group rolls back). Past the file cap the file stops
-        (``stopped="file_too_large"``); what was read before stays."""
+        (``stopped="file_too_large"``); what was read before stays. ``allowed``, when given, says which
+        resource types the sender may write; a line of another type is refused as ``forbidden``."""
         if self.batch.status != BulkBatch.Status.RECEIVING:
             raise BatchClosed(f"batch {self.batch.external_id} is {self.batch.status}")
         capped = _CappedChunks(chunks, max(0, _max_file_bytes() - byte_offset))
-        run = _Run(label=file_label[:200], line_offset=line_offset, on_progress=on_progress)
+        run = _Run(label=file_label[:200], line_offset=line_offset, on_progress=on_progress, allowed=allowed)
         group = _Group()
         for line in lines_split(capped, max_line_bytes=_max_line_bytes()):
             if capped.capped and line.end == capped.read and capped.last_byte != b"\n":
@@ -235,7 +240,7 @@ class BatchWriter:
             group.last_line, group.end = line.number, line.end
             if line.number <= skip_lines:
                 continue
-            self._line_take(line, line_offset, group)
+            self._line_take(line, run, group)
             if group.lines >= GROUP_LINES:
                 self._group_write(run, group)
                 group = _Group(last_line=group.last_line, end=group.end)
@@ -262,9 +267,9 @@ class BatchWriter:
 
     # --- one line -------------------------------------------------------------------------------------
 
-    def _line_take(self, line: Line, line_offset: int, group: _Group) -> None:
+    def _line_take(self, line: Line, run: _Run, group: _Group) -> None:
         group.lines += 1
-        number = line.number + line_offset
+        number = line.number + run.line_offset
         if line.too_long:
             group.refused.append((number, TOO_LONG))
             return
@@ -276,6 +281,9 @@ class BatchWriter:
             return
         resource = parsed.resource
         resource_type, resource_id = str(resource["resourceType"]), str(resource["id"])
+        if run.allowed is not None and not run.allowed(resource_type):
+            group.refused.append((number, FORBIDDEN))
+            return
         group.accepted.append(
             _Accepted(
                 resource=resource,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from django.conf import settings
@@ -11,14 +11,17 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from clinical_ai.audit.services import Actor
 from clinical_ai.core.middleware import request_id_of
 from clinical_ai.core.request_id import request_id_from_header
-from clinical_ai.fhir.outcome import Issue, operation_outcome
+from clinical_ai.fhir.outcome import FhirError, Issue, operation_outcome
 from integrations.fhir.capability import capability_statement
+from integrations.fhir.ndjson_intake import is_ndjson, ndjson_post_ingest
 from integrations.fhir.services import FhirResponse, IntakeRequest, fhir_request_ingest, fhir_request_refuse
 from integrations.smart.decorators import smart_protected
 
 FHIR_JSON = "application/fhir+json; charset=utf-8"
+NDJSON_CHUNK_BYTES = 1024 * 1024
 
 
 def _fhir_response(
@@ -84,6 +87,8 @@ def _ingest(request: HttpRequest, resource_type: str | None) -> HttpResponse:
         return _outcome_response(
             415, "not-supported", "Content-Encoding is not supported: send the FHIR JSON uncompressed"
         )
+    if resource_type is None and is_ndjson(request.META.get("CONTENT_TYPE")):
+        return _ingest_ndjson(request)
     # Refuse an oversized body from its declared length, before reading it into memory.
     declared = request.META.get("CONTENT_LENGTH") or "0"
     too_large = not declared.isdigit() or int(declared) > settings.FHIR_MAX_BODY_BYTES
@@ -116,6 +121,30 @@ def _ingest(request: HttpRequest, resource_type: str | None) -> HttpResponse:
     if answer.status == 201 and (request.headers.get("Prefer") or "").replace(" ", "") == "return=minimal":
         body = None
     return _fhir_response(answer.status, body, answer.headers)
+
+
+def _ingest_ndjson(request: HttpRequest) -> HttpResponse:
+    """``POST [base]`` of ``application/fhir+ndjson``: the body is read in chunks as it arrives, never whole."""
+    request_id = request_id_of(request)
+    principal = request.smart_principal  # type: ignore[attr-defined]
+    actor = Actor.ehr_client(principal.client_id)
+    declared = request.META.get("CONTENT_LENGTH") or ""
+    if not declared.isdigit():
+        fhir_request_refuse(request_id=request_id, status=411, reason="length_required", actor=actor)
+        return _outcome_response(411, "required", "Content-Length is required for an NDJSON body")
+
+    def chunks() -> Iterator[bytes]:
+        while chunk := request.read(NDJSON_CHUNK_BYTES):
+            yield chunk
+
+    try:
+        answer = ndjson_post_ingest(
+            principal=principal, chunks=chunks(), declared_length=int(declared), request_id=request_id
+        )
+    except FhirError as err:
+        fhir_request_refuse(request_id=request_id, status=err.status, reason=err.issues[0].code, actor=actor)
+        return _fhir_response(err.status, operation_outcome(err.issues))
+    return _fhir_response(answer.status, answer.body, answer.headers)
 
 
 def with_search_allowed(response: HttpResponse) -> HttpResponse:
