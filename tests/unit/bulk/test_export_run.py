@@ -350,3 +350,38 @@ def test_an_ehr_that_does_not_answer_in_time_is_asked_again(pulling: Ehr, settin
     export = pulling.pull()
     assert export.status == BulkExport.Status.SUCCEEDED, export.error
     assert export.batch is not None and export.batch.lines_read == _total(pulling.resources)
+
+
+def test_a_group_level_source_with_types_and_a_type_filter_pulls_what_it_names(
+    organization: Organization, small_set: dict[str, list[dict[str, Any]]]
+) -> None:
+    first = small_set["Patient"][0]["id"]
+    with EhrStandIn(
+        small_set, client_id="gateway", client_jwks={"keys": []}, groups={"cohort": [first]}
+    ) as ehr:
+        source = source_create(
+            organization=organization,
+            name="cohort",
+            fhir_base_url=ehr.base_url,
+            token_url=ehr.token_url,
+            client_id="gateway",
+            actor=ACTOR,
+            level="group",
+            group_id="cohort",
+            resource_types=["Patient", "Condition"],
+            type_filters=["Condition?clinicalStatus=active"],
+            algorithm="RS384",
+        )
+        ehr.client_jwks = source_jwks(source)
+        export = export_request(source=source, actor=ACTOR, requested_by="tests", dispatch=False)
+        finished = export_run(export_id=str(export.external_id), task_id="t", worker="w", actor=ACTOR)
+        assert finished is not None and finished.status == BulkExport.Status.SUCCEEDED, finished.error
+        kickoff = ehr.requests_of("kickoff")[0]
+        assert kickoff.path.endswith("/Group/cohort/$export")
+        assert kickoff.query["_type"] == ["Patient,Condition"]
+        assert kickoff.query["_typeFilter"] == ["Condition?clinicalStatus=active"]
+        assert ehr.requests_of("smart-config") == []  # the token URL was given
+        assert {f["type"] for f in finished.files if f["kind"] == "output"} <= {"Patient", "Condition"}
+        batch = finished.batch
+        assert batch is not None and batch.patients_total == 1
+        assert IngestJob.objects.filter(batch=batch).count() == 1
