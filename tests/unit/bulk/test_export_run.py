@@ -375,7 +375,8 @@ def test_a_group_level_source_with_types_and_a_type_filter_pulls_what_it_names(
         ehr.client_jwks = source_jwks(source)
         export = export_request(source=source, actor=ACTOR, requested_by="tests", dispatch=False)
         finished = export_run(export_id=str(export.external_id), task_id="t", worker="w", actor=ACTOR)
-        assert finished is not None and finished.status == BulkExport.Status.SUCCEEDED, finished.error
+        assert finished is not None
+        assert finished.status == BulkExport.Status.SUCCEEDED, finished.error
         kickoff = ehr.requests_of("kickoff")[0]
         assert kickoff.path.endswith("/Group/cohort/$export")
         assert kickoff.query["_type"] == ["Patient,Condition"]
