@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -32,7 +33,8 @@ from django.utils import timezone
 from clinical_ai.accounts.models import Organization
 from clinical_ai.audit.models import Outcome
 from clinical_ai.audit.services import Actor, audit_record
-from clinical_ai.core.sealing import seal_json
+from clinical_ai.core.crypto import DecryptionError
+from clinical_ai.core.sealing import open_json, seal_json
 from clinical_ai.fhir.compartment import patient_reference_of
 from clinical_ai.fhir.ndjson import TOO_LONG, Line, line_parse, lines_split, version_marker
 from clinical_ai.fhir.references import identifier_key
@@ -45,6 +47,8 @@ from clinical_ai.intake.models import (
     SeenResourceVersion,
 )
 from clinical_ai.intake.services import ingest_job_dispatch
+
+logger = logging.getLogger(__name__)
 
 # Lines written per transaction: small enough that a crash loses little, large enough to keep the number
 # of round trips down.
@@ -504,6 +508,50 @@ def _identifiers(resource: dict[str, Any]) -> Iterator[tuple[str, str]]:
             yield system, value
 
 
+def _patients_carry(batch: BulkBatch) -> int:
+    """Give each job of the batch that holds no Patient resource (an incremental export: the patient did not
+    change, their observations did) the Patient as an earlier bulk batch stored it, so that the pipeline
+    names the patient as it did then (by medical record number where the record has one) and their
+    pseudonym and date shift stay the same. Returns how many jobs got one."""
+    with_patient = RawResource.objects.filter(job__batch=batch, resource_type="Patient").values("job_id")
+    lacking = (
+        IngestJob.objects.filter(batch=batch, status=IngestJob.Status.STAGING)
+        .exclude(pk__in=with_patient)
+        .values_list("pk", "patient_key_sha256")
+    )
+    carried = 0
+    for job_pk, key in lacking.iterator(chunk_size=500):
+        earlier = (
+            RawResource.objects.filter(
+                job__organization_id=batch.organization_id,
+                job__patient_key_sha256=key,
+                resource_type="Patient",
+            )
+            .exclude(job__batch=batch)
+            .order_by("-pk")
+            .first()
+        )
+        if earlier is None:
+            continue
+        try:
+            document = open_json(earlier.sealed, associated_data=earlier.associated_data)
+        except (DecryptionError, ValueError):
+            logger.warning("bulk job %s: the earlier Patient entry does not open; not carried", job_pk)
+            continue
+        last = RawResource.objects.filter(job_id=job_pk).aggregate(last=Max("entry_index"))["last"]
+        row = RawResource(
+            external_id=uuid.uuid4(),
+            job_id=job_pk,
+            entry_index=(-1 if last is None else last) + 1,
+            resource_type="Patient",
+        )
+        sealed = seal_json(document, associated_data=row.associated_data)
+        row.key_id, row.nonce, row.ciphertext = sealed.key_id, sealed.nonce, sealed.ciphertext
+        row.save()
+        carried += 1
+    return carried
+
+
 def batch_finish(batch: BulkBatch, *, actor: Actor) -> int:
     """Every line is in: queue the batch's staging jobs (each dispatched on commit, as a pushed Bundle's
     job is), the batch → processing (succeeded at once when there is nothing to run). Audited. Returns the
@@ -512,6 +560,7 @@ def batch_finish(batch: BulkBatch, *, actor: Actor) -> int:
         locked = BulkBatch.objects.select_for_update().select_related("organization").get(pk=batch.pk)
         if locked.status != BulkBatch.Status.RECEIVING:
             return 0
+        _patients_carry(locked)
         staging = IngestJob.objects.filter(batch=locked, status=IngestJob.Status.STAGING)
         counts = (
             RawResource.objects.filter(job=OuterRef("pk"))

@@ -127,7 +127,11 @@ class IngestJob(models.Model):
                 name="unique_bulk_job_per_batch_patient",
             ),
         ]
-        indexes = [models.Index(fields=["status", "dispatched_at"], name="ingestjob_status_dispatched")]
+        indexes = [
+            models.Index(fields=["status", "dispatched_at"], name="ingestjob_status_dispatched"),
+            # A bulk job's patient across batches (the Patient an incremental export did not resend).
+            models.Index(fields=["organization", "patient_key_sha256"], name="ingestjob_org_patient"),
+        ]
 
     def __str__(self) -> str:
         return f"IngestJob {self.external_id} ({self.status})"

@@ -39,6 +39,7 @@ from clinical_ai.intake.models import (
 )
 from clinical_ai.intake.selectors import batch_progress, batch_refresh_status
 from clinical_ai.intake.services import OpenedEntry, StageOutcome, ingest_job_claim, ingest_job_run
+from clinical_ai.vault.pseudonyms import patient_identity
 from tests.bulk_data import ndjson_bytes, patient_bundle_paths, resources_by_type, shared_bundle_paths
 
 pytestmark = pytest.mark.django_db
@@ -221,6 +222,24 @@ def test_the_same_files_again_add_nothing_and_a_changed_version_is_taken(
     held = HeldResource.objects.get(resource_type="Practitioner", resource_id=changed_practitioner["id"])
     assert open_json(held.sealed, associated_data=held.associated_data) == changed_practitioner
     assert HeldResource.objects.count() == held_count  # upserted, not added
+
+    # the patient did not change, so the export did not resend them: at finish the job gets the Patient as
+    # the first batch stored it, and the pipeline names the patient exactly as it did then
+    assert batch_finish(third, actor=ACTOR) == 1
+    job.refresh_from_db()
+    documents = [
+        open_json(r.sealed, associated_data=r.associated_data)
+        for r in job.raw_resources.order_by("entry_index")
+    ]
+    assert [d["resource"]["resourceType"] for d in documents] == ["Observation", "Patient"]
+    assert job.resource_count == 2
+    patient = next(p for p in synthea["Patient"] if f"Patient/{p['id']}" == changed["subject"]["reference"])
+    assert documents[1]["resource"] == patient
+    entries = [EntryInput(i, d["fullUrl"], d["resource"]) for i, d in enumerate(documents)]
+    groups, orphans = group_by_patient(entries)
+    assert orphans == [] and len(groups) == 1
+    assert groups[0].identity == patient_identity(patient, f"Patient/{patient['id']}")
+    assert groups[0].identity.startswith("identifier:")  # by medical record number, as the first time
 
 
 def test_a_repeated_line_within_one_batch_is_a_duplicate(organization: Organization) -> None:
