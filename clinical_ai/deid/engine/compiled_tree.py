@@ -349,6 +349,65 @@ def tree_json(node: Node) -> dict[str, JsonValue]:
     return out
 
 
+def pruned_json(node: Node) -> dict[str, JsonValue]:
+    """:func:`nodes.prune_empty` then :func:`tree_json`, in one pass that also unlinks each node it passes
+    from its parent (the tree is not used after it is written; see :func:`release_tree`)."""
+    out: dict[str, JsonValue] = {}
+    if node.is_resource and node.fhir_type:
+        out["resourceType"] = node.fhir_type
+    groups: dict[str, Any] = {}  # json key -> (node, its pruned JSON) or a list of them
+    for child in node.children:
+        child.parent = None
+        sub = pruned_json(child) if child.children else None
+        if not (sub or child.value is not None or child.is_resource):
+            continue  # empty: pruned
+        key = child.json_key
+        found = groups.get(key)
+        if found is None:
+            groups[key] = (child, sub)
+        elif type(found) is list:
+            found.append((child, sub))
+        else:
+            groups[key] = [found, (child, sub)]
+    for key, found in groups.items():
+        if type(found) is list:
+            _pruned_group_json(out, key, found)
+            continue
+        member, sub = found
+        if member.primitive:
+            value = _scalar(member.value)
+            if member.in_list:
+                if value is not None:
+                    out[key] = [value]
+                if sub:
+                    out[f"_{key}"] = [sub]
+            else:
+                if value is not None:
+                    out[key] = value
+                if sub:
+                    out[f"_{key}"] = sub
+        else:
+            item = sub if sub is not None else _empty_object(member)
+            out[key] = [item] if member.in_list else item
+    return out
+
+
+def _empty_object(node: Node) -> dict[str, JsonValue]:
+    return {"resourceType": node.fhir_type} if node.is_resource and node.fhir_type else {}
+
+
+def _pruned_group_json(out: dict[str, JsonValue], key: str, members: list[tuple[Node, Any]]) -> None:
+    if members[0][0].primitive:
+        values = [_scalar(member.value) for member, _ in members]
+        extensions = [sub or None for _, sub in members]
+        if any(value is not None for value in values):
+            out[key] = values
+        if any(extension is not None for extension in extensions):
+            out[f"_{key}"] = extensions
+    else:
+        out[key] = [sub if sub is not None else _empty_object(member) for member, sub in members]
+
+
 def _group_json(out: dict[str, JsonValue], key: str, members: list[Node]) -> None:
     """Several elements under one key: always a list (as ``nodes._object_json``)."""
     if members[0].primitive:

@@ -105,6 +105,7 @@ class MethodContext:
     # cryptoHash results of this input by value (compiled rules; None: computed every time). One input
     # names the same patient, encounter and practitioner hundreds of times. Never kept past the input.
     hashes: dict[str, str] | None = None
+    reference_hashes: dict[str, tuple[str, str]] | None = None  # reference -> (hashed reference, id part)
 
 
 Processor = Callable[[Node, Rule, MethodContext], Outcome]
@@ -276,7 +277,13 @@ def crypto_hash(node: Node, rule: Rule, context: MethodContext) -> Outcome:
     if _is_reference_like(node):
         if node.name == "url" and value in fhir_types.resource_type_names():
             return NOTHING  # a transaction's ``POST Patient``: the type alone identifies nobody
-        new_value, original = transform_reference(value, hash_value)
+        references = context.reference_hashes
+        known = references.get(value) if references is not None else None
+        if known is None:
+            known = transform_reference(value, hash_value)
+            if references is not None:
+                references[value] = known
+        new_value, original = known
         pseudonym = hash_value(original)
     else:
         original = value

@@ -35,8 +35,8 @@ from clinical_ai.deid.engine.compiled_tree import (
     build_tree,
     collector_paused,
     json_child,
+    pruned_json,
     release_tree,
-    tree_json,
 )
 from clinical_ai.deid.engine.config import (
     AnonymizerConfig,
@@ -207,7 +207,8 @@ class StructuredAnonymizer:
         try:
             return self._anonymize_tree(root, indexes, resource, patient, scrubber, sink, scope_key)
         finally:
-            release_tree(root)
+            if root.children and root.children[0].parent is not None:
+                release_tree(root)  # not written (an error, or skipped): pruned_json unlinks what it writes
 
     def _anonymize_tree(
         self,
@@ -230,6 +231,7 @@ class StructuredAnonymizer:
             scope_key=scope_key,
             generalize_cases=self._generalize_cases,
             hashes={} if indexes is not None else None,
+            reference_hashes={} if indexes is not None else None,
         )
         run = _Run(context)
         state = TreeState(indexes, context) if indexes is not None else None
@@ -253,8 +255,7 @@ class StructuredAnonymizer:
         context.scrub_targets.clear()
         if state is not None:
             self._label_compiled(root, run, state)
-            prune_empty(root)
-            return tree_json(root)
+            return pruned_json(root)
         self._label(root, run)
         prune_empty(root)
         return to_json(root)
@@ -324,9 +325,17 @@ class StructuredAnonymizer:
         context = run.context
         context.resource = resource
         operations: set[Operation] = set()
+        index: ResourceIndex | None = None  # the lookup rules' index, taken at the first of them
         for compiled in self._rules_for(resource.fhir_type):
-            assert compiled.matcher is not None
-            for node in compiled.matcher(resource, state):
+            if compiled.kind in ("type", "name") and compiled.member is None:
+                if index is None:
+                    index = state.rule_index(resource)
+                found = (index.by_type if compiled.kind == "type" else index.by_name).get(compiled.key)
+                nodes = list(found) if found else []
+            else:
+                assert compiled.matcher is not None
+                nodes = compiled.matcher(resource, state)
+            for node in nodes:
                 self._apply(node, compiled, context, operations)
         return operations
 
