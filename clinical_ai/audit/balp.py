@@ -158,6 +158,13 @@ EVENT_CODES: dict[str, EventCodes] = {
     "fhir.output.search": EventCodes(REST, (_rest("search-type"),), "E"),
     "fhir.push.queue": EventCodes(Coding(DCM, "110106", "Export"), (PATIENT_RECORD,), "R"),
     "fhir.push.send": EventCodes(REST, (_rest("transaction"),), "E", OUTCOME_SERIOUS_FAILURE),
+    # Bulk Data pulls from EHR sources: a source registered (the gateway's own client key made), the sources
+    # page seen, a pull asked for (refused while one runs: failure outcome) and its end (counts only).
+    "bulk.source.create": EventCodes(SECURITY_ALERT, (SECURITY_CONFIGURATION,), "C"),
+    "bulk.source.view": EventCodes(APPLICATION_ACTIVITY, (), "R"),
+    "bulk.export.request": EventCodes(IMPORT, (), "C"),
+    "bulk.export.finish": EventCodes(IMPORT, (), "E", OUTCOME_SERIOUS_FAILURE),
+    "bulk.export.cancel": EventCodes(IMPORT, (), "D"),
     # Model runs (a worker reads a de-identified record and creates suggestions) and the models' switches.
     "inference.run": EventCodes(APPLICATION_ACTIVITY, (PATIENT_RECORD,), "E", OUTCOME_SERIOUS_FAILURE),
     "inference.model.configure": EventCodes(SECURITY_ALERT, (SOFTWARE_CONFIGURATION,), "U"),

@@ -19,3 +19,9 @@ class PullForm(forms.Form):
     @property
     def full(self) -> bool:
         return bool(self.cleaned_data.get("what") == "everything")
+
+
+class CancelForm(forms.Form):
+    """Why a pull is stopped: kept on the pull and in the audit log (a few words, no patient details)."""
+
+    reason = forms.CharField(max_length=200, label="Why stop it", strip=True)

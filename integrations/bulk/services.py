@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 SOURCE_CREATE_ACTION = "bulk.source.create"
 EXPORT_REQUEST_ACTION = "bulk.export.request"
 EXPORT_FINISH_ACTION = "bulk.export.finish"
+EXPORT_CANCEL_ACTION = "bulk.export.cancel"
 
 ACTIVE_STATUSES = (BulkExport.Status.QUEUED, BulkExport.Status.RUNNING)
 TRANSPORT_CAP_MARGIN = 1024 * 1024
@@ -206,6 +207,73 @@ def export_request(
     return export
 
 
+def export_cancel(*, export: BulkExport, actor: Actor, reason: str, request_id: str = "") -> bool:
+    """Stop a queued or running export: the row is cancelled (a worker running it loses its claim at its next
+    step and stops, its last group rolled back), its batch cancelled (what it staged is dropped, so a later
+    pull takes it again), audited; then the EHR is told it may delete the job (best effort). Returns False
+    when the export had already ended."""
+    with transaction.atomic():
+        locked = (
+            BulkExport.objects.select_for_update()
+            .select_related("source__organization", "batch")
+            .get(pk=export.pk)
+        )
+        if locked.status not in ACTIVE_STATUSES:
+            return False
+        now = timezone.now()
+        BulkExport.objects.filter(pk=locked.pk).update(
+            status=BulkExport.Status.CANCELLED,
+            finished_at=now,
+            lease_expires_at=None,
+            error=f"Cancelled: {reason}"[:500],
+            updated_at=now,
+        )
+        if locked.batch is not None and locked.batch.status == BulkBatch.Status.RECEIVING:
+            batch_cancel(locked.batch, actor=actor, reason=f"export cancelled: {reason}"[:200])
+        audit_record(
+            actor=actor,
+            action=EXPORT_CANCEL_ACTION,
+            object_type="BulkExport",
+            object_id=str(locked.external_id),
+            organization=locked.source.organization.slug,
+            request_id=request_id,
+            detail={**_counts(locked.batch, locked), "phase": locked.phase},
+        )
+    if locked.status_url:
+        endpoint = _endpoint(locked.source)
+        try:
+            token = _token_get(locked.source, endpoint)
+        except (protocol.BulkTransient, protocol.BulkRefused, HttpFailure) as exc:
+            logger.info(
+                "bulk export %s: no token to delete it at the EHR (%s)", locked.pk, type(exc).__name__
+            )
+        else:
+            protocol.export_delete(endpoint, token.value, locked.status_url)
+    export.refresh_from_db()
+    return True
+
+
+def _endpoint(source: EhrSource) -> protocol.BulkEndpoint:
+    return protocol.BulkEndpoint(
+        base_url=source.fhir_base_url.rstrip("/"),
+        file_hosts=frozenset(str(host).lower() for host in source.file_hosts or []),
+        timeout_seconds=float(_setting("BULK_HTTP_TIMEOUT_SECONDS", 30)),
+    )
+
+
+def _token_get(source: EhrSource, endpoint: protocol.BulkEndpoint) -> protocol.AccessToken:
+    """An access token for the source, signed with its key (one try: callers decide about retries)."""
+    token_url = source.token_url or protocol.token_endpoint_discover(endpoint)
+    return protocol.access_token_get(
+        endpoint,
+        token_url=token_url,
+        client_id=source.client_id,
+        private_key_pem=source_private_key(source),
+        key_id=source.key_id,
+        scopes=source.scopes,
+    )
+
+
 def export_dispatch(*, export_id: str, countdown: float | None = None) -> bool:
     return job_dispatch(BULK_EXPORTS, keys=[export_id], countdown=countdown)
 
@@ -288,11 +356,7 @@ class _Run:
         self.started = time.monotonic()
         self.budget_seconds = budget_seconds
         self.sleep_for = sleep
-        self.endpoint = protocol.BulkEndpoint(
-            base_url=self.source.fhir_base_url.rstrip("/"),
-            file_hosts=frozenset(str(host).lower() for host in self.source.file_hosts or []),
-            timeout_seconds=float(_setting("BULK_HTTP_TIMEOUT_SECONDS", 30)),
-        )
+        self.endpoint = _endpoint(self.source)
         self.token: protocol.AccessToken | None = None
         self.transient_failures = 0
         # Set for the best-effort calls at the end (the delete): a transient fault is not waited out.
@@ -358,19 +422,7 @@ class _Run:
 
     def access_token(self) -> str:
         if self.token is None or self.token.expires_at - time.time() < 60:
-            token_url = self.source.token_url or self.call(
-                lambda: protocol.token_endpoint_discover(self.endpoint)
-            )
-            self.token = self.call(
-                lambda: protocol.access_token_get(
-                    self.endpoint,
-                    token_url=token_url,
-                    client_id=self.source.client_id,
-                    private_key_pem=source_private_key(self.source),
-                    key_id=self.source.key_id,
-                    scopes=self.source.scopes,
-                )
-            )
+            self.token = self.call(lambda: _token_get(self.source, self.endpoint))
         return self.token.value
 
     def call(self, operation: Callable[[], _T]) -> _T:

@@ -23,10 +23,17 @@ from clinical_ai.accounts.selectors import user_is_admin
 from clinical_ai.audit.models import Outcome
 from clinical_ai.audit.services import Actor, audit_record
 from clinical_ai.core.middleware import request_id_of
-from integrations.bulk.forms import PullForm
-from integrations.bulk.models import EhrSource
+from integrations.bulk.forms import CancelForm, PullForm
+from integrations.bulk.models import BulkExport, EhrSource
 from integrations.bulk.selectors import source_for_admin, sources_page
-from integrations.bulk.services import EXPORT_REQUEST_ACTION, ExportBusy, export_request, source_jwks
+from integrations.bulk.services import (
+    EXPORT_CANCEL_ACTION,
+    EXPORT_REQUEST_ACTION,
+    ExportBusy,
+    export_cancel,
+    export_request,
+    source_jwks,
+)
 
 SOURCE_VIEW_ACTION = "bulk.source.view"
 JWKS_CACHE_SECONDS = 300
@@ -123,6 +130,45 @@ def source_pull_view(request: HttpRequest, source_id: str) -> HttpResponse:
         )
         return redirect("bulk:source_list")
     messages.success(request, f"Pull from {source.name} asked for; its progress shows below.")
+    return redirect("bulk:source_list")
+
+
+@never_cache
+@require_POST
+def source_cancel_view(request: HttpRequest, source_id: str) -> HttpResponse:
+    """Stop the source's pull under way (queued or running); the EHR is told it may delete the job."""
+    if not request.user.is_authenticated:
+        return redirect_to_login(reverse("bulk:source_list"))
+    if not user_is_admin(request.user):
+        return _forbidden(request, action=EXPORT_CANCEL_ACTION, page="cancel")
+    source = source_for_admin(request.user, str(source_id))
+    if source is None:
+        raise Http404("no such source among those you administer")
+    form = CancelForm(request.POST)
+    if not form.is_valid():
+        _record(
+            request,
+            action=EXPORT_CANCEL_ACTION,
+            outcome=Outcome.FAILURE,
+            source=source,
+            detail={"page": "cancel", "status": 400, "invalid": sorted(form.errors)},
+        )
+        return HttpResponse(
+            "Say why the pull is stopped.", status=400, content_type="text/plain; charset=utf-8"
+        )
+    running = BulkExport.objects.filter(
+        source=source, status__in=(BulkExport.Status.QUEUED, BulkExport.Status.RUNNING)
+    ).first()
+    cancelled = running is not None and export_cancel(
+        export=running,
+        actor=Actor.user(str(request.user.pk)),
+        reason=form.cleaned_data["reason"],
+        request_id=request_id_of(request),
+    )
+    if cancelled:
+        messages.success(request, f"The pull from {source.name} was stopped; what it had stored is dropped.")
+    else:
+        messages.error(request, f"No pull from {source.name} is under way; nothing was stopped.")
     return redirect("bulk:source_list")
 
 

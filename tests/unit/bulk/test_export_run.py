@@ -20,7 +20,14 @@ from clinical_ai.audit.models import AuditEvent
 from clinical_ai.audit.services import Actor
 from clinical_ai.intake.models import BulkBatch, IngestJob, RawResource
 from integrations.bulk.models import BulkExport, EhrSource
-from integrations.bulk.services import ExportProgress, export_request, export_run, source_create, source_jwks
+from integrations.bulk.services import (
+    ExportProgress,
+    export_cancel,
+    export_request,
+    export_run,
+    source_create,
+    source_jwks,
+)
 from tests.bulk_data import patient_bundle_paths, resources_by_type, shared_bundle_paths
 from tests.ehr_standin import EhrStandIn, outcome
 from tests.factories import make_organization
@@ -386,3 +393,38 @@ def test_a_group_level_source_with_types_and_a_type_filter_pulls_what_it_names(
         batch = finished.batch
         assert batch is not None and batch.patients_total == 1
         assert IngestJob.objects.filter(batch=batch).count() == 1
+
+
+def test_a_pull_stopped_mid_download_drops_what_it_staged_and_tells_the_ehr(pulling: Ehr) -> None:
+    pulling.ehr.lines_per_file = 100
+    assert pulling.source is not None
+    export = export_request(source=pulling.source, actor=ACTOR, requested_by="tests", dispatch=False)
+    groups = 0
+
+    def die_at_the_fifth_group(progress: ExportProgress) -> None:
+        nonlocal groups
+        if progress.message.startswith("Storing"):
+            groups += 1
+            if groups == 5:
+                raise WorkerGone
+
+    with pytest.raises(WorkerGone):
+        export_run(
+            export_id=str(export.external_id), task_id="t1", worker="w1", actor=ACTOR,
+            on_progress=die_at_the_fifth_group,
+        )  # fmt: skip
+    export.refresh_from_db()
+    assert export.batch is not None and _stored(export.batch) > 0
+    assert export_cancel(export=export, actor=Actor.user("7"), reason="wrong group asked for") is True
+    assert export.status == BulkExport.Status.CANCELLED and export.error == "Cancelled: wrong group asked for"
+    batch = export.batch
+    batch.refresh_from_db()
+    assert batch.status == BulkBatch.Status.CANCELLED and _stored(batch) == 0
+    assert pulling.ehr.jobs_deleted  # the EHR was told
+    cancelled = AuditEvent.objects.get(action="bulk.export.cancel")
+    assert cancelled.actor_id == "7" and cancelled.detail["phase"] == "downloading"
+    # The worker's message, delivered again, finds nothing to do; a second cancel neither.
+    BulkExport.objects.filter(pk=export.pk).update(lease_expires_at=timezone.now())
+    assert export_run(export_id=str(export.external_id), task_id="t1", worker="w2", actor=ACTOR) is None
+    assert export_cancel(export=export, actor=ACTOR, reason="again") is False
+    assert EhrSource.objects.get(pk=pulling.source.pk).last_transaction_time is None

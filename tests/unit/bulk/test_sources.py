@@ -304,3 +304,46 @@ def test_schedule_queues_due_sources_only(organization: Organization) -> None:
     assert exports_schedule() == 1
     newest = BulkExport.objects.latest("created_at")
     assert newest.since == hourly.last_transaction_time  # incremental: _since the last export's time
+
+
+def test_an_admin_stops_a_pull_with_a_reason_and_a_clinician_cannot(
+    organization: Organization, admin: Any, clinician: Any
+) -> None:
+    source = _source(organization)
+    export = export_request(source=source, actor=Actor.system("tests"), requested_by="schedule")
+    client = _signed_in(admin)
+    html = client.get("/bulk/sources/").content.decode()
+    assert "Stop this pull" in html
+    assert (
+        _signed_in(clinician).post(f"/bulk/sources/{source.external_id}/cancel", {"reason": "x"}).status_code
+        == 403
+    )
+    assert client.post(f"/bulk/sources/{source.external_id}/cancel", {"reason": ""}).status_code == 400
+    export.refresh_from_db()
+    assert export.status == BulkExport.Status.QUEUED
+    stopped = client.post(
+        f"/bulk/sources/{source.external_id}/cancel", {"reason": "asked twice"}, follow=True
+    )
+    assert "The pull from st-epic was stopped" in stopped.content.decode()
+    export.refresh_from_db()
+    assert export.status == BulkExport.Status.CANCELLED and export.error == "Cancelled: asked twice"
+    event = AuditEvent.objects.get(action="bulk.export.cancel", outcome="success")
+    assert event.actor_id == str(admin.pk) and event.object_id == str(export.external_id)
+    again = client.post(f"/bulk/sources/{source.external_id}/cancel", {"reason": "again"}, follow=True)
+    assert "No pull from st-epic is under way" in again.content.decode()
+    assert "Stop this pull" not in again.content.decode()
+    # Stopped, a new pull may be asked for.
+    assert export_request(source=source, actor=Actor.system("tests"), requested_by="tests").pk != export.pk
+
+
+def test_pull_source_cancel_stops_the_pull_under_way(organization: Organization) -> None:
+    source = _source(organization)
+    with pytest.raises(CommandError, match="no pull from 'st-epic' is under way"):
+        call_command("pull_source", "st-epic", "--cancel", "test", stdout=io.StringIO())
+    export = export_request(source=source, actor=Actor.system("tests"), requested_by="schedule")
+    out = io.StringIO()
+    call_command("pull_source", "st-epic", "--cancel", "maintenance at the EHR tonight", stdout=out)
+    assert "the pull under way was stopped" in out.getvalue()
+    export.refresh_from_db()
+    assert export.status == BulkExport.Status.CANCELLED
+    assert export.error == "Cancelled: maintenance at the EHR tonight"

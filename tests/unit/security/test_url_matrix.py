@@ -218,6 +218,20 @@ ROWS: tuple[Row, ...] = (
         method="POST",
         label="another site's",
     ),
+    Row(
+        "bulk:source_cancel",
+        lambda w: f"{_source_path(w, True)}/cancel",
+        html(clinician=403, other_site_clinician=403, auditor=403, admin=400),
+        method="POST",
+        label="our site's",
+    ),
+    Row(
+        "bulk:source_cancel",
+        lambda w: f"{_source_path(w, False)}/cancel",
+        html(clinician=403, other_site_clinician=403, auditor=403, admin=404),
+        method="POST",
+        label="another site's",
+    ),
     Row("bulk:source_jwks", lambda w: f"{_source_path(w, True)}/jwks.json", everyone(200)),
     # Models: the catalogue and cards for everyone with a role; the switches for admins only.
     Row("inference:model_list", lambda w: "/models/", html()),

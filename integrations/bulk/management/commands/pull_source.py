@@ -13,7 +13,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from clinical_ai.audit.services import Actor
 from integrations.bulk.models import BulkExport, EhrSource
-from integrations.bulk.services import ExportBusy, ExportProgress, export_request, export_run
+from integrations.bulk.services import ExportBusy, ExportProgress, export_cancel, export_request, export_run
 
 ACTOR = Actor.system("manage.py pull_source")
 BAR_WIDTH = 30
@@ -88,11 +88,17 @@ class Command(BaseCommand):
         parser.add_argument(
             "--full", action="store_true", help="everything, not only what changed since the last pull"
         )
+        parser.add_argument(
+            "--cancel", metavar="REASON", help="stop the pull under way (queued or running), saying why"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         source = EhrSource.objects.filter(name=options["name"]).select_related("organization").first()
         if source is None:
             raise CommandError(f"no source {options['name']!r} (see manage.py source_add)")
+        if options["cancel"]:
+            self._cancel(source, options["cancel"])
+            return
         if not source.enabled:
             raise CommandError(f"source {source.name!r} is switched off")
         try:
@@ -125,6 +131,14 @@ class Command(BaseCommand):
         self._summary(finished, time.monotonic() - started)
         if finished.status != BulkExport.Status.SUCCEEDED:
             raise CommandError(f"the pull failed: {finished.error}", returncode=1)
+
+    def _cancel(self, source: EhrSource, reason: str) -> None:
+        running = BulkExport.objects.filter(
+            source=source, status__in=(BulkExport.Status.QUEUED, BulkExport.Status.RUNNING)
+        ).first()
+        if running is None or not export_cancel(export=running, actor=ACTOR, reason=reason):
+            raise CommandError(f"no pull from {source.name!r} is under way")
+        self.stdout.write(f"{source.name}: the pull under way was stopped; what it had stored is dropped")
 
     def _summary(self, export: BulkExport, seconds: float) -> None:
         batch = export.batch
