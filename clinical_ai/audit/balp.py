@@ -209,6 +209,8 @@ _OBJECT_ROLES: dict[str, Coding] = {
     "Model": Coding(OBJECT_ROLE, "4", "Domain Resource"),
     "cds.issuer": Coding(OBJECT_ROLE, "13", "Security Resource"),
     "cds.service": Coding(OBJECT_ROLE, "4", "Domain Resource"),
+    "bulk.EhrSource": Coding(OBJECT_ROLE, "13", "Security Resource"),
+    "BulkExport": Coding(OBJECT_ROLE, "20", "Job"),
 }
 _DOMAIN_RESOURCE = Coding(OBJECT_ROLE, "4", "Domain Resource")
 _PERSON = Coding(AUDIT_ENTITY_TYPE, "1", "Person")
