@@ -36,7 +36,15 @@ from clinical_ai.audit.services import Actor, audit_record
 from clinical_ai.core.crypto import DecryptionError
 from clinical_ai.core.sealing import open_json, seal_json
 from clinical_ai.fhir.compartment import patient_reference_of
-from clinical_ai.fhir.ndjson import TOO_LONG, Line, line_parse, lines_split, version_marker
+from clinical_ai.fhir.ndjson import (
+    INVALID,
+    TOO_LONG,
+    Line,
+    line_decode,
+    lines_split,
+    resource_valid,
+    version_marker,
+)
 from clinical_ai.fhir.references import identifier_key
 from clinical_ai.intake.models import (
     BulkBatch,
@@ -134,6 +142,7 @@ class _PatientJob:
 
 @dataclass
 class _Accepted:
+    number: int
     resource: dict[str, Any]
     resource_type: str
     resource_id: str
@@ -279,7 +288,7 @@ class BatchWriter:
             return
         if line.blank:
             return
-        parsed = line_parse(line.data, max_nesting_depth=self._max_nesting_depth)
+        parsed = line_decode(line.data, max_nesting_depth=self._max_nesting_depth)
         if parsed.resource is None:
             group.refused.append((number, parsed.reason))
             return
@@ -290,6 +299,7 @@ class BatchWriter:
             return
         group.accepted.append(
             _Accepted(
+                number=number,
                 resource=resource,
                 resource_type=resource_type,
                 resource_id=resource_id,
@@ -311,7 +321,7 @@ class BatchWriter:
         jobs: dict[str, _PatientJob] = {}  # this group's new or advanced jobs, kept only once committed
         with transaction.atomic():
             batch = self._batch_lock()
-            fresh, duplicates = self._fresh(group.accepted)
+            fresh, duplicates = self._fresh(group)
             staged = self._patients_write(batch, [a for a in fresh if a.patient], jobs)
             held = [a for a in fresh if not a.patient]
             self._held_write(held)
@@ -360,23 +370,31 @@ class BatchWriter:
         self._jobs.update(jobs)
         self.batch = batch
 
-    def _fresh(self, accepted: list[_Accepted]) -> tuple[list[_Accepted], int]:
-        """The resources whose version no batch of the organization stored yet (nor an earlier line of
-        this group), and how many were duplicates."""
-        if not accepted:
+    def _fresh(self, group: _Group) -> tuple[list[_Accepted], int]:
+        """The resources whose version no batch of the organization stored yet (nor an earlier line of this
+        group), validated as the push path validates an entry (an invalid one joins the group's refusals),
+        and how many lines were duplicates. Duplicates are found before validation: a resume or a second
+        run over the same files costs the decoding only."""
+        if not group.accepted:
             return [], 0
         stored = set(
             SeenResourceVersion.objects.filter(
-                organization=self.organization, resource_key_sha256__in={a.key for a in accepted}
+                organization=self.organization, resource_key_sha256__in={a.key for a in group.accepted}
             ).values_list("resource_key_sha256", "version_sha256")
         )
         fresh: list[_Accepted] = []
-        for item in accepted:
+        duplicates = 0
+        for item in group.accepted:
             pair = (item.key, item.version)
-            if pair not in stored:
+            if pair in stored:
+                duplicates += 1
+            elif not resource_valid(item.resource):
+                group.refused.append((item.number, INVALID))
+            else:
                 stored.add(pair)
                 fresh.append(item)
-        return fresh, len(accepted) - len(fresh)
+        group.refused.sort()
+        return fresh, duplicates
 
     def _patients_write(
         self, batch: BulkBatch, accepted: list[_Accepted], jobs: dict[str, _PatientJob]
