@@ -207,16 +207,28 @@ class _Builder:
         return node
 
     def fill(self, node: Node, data: Mapping[str, JsonValue], table: _Table, is_resource: bool) -> None:
+        slots = table.slots
+        children = node.children
         for key, value in data.items():
-            if key == "resourceType" and is_resource:
-                continue
             if key[:1] == "_" and len(key) > 1:
                 base = key[1:]
                 if base in data:
                     continue  # handled together with its value
                 self.add(node, table, base, None, value)
                 continue
-            self.add(node, table, key, value, data.get(f"_{key}"))
+            if key == "resourceType" and is_resource:
+                continue
+            extension = data.get(f"_{key}")
+            if extension is not None:
+                self.add(node, table, key, value, extension)
+                continue
+            slot = slots.get(key) or table.slot(key)
+            if isinstance(value, list):
+                for item in value:
+                    if item is not None:
+                        children.append(self.value(node, slot, key, item, None, True))
+            elif value is not None:
+                children.append(self.value(node, slot, key, value, None, slot.spec_list))
 
     def add(self, parent: Node, table: _Table, key: str, value: JsonValue, extension: JsonValue) -> None:
         slot = table.slot(key)
@@ -243,40 +255,44 @@ class _Builder:
     def value(
         self, parent: Node, slot: _Slot, key: str, value: JsonValue, extension: JsonValue, in_list: bool
     ) -> Node:
-        if _is_object(value):
-            if slot.resource_ok and "resourceType" in value:
-                return self.resource(value, parent, slot.name, in_list)
-            node = _new_node(Node)
-            node.name = slot.name
-            node.json_key = key
-            node.fhir_type = slot.complex_type
-            node.parent = parent
-            node.schema = slot.complex_schema
-            node.primitive = False
-            node.in_list = in_list
-            node.is_resource = False
-            node.value = None
-            node.children = []
-            index = self.index
-            if index is not None:
-                index.add(node)
-            self.fill(node, value, slot.child_table(), False)
-            return node
+        kind = type(value)
+        is_object = kind is dict or (kind not in _SCALARS and isinstance(value, Mapping))
+        if is_object and slot.resource_ok and "resourceType" in value:
+            return self.resource(value, parent, slot.name, in_list)
         node = _new_node(Node)
-        node.name = slot.name
+        node.name = name = slot.name
         node.json_key = key
-        node.fhir_type = slot.primitive_type
         node.parent = parent
-        node.schema = UNTYPED
-        node.primitive = True
         node.in_list = in_list
         node.is_resource = False
-        node.value = value
         node.children = []
+        if is_object:
+            node.fhir_type = fhir_type = slot.complex_type
+            node.schema = slot.complex_schema
+            node.primitive = False
+            node.value = None
+        else:
+            node.fhir_type = fhir_type = slot.primitive_type
+            node.schema = UNTYPED
+            node.primitive = True
+            node.value = value
         index = self.index
-        if index is not None:
-            index.add(node)
-        if extension is not None and _is_object(extension):
+        if index is not None:  # index.add(node), inlined: once per element
+            if fhir_type:
+                found = index.by_type.get(fhir_type)
+                if found is None:
+                    index.by_type[fhir_type] = [node]
+                else:
+                    found.append(node)
+            found = index.by_name.get(name)
+            if found is None:
+                index.by_name[name] = [node]
+            else:
+                found.append(node)
+        if is_object:
+            table = slot.table or slot.child_table()
+            self.fill(node, value, table, False)
+        elif extension is not None and _is_object(extension):
             self.fill(node, extension, _element_table(), False)
         return node
 
