@@ -416,7 +416,8 @@ CELERY_BEAT_SCHEDULE["fhir-push-sweep"] = {
 # Bulk Data pulls from registered EHR sources (integrations.bulk; docs/bulk-data.md). An export task runs at
 # most BULK_TASK_BUDGET_SECONDS, then goes back to the bulk queue and resumes where its row says; a claim not
 # renewed for BULK_EXPORT_LEASE_SECONDS (its worker died) is taken over after the sweep sends it again.
-BULK_TASK_BUDGET_SECONDS = env_int("BULK_TASK_BUDGET_SECONDS", max(30, CELERY_TASK_TIME_LIMIT - 90))
+# Room is left under the soft time limit for one slow read (BULK_HTTP_TIMEOUT_SECONDS) and the finishing step.
+BULK_TASK_BUDGET_SECONDS = env_int("BULK_TASK_BUDGET_SECONDS", max(30, CELERY_TASK_SOFT_TIME_LIMIT - 90))
 BULK_EXPORT_LEASE_SECONDS = env_int("BULK_EXPORT_LEASE_SECONDS", 120)
 BULK_EXPORT_REDISPATCH_AFTER_SECONDS = env_int("BULK_EXPORT_REDISPATCH_AFTER_SECONDS", 600)
 BULK_EXPORT_TASK_EXPIRES_SECONDS = env_int("BULK_EXPORT_TASK_EXPIRES_SECONDS", 3600)
