@@ -83,9 +83,7 @@ class IngestJob(models.Model):
     client = models.ForeignKey(
         "smart.EhrClient", on_delete=models.PROTECT, related_name="ingest_jobs", null=True, blank=True
     )
-    batch = models.ForeignKey(
-        BulkBatch, on_delete=models.PROTECT, related_name="jobs", null=True, blank=True
-    )
+    batch = models.ForeignKey(BulkBatch, on_delete=models.PROTECT, related_name="jobs", null=True, blank=True)
     # A bulk job's patient: keyed HMAC of the patient reference (never the reference itself).
     patient_key_sha256 = models.CharField(max_length=64, blank=True)
     kind = models.CharField(max_length=16, choices=Kind.choices)
