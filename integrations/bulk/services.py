@@ -158,9 +158,18 @@ def source_private_key(source: EhrSource) -> bytes:
     return private_key_open(source.private_key_sealed, associated_data=source.private_key_associated_data)
 
 
+# The public JWK of each source's key, by (source, key id): the public endpoint answers without opening the
+# sealed private key at every request. A new key has a new kid (its thumbprint), so it is never stale.
+_PUBLIC_JWKS: dict[tuple[str, str], dict[str, Any]] = {}
+
+
 def source_jwks(source: EhrSource) -> dict[str, Any]:
     """The public JWK Set the EHR registers for this gateway's client (kid, alg, use "sig")."""
-    return {"keys": [public_jwk_of(source_private_key(source))]}
+    cache_key = (str(source.external_id), source.key_id)
+    jwk = _PUBLIC_JWKS.get(cache_key)
+    if jwk is None:
+        jwk = _PUBLIC_JWKS[cache_key] = public_jwk_of(source_private_key(source))
+    return {"keys": [dict(jwk)]}
 
 
 # --- requesting an export -----------------------------------------------------------------------------
