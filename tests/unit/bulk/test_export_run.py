@@ -428,3 +428,19 @@ def test_a_pull_stopped_mid_download_drops_what_it_staged_and_tells_the_ehr(pull
     assert export_run(export_id=str(export.external_id), task_id="t1", worker="w2", actor=ACTOR) is None
     assert export_cancel(export=export, actor=ACTOR, reason="again") is False
     assert EhrSource.objects.get(pk=pulling.source.pk).last_transaction_time is None
+
+
+def test_a_token_revoked_mid_export_is_replaced_once_and_the_export_goes_on(pulling: Ehr) -> None:
+    revoked = False
+
+    def revoke_at_the_first_file(progress: ExportProgress) -> None:
+        nonlocal revoked
+        if progress.message.startswith("Storing") and not revoked:
+            revoked = True
+            pulling.ehr.tokens_expire()
+
+    export = pulling.pull(on_progress=revoke_at_the_first_file)
+    assert export.status == BulkExport.Status.SUCCEEDED, export.error
+    assert revoked and len(pulling.ehr.requests_of("token")) == 2
+    assert [r.status for r in pulling.ehr.requests_of("file")].count(401) == 1
+    assert export.batch is not None and export.batch.lines_read == _total(pulling.resources)
