@@ -216,9 +216,10 @@ def _bulk(
             time.sleep(0.2)
             export.refresh_from_db()
         pks: list[int] = []
+        finished: set[int] = set()  # jobs failed, or succeeded with every model run finished
         if export.batch_id is not None:
             pks = list(IngestJob.objects.filter(batch_id=export.batch_id).values_list("pk", flat=True))
-            jobs_wait(pks, timeout=max(deadline - time.monotonic(), 1.0))
+            finished = jobs_wait(pks, timeout=max(deadline - time.monotonic(), 1.0))
         ended, jobs, runs = _results_finished_at(pks)
         time.sleep(2 * interval)
         sampler.stop()
@@ -237,7 +238,7 @@ def _bulk(
         }
     until = ended if ended is not None else time.time()
     seconds = until - started
-    patients = sum(status == "succeeded" for status in [*_statuses(pks)])
+    patients = len(finished) - jobs.get("failed", 0)  # with their model results
     lines = batch.lines_read if batch else 0
     received = batch.received_at.timestamp() if batch and batch.received_at else None
     claimed = min(
@@ -254,7 +255,7 @@ def _bulk(
         "all": memory_summary(sampler.samples, names, started, until),
         **{name: memory_summary(sampler.samples, [name], started, until) for name in names},
     }
-    if export.claimed_at and received:  # the bulk worker while it downloads and stages
+    if received:  # the bulk worker while it downloads and stages
         memory["bulk_downloading"] = memory_summary(sampler.samples, ["bulk"], started, received)
     if claimed:  # the pipeline worker while it processes the batch's patients
         memory["pipeline_processing"] = memory_summary(sampler.samples, ["pipeline"], claimed, until)
@@ -285,12 +286,6 @@ def _bulk(
         "resources_per_s": lines / seconds if patients else 0.0,
         "memory": memory,
     }
-
-
-def _statuses(pks: Sequence[int]) -> list[str]:
-    from clinical_ai.intake.models import IngestJob
-
-    return list(IngestJob.objects.filter(pk__in=pks).values_list("status", flat=True))
 
 
 def phase_backfill(
