@@ -13,7 +13,7 @@ from typing import Any
 import jwt
 import pytest
 from django.core.management import call_command
-from django.core.management.base import CommandError
+from django.core.management.base import CommandError, OutputWrapper
 from django.test import Client
 from django.utils import timezone
 
@@ -28,9 +28,11 @@ from integrations.bulk.keys import (
     public_jwk_of,
     signing_key_generate,
 )
+from integrations.bulk.management.commands.pull_source import ProgressPrinter
 from integrations.bulk.models import BulkExport, EhrSource
 from integrations.bulk.services import (
     ExportBusy,
+    ExportProgress,
     SourceRefused,
     export_request,
     exports_schedule,
@@ -347,3 +349,29 @@ def test_pull_source_cancel_stops_the_pull_under_way(organization: Organization)
     export.refresh_from_db()
     assert export.status == BulkExport.Status.CANCELLED
     assert export.error == "Cancelled: maintenance at the EHR tonight"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_progress_bar_redraws_in_place_on_a_terminal() -> None:
+    terminal = _Terminal()
+    printer = ProgressPrinter(OutputWrapper(terminal))
+    printer(ExportProgress(phase="waiting", message="The EHR is preparing the files"))
+    printer(
+        ExportProgress(
+            phase="downloading", message="Storing Observation file 2", files_total=4, files_done=1,
+            lines=1_500, lines_expected=3_000,
+        )
+    )  # fmt: skip
+    printer(ExportProgress(phase="done", message="Done", files_total=4, files_done=4, lines=3_000))
+    printer.close()
+    text = terminal.getvalue()
+    frames = text.split("\r\033[K")[1:]
+    assert frames[0].startswith("[" + "." * 30 + "]") and "preparing" in frames[0]
+    assert frames[1].startswith("[" + "#" * 15 + "." * 15 + "]  50% Storing Observation file 2")
+    assert "(1/4 files, 1,500 records)" in frames[1]
+    assert frames[2].startswith("[" + "#" * 30 + "] 100% Done") and text.endswith("\n")
+    assert "\033[31" not in text  # progress is not printed as an error
