@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import statistics
 import tempfile
 import threading
 import time
@@ -97,6 +98,34 @@ def memory_summary(
     }
 
 
+def _stage_seconds(job_pks: Sequence[int]) -> dict[str, Any]:
+    """Where the workers' time went: each job's de-identification (claimed to finished) and each model
+    run (started to finished), median and sum in seconds."""
+    from clinical_ai.inference.models import InferenceRun
+    from clinical_ai.intake.models import IngestJob
+
+    deid = [
+        (finished - claimed).total_seconds()
+        for claimed, finished in IngestJob.objects.filter(pk__in=job_pks).values_list(
+            "claimed_at", "finished_at"
+        )
+        if claimed and finished
+    ]
+    runs = [
+        (finished - started).total_seconds()
+        for started, finished in InferenceRun.objects.filter(ingest_job_id__in=job_pks).values_list(
+            "started_at", "finished_at"
+        )
+        if started and finished
+    ]
+    return {
+        "deid_median_s": statistics.median(deid) if deid else None,
+        "deid_sum_s": sum(deid),
+        "models_median_s": statistics.median(runs) if runs else None,
+        "models_sum_s": sum(runs),
+    }
+
+
 def _results_finished_at(job_pks: Sequence[int]) -> tuple[float | None, dict[str, int], dict[str, int]]:
     """When the last of these jobs got its model results (its last inference run finished, or the job
     itself where it has no run), and the jobs and runs by status."""
@@ -163,6 +192,7 @@ def _push(bodies: Sequence[tuple[str, bytes]], *, base: str, copies: int, timeou
         "failed_http": sum(p.status not in (200, 201) for p in posted),
         "jobs": jobs,
         "runs": runs,
+        "stages": _stage_seconds(pks),
     }
 
 
@@ -279,6 +309,7 @@ def _bulk(
         "patients": patients,
         "jobs": jobs,
         "runs": runs,
+        "stages": _stage_seconds(pks),
         "seconds": seconds,
         "receive_s": (received - started) if received else None,
         "process_s": (until - received) if received else None,

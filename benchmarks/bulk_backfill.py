@@ -139,6 +139,21 @@ def _memory_table(memory: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _stages_line(limit: dict[str, Any], push: dict[str, Any], bulk: dict[str, Any], pool: int) -> str:
+    """Per patient, the worker's de-identification and model runs against the limit's work."""
+    pushed, pulled = push["stages"], bulk["stages"]
+    return (
+        f"- Where the workers' time goes: the limit's work is {_f(limit['seconds'] / limit['patients'])} s "
+        f"per patient (NER + rules, one process). In the pipeline worker ({pool} pool processes) a patient's "
+        f"de-identification job takes a median {_f(pushed['deid_median_s'])} s pushed and "
+        f"{_f(pulled['deid_median_s'])} s pulled ({_f(pushed['deid_sum_s'], 0)} s and "
+        f"{_f(pulled['deid_sum_s'], 0)} s in all), the model runs {_f(pushed['models_sum_s'], 0)} s and "
+        f"{_f(pulled['models_sum_s'], 0)} s in all. Besides NER and the rules, the job runs the recognizers "
+        "and the patient-informed patterns on every string, seals and stores each resource and its "
+        "pseudonyms, and audits."
+    )
+
+
 def render(results: dict[str, Any], command: str) -> str:
     limit, backfill = results["limit"], results["backfill"]
     push, bulk = backfill["push"], backfill["bulk"]
@@ -216,6 +231,7 @@ def render(results: dict[str, Any], command: str) -> str:
         f"{_f(bulk['batch_progress'].get('resources_per_second'), 0)} resources/s while receiving, "
         f"{_f(bulk['batch_progress'].get('patients_per_second'), 3)} patients/s while processing (patients "
         "de-identified, from the last line received to the batch found finished after the last model result).",
+        _stages_line(limit, push, bulk, backfill["concurrency"]),
         "- Memory: the resident sets of each worker's process tree (main process and pool), summed, sampled "
         f"every {memory['interval_s']} s. Flat: the peak of the last third of the window within 15 % of the "
         "peak of its first third; the per-worker rows use the window in which that worker works (the bulk "
