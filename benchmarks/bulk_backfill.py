@@ -208,6 +208,9 @@ def render(results: dict[str, Any], command: str) -> str:
         "",
         "How to read it:",
         "",
+        "- All figures come from one run, one phase after the other on the same machine. A load average above "
+        "the number of cores means other processes shared it: rates are then lower than on an idle machine and "
+        "vary between phases; the ratios are what the target is about.",
         f"- The limit is the work no path can skip, in one single-threaded process: the structured rules alone "
         f"({_f(limit['rules']['seconds'])} s for the {limit['patients']} patients) plus spaCy NER alone over "
         f"the free text they hand to the scrubber ({_f(limit['ner']['seconds'])} s for "
