@@ -17,6 +17,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from clinical_ai.accounts.selectors import user_is_admin
@@ -172,6 +173,7 @@ def source_cancel_view(request: HttpRequest, source_id: str) -> HttpResponse:
     return redirect("bulk:source_list")
 
 
+@csrf_exempt  # a public, read-only machine endpoint: no session, so any other method is a bare 405
 @require_GET
 def source_jwks_view(request: HttpRequest, source_id: str) -> JsonResponse:
     """Public: the EHR fetches it to verify our client assertions. Unknown or switched-off sources: 404."""
