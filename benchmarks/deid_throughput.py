@@ -199,6 +199,7 @@ def phase_structured(bundles: Sequence[Path], repeat: int) -> dict[str, Any]:
             collecting["seconds"] += time.perf_counter() - collecting["started"]
 
     timings: dict[str, list[float]] = {name: [] for name in engines}
+    cpu: dict[str, list[float]] = {name: [] for name in engines}
     collector: dict[str, list[float]] = {name: [] for name in engines}
     gc.callbacks.append(on_collection)
     try:
@@ -206,9 +207,10 @@ def phase_structured(bundles: Sequence[Path], repeat: int) -> dict[str, Any]:
             for name, engine in engines.items():
                 gc.collect()
                 collecting["seconds"] = 0.0
-                started = time.perf_counter()
+                started, started_cpu = time.perf_counter(), time.process_time()
                 run(engine)
                 timings[name].append(time.perf_counter() - started)
+                cpu[name].append(time.process_time() - started_cpu)
                 collector[name].append(collecting["seconds"])
     finally:
         gc.callbacks.remove(on_collection)
@@ -221,6 +223,7 @@ def phase_structured(bundles: Sequence[Path], repeat: int) -> dict[str, Any]:
             name: {
                 "seconds": statistics.median(timings[name]),
                 "all_seconds": timings[name],
+                "cpu_seconds": statistics.median(cpu[name]),
                 "collector_seconds": statistics.median(collector[name]),
             }
             for name in engines
@@ -456,18 +459,21 @@ def render_structured(results: dict[str, Any], command: str) -> str:
     interpreted, compiled = results["interpreted"], results["compiled"]
     resources = results["resources"]
     ratio = interpreted["seconds"] / compiled["seconds"]
+    cpu_ratio = interpreted["cpu_seconds"] / compiled["cpu_seconds"]
     target = "met" if ratio >= STRUCTURED_TARGET and results["identical"] else "NOT met"
     info = results["machine"]
     columns = [("interpreted (`compiled=False`)", interpreted), ("compiled (default)", compiled)]
     rows = [
         (f"seconds (median of {results['repeat']})", [f"{phase['seconds']:.2f}" for _, phase in columns]),
         ("resources/s", [_rate(resources, phase["seconds"]) for _, phase in columns]),
+        ("CPU seconds of the process (median)", [f"{phase['cpu_seconds']:.2f}" for _, phase in columns]),
         (
             "of which the cyclic garbage collector (s)",
             [f"{phase['collector_seconds']:.2f}" for _, phase in columns],
         ),
         ("all passes (s)", [", ".join(f"{t:.2f}" for t in phase["all_seconds"]) for _, phase in columns]),
-        ("speed-up", ["1.00x", f"{ratio:.2f}x"]),
+        ("speed-up (wall-clock)", ["1.00x", f"{ratio:.2f}x"]),
+        ("speed-up (CPU time)", ["1.00x", f"{cpu_ratio:.2f}x"]),
     ]
     table = ["| | " + " | ".join(name for name, _ in columns) + " |", "|:---|---:|---:|"]
     table += ["| " + label + " | " + " | ".join(cells) + " |" for label, cells in rows]
@@ -492,7 +498,8 @@ def render_structured(results: dict[str, Any], command: str) -> str:
         *table,
         "",
         f"**Structured rules: {ratio:.2f}x the interpreted engine, {_rate(resources, compiled['seconds'])} "
-        f"resources/s. Target (at least {STRUCTURED_TARGET:.0f}x, same output): {target}.**",
+        f"resources/s ({cpu_ratio:.2f}x in CPU time). Target (at least {STRUCTURED_TARGET:.0f}x wall-clock, same "
+        f"output): {target}.**",
         "",
         "How to read it:",
         "",
@@ -507,6 +514,8 @@ def render_structured(results: dict[str, Any], command: str) -> str:
         "the process again and again. The compiled engine pauses it while a tree lives and unlinks the tree "
         "afterwards (freed by reference counting); what is left is collections of the outputs after the "
         "engine returns.",
+        "- Wall-clock is the figure that counts; CPU time (the process's own, `time.process_time`) is shown "
+        "beside it because it does not count the time the process waited for a core on a shared machine.",
         "- Identical output is also a unit test (`tests/unit/deid/engine/test_compiled_rules.py`): every "
         "shared Synthea bundle with every shipped configuration, every Microsoft reference case, and "
         "configurations that change the tree's shape between rules.",

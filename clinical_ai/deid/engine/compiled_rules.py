@@ -90,7 +90,9 @@ def rule_matcher(
         return _path_matcher(names)
     head = indexed_head(expression.text)
     if head is not None:
-        return _head_matcher(head.function == "nodesByType", head.argument, head.rest)
+        return _head_matcher(
+            head.function == "nodesByType", head.argument, head.rest, head.empty_gives_nothing
+        )
     return lambda resource, state: expression.select_nodes(resource)
 
 
@@ -140,7 +142,7 @@ def _path_matcher(names: tuple[str, ...]) -> Matcher:
     return match
 
 
-def _head_matcher(by_type: bool, argument: str, rest: Evaluator) -> Matcher:
+def _head_matcher(by_type: bool, argument: str, rest: Evaluator, empty_gives_nothing: bool) -> Matcher:
     def match(resource: Node, state: TreeState) -> list[Node]:
         index = state.index(resource)
         head = (
@@ -148,6 +150,8 @@ def _head_matcher(by_type: bool, argument: str, rest: Evaluator) -> Matcher:
             if by_type
             else index.fhirpath_nodes_by_name(resource, argument)
         )
+        if not head and empty_gives_nothing:
+            return []
         focus: Collection = [resource]
         env = Env(this=focus, resource=resource, root_resource=resource.root(), context=focus)
         return _distinct([item for item in rest(list(head), env) if isinstance(item, Node)])

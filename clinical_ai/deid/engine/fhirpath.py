@@ -108,6 +108,10 @@ class IndexedHead:
     function: str  # "nodesByType" or "nodesByName"
     argument: str
     rest: Evaluator
+    # True when ``rest`` gives no nodes and raises nothing on an empty input: each invocation after the head
+    # is a member, or a function whose arguments are all evaluated per item (``where``, ``exists``...)
+    # other than ``iif`` (which falls back to ``$this``). Then an empty head needs no evaluation.
+    empty_gives_nothing: bool
 
 
 @lru_cache(maxsize=2048)
@@ -157,13 +161,30 @@ def indexed_head(text: str) -> IndexedHead | None:
         return None
     argument = _unescape(str(_children(literal)[0].get("text", ""))[1:-1])
     steps = [_compile(invocation) for invocation in reversed(invocations)]
+    empty_gives_nothing = all(_empty_gives_nothing(invocation) for invocation in invocations)
 
     def rest(focus: Collection, env: Env) -> Collection:
         for step in steps:
             focus = step(focus, env)
         return focus
 
-    return IndexedHead(name, argument, rest)
+    return IndexedHead(name, argument, rest, empty_gives_nothing)
+
+
+def _empty_gives_nothing(invocation: dict[str, Any]) -> bool:
+    if invocation.get("type") == "MemberInvocation":
+        return True
+    if invocation.get("type") != "FunctionInvocation":
+        return False
+    parts = _children(_children(invocation)[0])
+    name = _identifier_text(parts[0])
+    params = _children(parts[1]) if len(parts) > 1 else []
+    function = FUNCTIONS.get(name)
+    if function is None or name == "iif":
+        return False
+    return all(
+        position in function.lambdas or position in function.type_args for position in range(len(params))
+    )
 
 
 def _term_invocation(ast: dict[str, Any]) -> dict[str, Any] | None:

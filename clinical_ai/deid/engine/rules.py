@@ -47,7 +47,12 @@ from clinical_ai.deid.engine.config import (
     load_config,
     parse_config,
 )
-from clinical_ai.deid.engine.fhirpath import CompiledExpression, FhirPathEvaluationError, compile_expression
+from clinical_ai.deid.engine.fhirpath import (
+    CompiledExpression,
+    FhirPathEvaluationError,
+    compile_expression,
+    member_path,
+)
 from clinical_ai.deid.engine.methods import (
     SECURITY_LABELS,
     MethodContext,
@@ -115,6 +120,7 @@ class _CompiledRule:
     expression: CompiledExpression | None = None
     processor: Processor = field(default=PROCESSORS[Method.KEEP])
     matcher: Matcher | None = None  # the compiled path's way to the same nodes (compiled_rules)
+    member_name: str = ""  # the member after a lookup, when it is a plain (lower-case) element name
 
 
 @dataclass(slots=True)
@@ -327,11 +333,13 @@ class StructuredAnonymizer:
         operations: set[Operation] = set()
         index: ResourceIndex | None = None  # the lookup rules' index, taken at the first of them
         for compiled in self._rules_for(resource.fhir_type):
-            if compiled.kind in ("type", "name") and compiled.member is None:
+            if compiled.kind in ("type", "name") and (compiled.member is None or compiled.member_name):
                 if index is None:
                     index = state.rule_index(resource)
                 found = (index.by_type if compiled.kind == "type" else index.by_name).get(compiled.key)
-                nodes = list(found) if found else []
+                if not found:
+                    continue
+                nodes = _members(found, compiled.member_name) if compiled.member_name else list(found)
             else:
                 assert compiled.matcher is not None
                 nodes = compiled.matcher(resource, state)
@@ -460,7 +468,9 @@ class _NodeIndex:
 def _compile_rule(rule: Rule) -> _CompiledRule:
     compiled = _parse_rule(rule)
     matcher = rule_matcher(compiled.kind, compiled.key, compiled.member, compiled.expression)
-    return replace(compiled, matcher=matcher)
+    names = member_path(compiled.member.text) if compiled.member is not None else None
+    plain = names[0] if names is not None and len(names) == 1 and names[0][:1].islower() else ""
+    return replace(compiled, matcher=matcher, member_name=plain)
 
 
 def _parse_rule(rule: Rule) -> _CompiledRule:
@@ -489,6 +499,17 @@ def _parse_rule(rule: Rule) -> _CompiledRule:
         expression=compile_expression(expression_text or rule.path),
         processor=processor,
     )
+
+
+def _members(parents: list[Node], name: str) -> list[Node]:
+    """``parents.name`` for a plain element name, as FHIRPath's member invocation (``member_step``)."""
+    selected: list[Node] = []
+    for parent in parents:
+        matched = [child for child in parent.children if child.name == name]
+        if not matched:
+            matched = [child for child in parent.children if child.json_key == name]
+        selected.extend(matched)
+    return selected
 
 
 def _nested_resources(resource: Node) -> list[Node]:
