@@ -250,6 +250,13 @@ SHAPE_CONFIGS = {
         ("nodesByType('Extension').where(true)", "cryptoHash"),
         ("nodesByType('string')", "scrub"),
     ),
+    # a head that finds nothing: iif() answers from $this (the resource), where() gives nothing
+    "empty-head": _rules(
+        ("nodesByType('Coverage').iif(true, %resource.id)", "redact"),
+        ("nodesByType('Coverage').where(true) | Patient.name", "redact"),
+        ("nodesByName('nothing').select(%resource.meta)", "redact"),
+        ("nodesByType('Extension').ofType(Extension).where(url.exists()).url", "cryptoHash"),
+    ),
     # names and types that resources carry: nested resources are left out of FHIRPath's nodesByType and
     # nodesByName (the resource itself is in), and are elements of the lookup rules' index.
     "resource-names": _rules(
