@@ -47,6 +47,8 @@ READ_ONLY_PUBLIC = {
     "fhir:metadata": "/fhir/metadata",
     "smart:smart-configuration": "/fhir/.well-known/smart-configuration",
     "smart:smart-configuration-root": "/.well-known/smart-configuration",
+    # An EHR source's public JWK Set (the gateway's public key, for the EHR to check its assertions).
+    "bulk:source_jwks": "/bulk/sources/3f2b8c1e-9a4d-4e7b-8c2a-1d5e6f7a8b9c/jwks.json",
 }
 _MACHINE_PATHS = {
     "smart:token": "/auth/token",

@@ -31,9 +31,8 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from clinical_ai.audit.services import Actor
+from integrations.bulk.keys import private_key_seal, signing_key_generate
 from integrations.bulk.models import EhrSource
-from integrations.bulk.services import source_create
 from integrations.cds_hooks.models import CdsIssuer
 from tests.factories import EhrIdentity, obtain_token
 from tests.unit.cds_hooks.conftest import KeyPair, hook_body, sign_jwt
@@ -101,15 +100,23 @@ SWITCH = html(clinician=403, other_site_clinician=403, auditor=403, admin=400)
 
 
 def _source_path(world: World, own: bool) -> str:
-    """Our site's (or another site's) EHR source, registered on first use."""
+    """Our site's (or another site's) EHR source, made on first use without an audit row (callers compare
+    the audit table before and after their requests)."""
     organization = (world.suggestion if own else world.other_suggestion).organization
-    source = EhrSource.objects.filter(organization=organization).first() or source_create(
-        organization=organization,
-        name=f"ehr-{organization.slug}",
-        fhir_base_url="https://ehr.example/fhir",
-        client_id="gateway",
-        actor=Actor.system("tests"),
-    )
+    source = EhrSource.objects.filter(organization=organization).first()
+    if source is None:
+        key = signing_key_generate("ES384")
+        source = EhrSource(
+            organization=organization,
+            name=f"ehr-{organization.slug}",
+            fhir_base_url="https://ehr.example/fhir",
+            client_id="gateway",
+            key_id=key.key_id,
+        )
+        sealed = private_key_seal(key.private_pem, associated_data=source.private_key_associated_data)
+        source.private_key_key_id, source.private_key_nonce = sealed.key_id, sealed.nonce
+        source.private_key_ciphertext = sealed.ciphertext
+        source.save()
     return f"/bulk/sources/{source.external_id}"
 
 
