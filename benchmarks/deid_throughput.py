@@ -37,6 +37,7 @@ import datetime as dt
 import gc
 import json
 import multiprocessing
+import os
 import re
 import resource
 import statistics
@@ -198,6 +199,7 @@ def phase_structured(bundles: Sequence[Path], repeat: int) -> dict[str, Any]:
         else:
             collecting["seconds"] += time.perf_counter() - collecting["started"]
 
+    load_before = os.getloadavg()[0]
     timings: dict[str, list[float]] = {name: [] for name in engines}
     cpu: dict[str, list[float]] = {name: [] for name in engines}
     collector: dict[str, list[float]] = {name: [] for name in engines}
@@ -229,6 +231,7 @@ def phase_structured(bundles: Sequence[Path], repeat: int) -> dict[str, Any]:
             for name in engines
         },
         "peak_rss_mib": _peak_rss_mib(),
+        "load_average": [load_before, os.getloadavg()[0]],
     }
 
 
@@ -487,7 +490,13 @@ def render_structured(results: dict[str, Any], command: str) -> str:
         "```",
         "",
         f"Machine: {info['cpu']}, {info['cores']} cores, {info['os']}; Python {info['python']}. One process, "
-        "the two engines alternately, a full collection before each pass.",
+        "the two engines alternately, a full collection before each pass. Load average (1 min) before and "
+        f"after: {results['load_average'][0]:.1f}, {results['load_average'][1]:.1f}"
+        + (
+            " (above the core count: other work shared the machine, and both engines' figures vary more)."
+            if max(results["load_average"]) > float(info["cores"])
+            else "."
+        ),
         "",
         f"Input: {results['bundles']} Synthea patient bundles ({resources:,} resources), the `{CONFIG}` "
         "configuration through `deidentify_entries` (grouping by patient, pseudonyms, date shifts) with no "
