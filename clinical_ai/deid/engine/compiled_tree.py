@@ -24,6 +24,7 @@ from clinical_ai.deid.engine.fhir_types import UNTYPED, ElementSpec, Schema
 from clinical_ai.deid.engine.nodes import JsonValue, Node
 
 _new_node = Node.__new__
+_MAX_SLOTS = 4096  # keys remembered per element kind (FHIR's largest types have a few hundred)
 _SCALARS = (str, int, float, bool, list)
 
 
@@ -134,7 +135,9 @@ class _Table:
         slot = self.slots.get(key)
         if slot is None:
             spec = fhir_types.lookup(self.schema, key) if self.typed else None
-            slot = self.slots[key] = _Slot(key, spec)
+            slot = _Slot(key, spec)
+            if len(self.slots) < _MAX_SLOTS:  # input may bring any number of unknown keys: not all kept
+                self.slots[key] = slot
         return slot
 
 
