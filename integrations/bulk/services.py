@@ -223,7 +223,7 @@ def export_cancel(*, export: BulkExport, actor: Actor, reason: str, request_id: 
     when the export had already ended."""
     with transaction.atomic():
         locked = (
-            BulkExport.objects.select_for_update()
+            BulkExport.objects.select_for_update(of=("self",))
             .select_related("source__organization", "batch")
             .get(pk=export.pk)
         )

@@ -85,13 +85,17 @@ def test_job_tasks_are_safe_to_redeliver(registered: dict[str, Any], job_tables:
 
 def test_each_stage_has_its_own_queue_and_routing_key(registered: dict[str, Any]) -> None:
     queues = {q.name: q for q in app.conf.task_queues}
-    assert set(queues) == {"deid", "inference"}
+    assert set(queues) == {"deid", "inference", "bulk"}
     assert queues["inference"].routing_key == "inference"
     assert queues["deid"].routing_key == "deid"
+    assert queues["bulk"].routing_key == "bulk"
     assert _queue_of("clinical_ai.deid.deidentify_ingest_job") == "deid"
     assert _queue_of("clinical_ai.inference.run_models") == "inference"
     assert _queue_of("clinical_ai.inference.sweep") == "inference"
     assert _queue_of("clinical_ai.intake.sweep") == "deid"
+    # Bulk Data pulls (long downloads) never hold up de-identification or inference.
+    assert _queue_of("integrations.bulk.export_run") == "bulk"
+    assert _queue_of("integrations.bulk.schedule") == "bulk"
 
 
 def test_every_task_lands_on_a_queue_a_worker_consumes(registered: dict[str, Any]) -> None:
