@@ -14,7 +14,6 @@ from collections.abc import Callable, Mapping
 from datetime import date
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from django.conf import settings
 
 from clinical_ai.accounts.models import Organization
@@ -34,7 +33,7 @@ from clinical_ai.fhir.references import (
 )
 from clinical_ai.intake.models import HeldIdentifier, IngestJob
 from clinical_ai.intake.services import OpenedEntry, PermanentJobError, StageOutcome
-from clinical_ai.vault.crypto import public_key_from_text, seal_to
+from clinical_ai.vault.crypto import VaultSealer, public_key_from_text
 from clinical_ai.vault.pseudonyms import (
     PATIENT_MRN_INDEX_KIND,
     PATIENT_NAME_INDEX_KIND,
@@ -93,7 +92,8 @@ def ingest_job_deidentify(job: IngestJob, entries: list[OpenedEntry], actor: Act
         sealed = seal_json(output.resource, associated_data=row.associated_data)
         row.key_id, row.nonce, row.ciphertext = sealed.key_id, sealed.nonce, sealed.ciphertext
         rows.append(row)
-    vault_key = public_key_from_text(settings.VAULT_PUBLIC_KEY)
+    # One ephemeral key pair for all of this job's vault values (see VaultSealer).
+    sealer = VaultSealer(public_key_from_text(settings.VAULT_PUBLIC_KEY))
     # One entry per (patient, kind, pseudonym): the engine reports a hash each time it makes it.
     originals = {
         (patient, kind[:64], pseudonym[:128]): original
@@ -104,15 +104,13 @@ def ingest_job_deidentify(job: IngestJob, entries: list[OpenedEntry], actor: Act
         entry = PseudonymVaultEntry(
             organization=organization, patient_pseudonym=patient, kind=kind, pseudonym=pseudonym
         )
-        entry.sealed_original = seal_to(
-            vault_key, original.encode("utf-8"), associated_data=entry.associated_data
-        )
+        entry.sealed_original = sealer.seal(original.encode("utf-8"), associated_data=entry.associated_data)
         vault_rows.append(entry)
     vault_rows.extend(
-        patient_reference_index_entries(organization=organization, originals=originals, vault_key=vault_key)
+        patient_reference_index_entries(organization=organization, originals=originals, sealer=sealer)
     )
     vault_rows.extend(
-        patient_search_index_entries(organization=organization, originals=originals, vault_key=vault_key)
+        patient_search_index_entries(organization=organization, originals=originals, sealer=sealer)
     )
     per_patient = Counter(o.patient_pseudonym for o in result.outputs)
 
@@ -229,7 +227,7 @@ def patient_reference_index_entries(
     *,
     organization: Organization,
     originals: Mapping[tuple[str, str, str], str],
-    vault_key: X25519PublicKey,
+    sealer: VaultSealer,
 ) -> list[PseudonymVaultEntry]:
     """The index entries for the ``patient_reference`` originals of one job (keyed as in
     ``ingest_job_deidentify``: (patient pseudonym, kind, pseudonym) -> original). Sealed like any entry."""
@@ -243,9 +241,7 @@ def patient_reference_index_entries(
             kind=PATIENT_REFERENCE_INDEX_KIND,
             pseudonym=reference_index_key(organization=organization.slug, reference=original),
         )
-        entry.sealed_original = seal_to(
-            vault_key, original.encode("utf-8"), associated_data=entry.associated_data
-        )
+        entry.sealed_original = sealer.seal(original.encode("utf-8"), associated_data=entry.associated_data)
         entries.append(entry)
     return entries
 
@@ -254,7 +250,7 @@ def patient_search_index_entries(
     *,
     organization: Organization,
     originals: Mapping[tuple[str, str, str], str],
-    vault_key: X25519PublicKey,
+    sealer: VaultSealer,
 ) -> list[PseudonymVaultEntry]:
     """The entries a clinician's search by name or medical record number finds the patient by: one per
     token of the ``patient_name`` original and one for the ``patient_mrn`` original, each keyed by a keyed
@@ -280,8 +276,6 @@ def patient_search_index_entries(
             entry = PseudonymVaultEntry(
                 organization=organization, patient_pseudonym=patient, kind=index_kind, pseudonym=index_key
             )
-            entry.sealed_original = seal_to(
-                vault_key, value.encode("utf-8"), associated_data=entry.associated_data
-            )
+            entry.sealed_original = sealer.seal(value.encode("utf-8"), associated_data=entry.associated_data)
             entries.append(entry)
     return entries

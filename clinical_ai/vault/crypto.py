@@ -60,12 +60,31 @@ def generate_vault_keys() -> tuple[str, str]:
     return base64.b64encode(private_raw).decode(), base64.b64encode(public_raw).decode()
 
 
+class VaultSealer:
+    """Seals values to one recipient under one ephemeral key pair: the key agreement and derivation are
+    done once, each value then gets its own random 96-bit nonce (one job seals thousands of values; a fresh
+    key pair for each cost more than the rest of the sealing together). The output is the format
+    ``seal_to`` writes and ``open_with`` reads. Values sealed by one sealer can be told apart as sealed
+    together (they share the ephemeral public key); they belong to one job, which the vault rows say anyway.
+    Keep a sealer for one job's values: far fewer than the 2**32 messages one AES-GCM key may take with
+    random nonces."""
+
+    def __init__(self, recipient: X25519PublicKey) -> None:
+        ephemeral = X25519PrivateKey.generate()
+        self._ephemeral_public = ephemeral.public_key().public_bytes(_RAW, _PUBLIC_RAW)
+        key = _derive(
+            ephemeral.exchange(recipient), self._ephemeral_public, recipient.public_bytes(_RAW, _PUBLIC_RAW)
+        )
+        self._aead = AESGCM(key)
+
+    def seal(self, plaintext: bytes, *, associated_data: bytes) -> bytes:
+        nonce = os.urandom(12)
+        return self._ephemeral_public + nonce + self._aead.encrypt(nonce, plaintext, associated_data)
+
+
 def seal_to(recipient: X25519PublicKey, plaintext: bytes, *, associated_data: bytes) -> bytes:
-    ephemeral = X25519PrivateKey.generate()
-    ephemeral_public = ephemeral.public_key().public_bytes(_RAW, _PUBLIC_RAW)
-    key = _derive(ephemeral.exchange(recipient), ephemeral_public, recipient.public_bytes(_RAW, _PUBLIC_RAW))
-    nonce = os.urandom(12)
-    return ephemeral_public + nonce + AESGCM(key).encrypt(nonce, plaintext, associated_data)
+    """One value under a fresh ephemeral key pair."""
+    return VaultSealer(recipient).seal(plaintext, associated_data=associated_data)
 
 
 def open_with(private: X25519PrivateKey, sealed: bytes, *, associated_data: bytes) -> bytes:

@@ -23,7 +23,7 @@ from clinical_ai.audit.services import Actor
 from clinical_ai.deid.models import PseudonymVaultEntry
 from clinical_ai.deid.services import patient_reference_index_entries
 from clinical_ai.review.models import Suggestion
-from clinical_ai.vault.crypto import public_key_from_text
+from clinical_ai.vault.crypto import VaultSealer, public_key_from_text
 from clinical_ai.vault.pseudonyms import patient_pseudonym
 from integrations.cds_hooks.keys import JWKS_CACHE
 from integrations.cds_hooks.models import CdsIssuer
@@ -194,6 +194,6 @@ def patient_seen(organization: Organization, patient_id: str = PATIENT_ID) -> No
         patient_reference_index_entries(
             organization=organization,
             originals={(pseudonym, "patient_reference", pseudonym): f"Patient/{patient_id}"},
-            vault_key=public_key_from_text(settings.VAULT_PUBLIC_KEY),
+            sealer=VaultSealer(public_key_from_text(settings.VAULT_PUBLIC_KEY)),
         )
     )

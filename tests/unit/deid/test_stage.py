@@ -201,6 +201,35 @@ def test_vault_values_are_bound_to_their_row() -> None:
         open_with(private_key_from_text(other_private), sealed, associated_data=b"row-1")
 
 
+def test_one_jobs_sealer_seals_each_value_apart_and_each_opens_alone() -> None:
+    """A job seals all its vault values under one ephemeral key pair: each value still has its own nonce,
+    opens by itself with the private key, only for its own row, and two jobs share nothing."""
+    from clinical_ai.vault.crypto import (
+        VaultOpenError,
+        VaultSealer,
+        generate_vault_keys,
+        open_with,
+        private_key_from_text,
+        public_key_from_text,
+    )
+
+    private_text, public_text = generate_vault_keys()
+    private = private_key_from_text(private_text)
+    job = VaultSealer(public_key_from_text(public_text))
+    first = job.seal(b"Margaret", associated_data=b"row-1")
+    again = job.seal(b"Margaret", associated_data=b"row-1")
+    other = job.seal(b"MRN 12345", associated_data=b"row-2")
+    assert first != again  # a fresh nonce for each value: equal values do not look equal
+    assert first[32:44] != again[32:44] != other[32:44]
+    assert open_with(private, first, associated_data=b"row-1") == b"Margaret"
+    assert open_with(private, again, associated_data=b"row-1") == b"Margaret"
+    assert open_with(private, other, associated_data=b"row-2") == b"MRN 12345"
+    with pytest.raises(VaultOpenError):
+        open_with(private, other, associated_data=b"row-1")
+    next_job = VaultSealer(public_key_from_text(public_text)).seal(b"Margaret", associated_data=b"row-1")
+    assert next_job[:32] != first[:32]  # another job, another ephemeral key
+
+
 def test_pipeline_date_shift_is_never_small() -> None:
     from clinical_ai.vault.pseudonyms import date_shift_days
 
