@@ -18,6 +18,7 @@ from django.conf import settings
 
 from clinical_ai.accounts.models import Organization
 from clinical_ai.audit.services import Actor, audit_record
+from clinical_ai.core.rows import rows_insert
 from clinical_ai.core.sealing import seal_json
 from clinical_ai.deid.engine.fhirpath_values import FhirPathEvaluationError
 from clinical_ai.deid.engine.methods import ProcessingError
@@ -115,8 +116,8 @@ def ingest_job_deidentify(job: IngestJob, entries: list[OpenedEntry], actor: Act
     per_patient = Counter(o.patient_pseudonym for o in result.outputs)
 
     def writes() -> None:
-        DeidentifiedResource.objects.bulk_create(rows, batch_size=500)
-        PseudonymVaultEntry.objects.bulk_create(vault_rows, batch_size=500, ignore_conflicts=True)
+        rows_insert(DeidentifiedResource, rows)
+        rows_insert(PseudonymVaultEntry, vault_rows, ignore_conflicts=True)
         for patient, count in sorted(per_patient.items()):
             audit_record(
                 actor=actor,

@@ -34,6 +34,7 @@ from clinical_ai.accounts.models import Organization
 from clinical_ai.audit.models import Outcome
 from clinical_ai.audit.services import Actor, audit_record
 from clinical_ai.core.crypto import DecryptionError
+from clinical_ai.core.rows import rows_insert
 from clinical_ai.core.sealing import open_json, seal_json
 from clinical_ai.fhir.compartment import patient_reference_of
 from clinical_ai.fhir.ndjson import (
@@ -325,7 +326,8 @@ class BatchWriter:
             staged = self._patients_write(batch, [a for a in fresh if a.patient], jobs)
             held = [a for a in fresh if not a.patient]
             self._held_write(held)
-            SeenResourceVersion.objects.bulk_create(
+            rows_insert(
+                SeenResourceVersion,
                 [
                     SeenResourceVersion(
                         organization=self.organization,
@@ -335,7 +337,6 @@ class BatchWriter:
                     )
                     for a in fresh
                 ],
-                batch_size=500,
                 ignore_conflicts=True,
             )
             refused_lines = [(n, r) for n, r in group.refused if r != FILE_TOO_LARGE]
@@ -425,7 +426,7 @@ class BatchWriter:
             sealed = seal_json(document, associated_data=row.associated_data)
             row.key_id, row.nonce, row.ciphertext = sealed.key_id, sealed.nonce, sealed.ciphertext
             rows.append(row)
-        RawResource.objects.bulk_create(rows, batch_size=500)
+        rows_insert(RawResource, rows)
         return len(rows)
 
     def _job_create(self, batch: BulkBatch, key: str) -> _PatientJob:

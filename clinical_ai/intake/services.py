@@ -21,6 +21,7 @@ from clinical_ai.audit.models import Outcome
 from clinical_ai.audit.services import Actor, audit_record
 from clinical_ai.core.crypto import DecryptionError
 from clinical_ai.core.jobs import JobTable, LostClaim, job_claim, job_dispatch, job_hold, jobs_sweep
+from clinical_ai.core.rows import rows_insert
 from clinical_ai.core.sealing import keyring, open_json, seal_json
 from clinical_ai.intake.models import BulkBatch, IngestJob, RawResource
 from clinical_ai.intake.selectors import batch_refresh_status
@@ -82,7 +83,7 @@ def ingest_job_create(
             sealed = seal_json(dict(entry.document), associated_data=row.associated_data)
             row.key_id, row.nonce, row.ciphertext = sealed.key_id, sealed.nonce, sealed.ciphertext
             rows.append(row)
-        RawResource.objects.bulk_create(rows, batch_size=500)
+        rows_insert(RawResource, rows)
         audit_record(
             actor=actor,
             action="intake.job.create",
