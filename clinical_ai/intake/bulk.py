@@ -591,11 +591,12 @@ def batch_finish(batch: BulkBatch, *, actor: Actor) -> int:
         staging.update(
             resource_count=Subquery(counts), status=IngestJob.Status.QUEUED, updated_at=timezone.now()
         )
+        # Largest first: the workers then end the batch on small jobs, not one waiting on the last big one.
         job_ids = [
             str(job_id)
-            for job_id in IngestJob.objects.filter(batch=locked, status=IngestJob.Status.QUEUED).values_list(
-                "external_id", flat=True
-            )
+            for job_id in IngestJob.objects.filter(batch=locked, status=IngestJob.Status.QUEUED)
+            .order_by("-resource_count", "pk")
+            .values_list("external_id", flat=True)
         ]
         now = timezone.now()
         locked.received_at = now

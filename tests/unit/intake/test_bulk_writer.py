@@ -401,6 +401,10 @@ def test_finish_queues_the_jobs_and_progress_follows_them(
     jobs = list(IngestJob.objects.filter(batch=batch))
     assert {j.status for j in jobs} == {IngestJob.Status.QUEUED}
     assert all(j.resource_count == j.raw_resources.count() > 0 for j in jobs)
+    # Dispatched largest first, so that the batch does not end waiting on one big patient started last.
+    sizes = {str(j.external_id): j.resource_count for j in jobs}
+    dispatched = [sizes[callback.keywords["job_id"]] for callback in callbacks]
+    assert dispatched == sorted(sizes.values(), reverse=True)
     with pytest.raises(BatchClosed):
         BatchWriter(batch, actor=ACTOR).feed("late.ndjson", iter([b"{}\n"]))
     assert batch_finish(batch, actor=ACTOR) == 0  # a second finish does nothing
