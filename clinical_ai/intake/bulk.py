@@ -113,6 +113,12 @@ def resource_key(resource_type: str, resource_id: str) -> str:
     return _keyed(f"{resource_type}/{resource_id}")
 
 
+def version_key(resource: dict[str, Any]) -> str:
+    """``SeenResourceVersion.version_sha256``: the keyed HMAC of the version marker (``versionId``,
+    ``lastUpdated`` or a digest of the content), so that the table holds no guessable plain digest."""
+    return _keyed(version_marker(resource))
+
+
 def batch_open(
     *, organization: Organization, origin: str, label: str, actor: Actor, request_id: str = ""
 ) -> BulkBatch:
@@ -305,7 +311,7 @@ class BatchWriter:
                 resource_type=resource_type,
                 resource_id=resource_id,
                 key=resource_key(resource_type, resource_id),
-                version=hashlib.sha256(version_marker(resource).encode("utf-8")).hexdigest(),
+                version=version_key(resource),
                 patient=patient_reference_of(resource),
             )
         )

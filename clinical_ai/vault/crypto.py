@@ -1,7 +1,8 @@
 """Sealing to a public key, so workers can write the pseudonym vault but never read it.
 
-Workers hold only the vault's X25519 *public* key: each value is sealed with a fresh ephemeral key pair
-(ECDH → HKDF-SHA256 → AES-256-GCM). Only the web app, which holds the private key, can open it, and it does
+Workers hold only the vault's X25519 *public* key: values are sealed under an ephemeral key pair
+(ECDH → HKDF-SHA256 → AES-256-GCM), one pair per de-identification job (``VaultSealer``) and a fresh random
+nonce per value. Only the web app, which holds the private key, can open it, and it does
 so only for an authorized user, audited. Pure Python; nothing here imports Django.
 """
 

@@ -58,7 +58,7 @@ BULK_EXPORTS = JobTable(
     redispatch_setting="BULK_EXPORT_REDISPATCH_AFTER_SECONDS",
     expires_setting="BULK_EXPORT_TASK_EXPIRES_SECONDS",
     defaults=(
-        ("BULK_EXPORT_LEASE_SECONDS", 330),
+        ("BULK_EXPORT_LEASE_SECONDS", 120),
         ("BULK_EXPORT_REDISPATCH_AFTER_SECONDS", 600),
         ("BULK_EXPORT_TASK_EXPIRES_SECONDS", 3600),
     ),
@@ -500,7 +500,7 @@ def export_run(
     run = _Run(export, actor=actor, on_progress=on_progress, budget_seconds=budget_seconds, sleep=sleep)
     try:
         try:
-            if export.attempts > _setting("BULK_EXPORT_MAX_ATTEMPTS", 50):
+            if export.attempts > _setting("BULK_EXPORT_MAX_ATTEMPTS", 200):
                 raise ExportFailed(f"Gave up after {export.attempts - 1} attempts by the workers.")
             _batch_ensure(run)
             if export.phase == BulkExport.Phase.KICKOFF:

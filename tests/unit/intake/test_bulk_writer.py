@@ -4,6 +4,7 @@ after a crash."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from clinical_ai.audit.models import AuditEvent
 from clinical_ai.audit.services import Actor
 from clinical_ai.core.sealing import open_json
 from clinical_ai.deid.engine.pipeline import EntryInput, group_by_patient
+from clinical_ai.fhir.ndjson import version_marker
 from clinical_ai.fhir.references import identifier_key
 from clinical_ai.intake import bulk
 from clinical_ai.intake.bulk import (
@@ -28,6 +30,8 @@ from clinical_ai.intake.bulk import (
     batch_finish,
     batch_open,
     patient_key,
+    resource_key,
+    version_key,
 )
 from clinical_ai.intake.models import (
     BulkBatch,
@@ -155,6 +159,16 @@ def test_synthea_is_split_into_one_staging_job_per_patient(
         groups, orphaned = group_by_patient(entries)
         assert len(groups) == 1 and orphaned == []
         assert groups[0].patient_resource is not None and len(groups[0].entries) == len(entries)
+
+    # the versions stored are keyed digests: neither the resource's type/id nor its version marker in a
+    # plain digest anyone could compute from the EHR's data
+    patient = synthea["Patient"][0]
+    seen = SeenResourceVersion.objects.get(
+        organization=organization, resource_key_sha256=resource_key("Patient", patient["id"])
+    )
+    plain = hashlib.sha256(version_marker(patient).encode("utf-8")).hexdigest()
+    assert seen.version_sha256 == version_key(patient) != plain
+    assert seen.resource_key_sha256 != hashlib.sha256(f"Patient/{patient['id']}".encode()).hexdigest()
 
 
 def test_resources_of_no_patient_are_held_with_their_identifiers(
