@@ -337,6 +337,10 @@ INTAKE_REDISPATCH_AFTER_SECONDS = env_int("INTAKE_REDISPATCH_AFTER_SECONDS", 120
 INTAKE_CLAIM_LEASE_SECONDS = env_int("INTAKE_CLAIM_LEASE_SECONDS", CELERY_TASK_TIME_LIMIT + 30)
 INTAKE_SWEEP_INTERVAL_SECONDS = env_int("INTAKE_SWEEP_INTERVAL_SECONDS", 30)
 INTAKE_MAX_ATTEMPTS = env_int("INTAKE_MAX_ATTEMPTS", 5)
+# A bulk batch fed by a file (manage.py ingest_ndjson) or an NDJSON POST that has received nothing for this
+# long was abandoned by its sender (the command killed, the web process gone): the sweep cancels it, so its
+# staged lines are dropped and the same lines sent again are taken. Pulled exports end their own batches.
+INTAKE_BATCH_IDLE_SECONDS = env_int("INTAKE_BATCH_IDLE_SECONDS", 3600)
 # Run by `celery beat` (or `worker --beat` on one machine); `manage.py intake_sweep` does the same from cron.
 CELERY_BEAT_SCHEDULE = {
     "intake-sweep": {

@@ -161,6 +161,7 @@ EVENT_CODES: dict[str, EventCodes] = {
     # Bulk Data pulls from EHR sources: a source registered (the gateway's own client key made), the sources
     # page seen, a pull asked for (refused while one runs: failure outcome) and its end (counts only).
     "bulk.source.create": EventCodes(SECURITY_ALERT, (SECURITY_CONFIGURATION,), "C"),
+    "bulk.source.switch": EventCodes(SECURITY_ALERT, (SECURITY_CONFIGURATION,), "U"),
     "bulk.source.view": EventCodes(APPLICATION_ACTIVITY, (), "R"),
     "bulk.export.request": EventCodes(IMPORT, (), "C"),
     "bulk.export.finish": EventCodes(IMPORT, (), "E", OUTCOME_SERIOUS_FAILURE),

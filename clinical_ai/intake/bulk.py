@@ -22,6 +22,7 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -659,6 +660,26 @@ def batch_cancel(batch: BulkBatch, *, actor: Actor, reason: str) -> None:
             | {"cancelled": True, "jobs_dropped": failed, "versions_forgotten": forgotten},
         )
     batch.refresh_from_db()
+
+
+def batches_abandoned_cancel(*, now: datetime | None = None) -> int:
+    """Cancel the file and POST batches still receiving that have received nothing for
+    ``INTAKE_BATCH_IDLE_SECONDS`` (their sender is gone: ``ingest_ndjson`` killed, a web process that
+    died mid-body), so that their lines, sent again, are taken instead of skipped as already stored.
+    Batches of a pulled export are left to the export, which ends them itself. Returns how many."""
+    now = now or timezone.now()
+    idle = int(getattr(settings, "INTAKE_BATCH_IDLE_SECONDS", 3600))
+    stale = BulkBatch.objects.filter(
+        status=BulkBatch.Status.RECEIVING,
+        origin__in=(BulkBatch.Origin.FILE, BulkBatch.Origin.POST),
+        updated_at__lt=now - timedelta(seconds=idle),
+    )
+    cancelled = 0
+    actor = Actor.system("intake sweep")
+    for batch in stale.order_by("pk")[:100]:
+        batch_cancel(batch, actor=actor, reason=f"Abandoned: nothing received for {idle // 60} minutes")
+        cancelled += 1
+    return cancelled
 
 
 def _batch_counts(batch: BulkBatch) -> dict[str, Any]:

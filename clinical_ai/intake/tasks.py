@@ -6,9 +6,11 @@ from __future__ import annotations
 from celery import shared_task
 
 from clinical_ai.core.tasks import SweepTask
+from clinical_ai.intake.bulk import batches_abandoned_cancel
 from clinical_ai.intake.services import ingest_jobs_sweep
 
 
 @shared_task(base=SweepTask, name="clinical_ai.intake.sweep")
 def sweep() -> None:
     ingest_jobs_sweep()
+    batches_abandoned_cancel()

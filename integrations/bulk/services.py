@@ -34,7 +34,14 @@ from clinical_ai.audit.models import Outcome
 from clinical_ai.audit.services import Actor, audit_record
 from clinical_ai.core.http import HttpFailure, url_check, url_host
 from clinical_ai.core.jobs import JobTable, LostClaim, job_claim, job_dispatch, job_hold, jobs_sweep
-from clinical_ai.intake.bulk import BatchWriter, FileProgress, batch_cancel, batch_finish, batch_open
+from clinical_ai.intake.bulk import (
+    FILE_TOO_LARGE,
+    BatchWriter,
+    FileProgress,
+    batch_cancel,
+    batch_finish,
+    batch_open,
+)
 from clinical_ai.intake.models import BulkBatch
 from integrations.bulk import protocol
 from integrations.bulk.keys import private_key_open, private_key_seal, public_jwk_of, signing_key_generate
@@ -43,6 +50,7 @@ from integrations.bulk.models import BulkExport, EhrSource
 logger = logging.getLogger(__name__)
 
 SOURCE_CREATE_ACTION = "bulk.source.create"
+SOURCE_SWITCH_ACTION = "bulk.source.switch"
 EXPORT_REQUEST_ACTION = "bulk.export.request"
 EXPORT_FINISH_ACTION = "bulk.export.finish"
 EXPORT_CANCEL_ACTION = "bulk.export.cancel"
@@ -152,6 +160,39 @@ def source_create(
             },
         )
     return source
+
+
+def source_switch(
+    *, source: EhrSource, enabled: bool, actor: Actor, reason: str, request_id: str = ""
+) -> bool:
+    """Switch a source off (no scheduled or asked-for pull, its JWK Set URL answers 404, so the EHR no
+    longer accepts the gateway's token; a pull under way is stopped with the reason) or on again. Audited
+    with the reason. Returns False, writing nothing, when the source already is as asked."""
+    reason = reason.strip()
+    if not reason:
+        raise SourceRefused("say why (a few words, no patient details)")
+    with transaction.atomic():
+        locked = EhrSource.objects.select_for_update().select_related("organization").get(pk=source.pk)
+        if locked.enabled == enabled:
+            return False
+        locked.enabled = enabled
+        locked.save(update_fields=["enabled", "updated_at"])
+        audit_record(
+            actor=actor,
+            action=SOURCE_SWITCH_ACTION,
+            object_type="bulk.EhrSource",
+            object_id=str(locked.external_id),
+            organization=locked.organization.slug,
+            request_id=request_id,
+            detail={"name": locked.name, "enabled": enabled, "reason": reason[:200]},
+        )
+        active = BulkExport.objects.filter(source=locked, status__in=ACTIVE_STATUSES).first()
+    source.enabled = enabled
+    if not enabled and active is not None:
+        export_cancel(
+            export=active, actor=actor, reason=f"source switched off: {reason}"[:200], request_id=request_id
+        )
+    return True
 
 
 def source_private_key(source: EhrSource) -> bytes:
@@ -770,7 +811,10 @@ def _succeed(run: _Run) -> None:
             error="",
         )
         queued = batch_finish(batch, actor=run.actor)
-        if export.transaction_time is not None:
+        # A file cut at BULK_MAX_FILE_BYTES was not read to its end: the next pull asks again from the
+        # same point (what was stored is then skipped as already stored), so nothing past the cut is lost.
+        cut = sum(1 for entry in export.files if entry.get("error") == FILE_TOO_LARGE)
+        if export.transaction_time is not None and not cut:
             EhrSource.objects.filter(pk=run.source.pk).update(last_transaction_time=export.transaction_time)
         audit_record(
             actor=run.actor,
@@ -779,7 +823,12 @@ def _succeed(run: _Run) -> None:
             object_id=str(export.external_id),
             organization=run.source.organization.slug,
             request_id=str(export.external_id),
-            detail={**_counts(batch, export), "patients_queued": queued, "deleted_at_ehr": deleted},
+            detail={
+                **_counts(batch, export),
+                "patients_queued": queued,
+                "deleted_at_ehr": deleted,
+                "files_cut_at_cap": cut,
+            },
         )
     export.status, export.phase = BulkExport.Status.SUCCEEDED, BulkExport.Phase.DONE
     run.report("Done")

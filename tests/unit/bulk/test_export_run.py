@@ -349,6 +349,14 @@ def test_an_oversized_file_is_read_to_the_cap_counted_and_the_export_goes_on(
     assert 0 < observations["bytes"] <= 400_000
     patients = next(f for f in export.files if f["type"] == "Patient")
     assert patients["lines_done"] == 2 and patients["error"] == ""
+    # The rest of the cut file is not given up: the next pull asks from the same point as this one did.
+    assert pulling.source is not None
+    pulling.source.refresh_from_db()
+    assert pulling.source.last_transaction_time is None
+    finish = AuditEvent.objects.filter(action="bulk.export.finish", object_id=str(export.external_id)).get()
+    assert finish.detail["files_cut_at_cap"] == 1
+    again = pulling.pull()
+    assert again.since is None
 
 
 def test_an_ehr_that_does_not_answer_in_time_is_asked_again(pulling: Ehr, settings: Any) -> None:

@@ -351,6 +351,45 @@ def test_pull_source_cancel_stops_the_pull_under_way(organization: Organization)
     assert export.error == "Cancelled: maintenance at the EHR tonight"
 
 
+def test_source_switch_off_stops_the_pull_hides_the_key_and_on_again_restores_it(
+    organization: Organization,
+) -> None:
+    source = _source(organization, interval_minutes=60)
+    export = export_request(source=source, actor=Actor.system("tests"), requested_by="schedule")
+    with pytest.raises(CommandError, match="the following arguments are required: --reason"):
+        call_command("source_switch", "st-epic", "--off", stdout=io.StringIO(), stderr=io.StringIO())
+    with pytest.raises(CommandError, match="say why"):
+        call_command("source_switch", "st-epic", "--off", "--reason", "  ", stdout=io.StringIO())
+    with pytest.raises(CommandError, match="no source 'nowhere'"):
+        call_command("source_switch", "nowhere", "--off", "--reason", "x", stdout=io.StringIO())
+    out = io.StringIO()
+    call_command("source_switch", "st-epic", "--off", "--reason", "EHR contract ended", stdout=out)
+    assert out.getvalue().strip() == "source st-epic: switched off"
+    source.refresh_from_db()
+    export.refresh_from_db()
+    assert source.enabled is False
+    assert export.status == BulkExport.Status.CANCELLED
+    assert export.error == "Cancelled: source switched off: EHR contract ended"
+    event = AuditEvent.objects.get(action="bulk.source.switch")
+    assert event.detail == {"name": "st-epic", "enabled": False, "reason": "EHR contract ended"}
+    assert Client().get(f"/bulk/sources/{source.external_id}/jwks.json").status_code == 404
+    BulkExport.objects.update(created_at=timezone.now() - timedelta(hours=2))
+    assert exports_schedule() == 0  # switched off: not pulled on its schedule
+    with pytest.raises(CommandError, match="switched off"):
+        call_command("pull_source", "st-epic", stdout=io.StringIO(), stderr=io.StringIO())
+    # Switching off twice changes nothing and writes nothing.
+    again = io.StringIO()
+    call_command("source_switch", "st-epic", "--off", "--reason", "again", stdout=again)
+    assert "already off; nothing changed" in again.getvalue()
+    assert AuditEvent.objects.filter(action="bulk.source.switch").count() == 1
+
+    call_command("source_switch", "st-epic", "--on", "--reason", "new contract", stdout=io.StringIO())
+    source.refresh_from_db()
+    assert source.enabled is True
+    assert Client().get(f"/bulk/sources/{source.external_id}/jwks.json").status_code == 200
+    assert exports_schedule() == 1
+
+
 class _Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True

@@ -5,14 +5,18 @@ after a crash."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from collections import Counter
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.conf import settings
+from django.core.management import call_command
 from django.test import override_settings
+from django.utils import timezone
 
 from clinical_ai.accounts.models import Organization
 from clinical_ai.audit.models import AuditEvent
@@ -29,6 +33,7 @@ from clinical_ai.intake.bulk import (
     batch_cancel,
     batch_finish,
     batch_open,
+    batches_abandoned_cancel,
     patient_key,
     resource_key,
     version_key,
@@ -458,6 +463,30 @@ def test_cancel_drops_the_staged_jobs_and_a_later_batch_takes_them_again(
     assert later.resources_staged == cancelled.resources_staged and later.duplicates_skipped == 0
     event = AuditEvent.objects.filter(object_id=str(cancelled.external_id)).order_by("pk").last()
     assert event is not None and event.action == "intake.batch.finish" and event.outcome == "failure"
+
+
+def test_a_file_batch_its_sender_abandoned_is_cancelled_by_the_sweep_and_the_lines_taken_again(
+    organization: Organization, synthea: dict[str, list[dict[str, Any]]], settings: Any
+) -> None:
+    """``ingest_ndjson`` killed half-way leaves a batch receiving: after INTAKE_BATCH_IDLE_SECONDS without a
+    line the intake sweep cancels it, so the same files loaded again are stored, not skipped."""
+    settings.INTAKE_BATCH_IDLE_SECONDS = 600
+    files = _files(synthea)
+    abandoned = _ingest(organization, files, label="killed")
+    pulled = batch_open(organization=organization, origin=BulkBatch.Origin.EXPORT, label="pull", actor=ACTOR)
+    now = timezone.now()
+    assert batches_abandoned_cancel(now=now + timedelta(seconds=599)) == 0  # still within the idle time
+    call_command("intake_sweep", stdout=io.StringIO())  # the real clock: nothing is old enough yet
+    abandoned.refresh_from_db()
+    assert abandoned.status == BulkBatch.Status.RECEIVING
+    assert batches_abandoned_cancel(now=now + timedelta(seconds=601)) == 1
+    abandoned.refresh_from_db()
+    pulled.refresh_from_db()
+    assert abandoned.status == BulkBatch.Status.CANCELLED
+    assert abandoned.error == "Abandoned: nothing received for 10 minutes"
+    assert pulled.status == BulkBatch.Status.RECEIVING  # a pulled export ends its own batch
+    again = _ingest(organization, files, label="again")
+    assert again.duplicates_skipped == 0 and again.resources_staged == abandoned.resources_staged
 
 
 def test_the_last_job_to_finish_marks_the_batch_done(
