@@ -17,7 +17,6 @@ pipeline.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -45,9 +44,9 @@ from clinical_ai.fhir.ndjson import (
     line_decode,
     lines_split,
     resource_valid,
-    version_marker,
 )
 from clinical_ai.fhir.references import identifier_key
+from clinical_ai.intake.keys import patient_key, resource_key, version_key
 from clinical_ai.intake.models import (
     BulkBatch,
     HeldIdentifier,
@@ -98,26 +97,6 @@ def _max_line_bytes() -> int:
 
 def _max_file_bytes() -> int:
     return int(getattr(settings, "BULK_MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES))
-
-
-def _keyed(text: str) -> str:
-    return hmac.new(settings.PSEUDONYM_KEY.encode("utf-8"), text.encode("utf-8"), hashlib.sha256).hexdigest()
-
-
-def patient_key(reference: str) -> str:
-    """``IngestJob.patient_key_sha256`` of a bulk job: the keyed HMAC of ``Patient/<id>``."""
-    return _keyed(reference)
-
-
-def resource_key(resource_type: str, resource_id: str) -> str:
-    """``SeenResourceVersion.resource_key_sha256``: the keyed HMAC of ``<Type>/<id>``."""
-    return _keyed(f"{resource_type}/{resource_id}")
-
-
-def version_key(resource: dict[str, Any]) -> str:
-    """``SeenResourceVersion.version_sha256``: the keyed HMAC of the version marker (``versionId``,
-    ``lastUpdated`` or a digest of the content), so that the table holds no guessable plain digest."""
-    return _keyed(version_marker(resource))
 
 
 def batch_open(

@@ -23,7 +23,8 @@ from clinical_ai.core.crypto import DecryptionError
 from clinical_ai.core.jobs import JobTable, LostClaim, job_claim, job_dispatch, job_hold, jobs_sweep
 from clinical_ai.core.rows import rows_insert
 from clinical_ai.core.sealing import keyring, open_json, seal_json
-from clinical_ai.intake.models import BulkBatch, IngestJob, RawResource
+from clinical_ai.intake.keys import resource_key
+from clinical_ai.intake.models import BulkBatch, IngestJob, RawResource, SeenResourceVersion
 from clinical_ai.intake.selectors import batch_refresh_status
 
 logger = logging.getLogger(__name__)
@@ -225,6 +226,8 @@ def ingest_job_finish(
             job_hold(INGEST_JOBS, job, status=status, finished_at=timezone.now(), error=error[:500])
             if writes is not None:
                 writes()
+            if status == IngestJob.Status.FAILED and job.batch_id is not None:
+                detail = {**detail, "versions_forgotten": _bulk_versions_forget(job)}
             audit_record(
                 actor=actor,
                 action="intake.job.process",
@@ -244,6 +247,27 @@ def ingest_job_finish(
         logger.warning("ingest job %s was taken over by another worker; this run's result is dropped", job.pk)
         return False
     return True
+
+
+def _bulk_versions_forget(job: IngestJob) -> int:
+    """A bulk job failed for good: forget the resource versions its batch recorded for this job's entries,
+    so that the same versions sent again (a later pull, the same files) are taken instead of skipped as
+    already stored. Entries that no longer open are left (their keys cannot be known). Returns how many."""
+    keys = set()
+    for raw in job.raw_resources.iterator(chunk_size=200):
+        try:
+            document = open_json(raw.sealed, associated_data=raw.associated_data)
+        except (DecryptionError, ValueError):
+            continue
+        resource = document.get("resource") if isinstance(document, dict) else None
+        if isinstance(resource, dict) and isinstance(resource.get("id"), str):
+            keys.add(resource_key(str(resource.get("resourceType")), resource["id"]))
+    if not keys:
+        return 0
+    forgotten, _ = SeenResourceVersion.objects.filter(
+        organization_id=job.organization_id, batch_id=job.batch_id, resource_key_sha256__in=keys
+    ).delete()
+    return forgotten
 
 
 def _batch_refresh(*, batch_id: int) -> None:

@@ -34,10 +34,8 @@ from clinical_ai.intake.bulk import (
     batch_finish,
     batch_open,
     batches_abandoned_cancel,
-    patient_key,
-    resource_key,
-    version_key,
 )
+from clinical_ai.intake.keys import patient_key, resource_key, version_key
 from clinical_ai.intake.models import (
     BulkBatch,
     HeldIdentifier,
@@ -47,7 +45,13 @@ from clinical_ai.intake.models import (
     SeenResourceVersion,
 )
 from clinical_ai.intake.selectors import batch_progress, batch_refresh_status
-from clinical_ai.intake.services import OpenedEntry, StageOutcome, ingest_job_claim, ingest_job_run
+from clinical_ai.intake.services import (
+    OpenedEntry,
+    PermanentJobError,
+    StageOutcome,
+    ingest_job_claim,
+    ingest_job_run,
+)
 from clinical_ai.vault.pseudonyms import patient_identity
 from tests.bulk_data import ndjson_bytes, patient_bundle_paths, resources_by_type, shared_bundle_paths
 
@@ -487,6 +491,35 @@ def test_a_file_batch_its_sender_abandoned_is_cancelled_by_the_sweep_and_the_lin
     assert pulled.status == BulkBatch.Status.RECEIVING  # a pulled export ends its own batch
     again = _ingest(organization, files, label="again")
     assert again.duplicates_skipped == 0 and again.resources_staged == abandoned.resources_staged
+
+
+def test_a_patient_whose_job_failed_for_good_is_taken_again_when_sent_again(
+    organization: Organization, synthea: dict[str, list[dict[str, Any]]]
+) -> None:
+    files = _files(synthea)
+    first = _ingest(organization, files, label="first")
+    assert batch_finish(first, actor=ACTOR) == 3
+    jobs = list(IngestJob.objects.filter(batch=first).order_by("pk"))
+    failing = jobs[0]
+
+    def unusable(job: IngestJob, entries: list[OpenedEntry], actor: Actor) -> StageOutcome:
+        raise PermanentJobError("content the engine cannot process", {"error": "ValueError"})
+
+    claim = ingest_job_claim(job_id=str(failing.external_id), task_id="t", worker="w")
+    assert claim.job is not None
+    ingest_job_run(job=claim.job, actor=ACTOR, stage=unusable)
+    failing.refresh_from_db()
+    assert failing.status == IngestJob.Status.FAILED
+    event = AuditEvent.objects.filter(action="intake.job.process", object_id=str(failing.external_id)).get()
+    assert event.outcome == "failure" and event.detail["versions_forgotten"] == failing.resource_count > 0
+
+    # The same files again: the failed patient's resources are stored again, the others skipped.
+    again = _ingest(organization, files, label="again")
+    assert again.resources_staged == failing.resource_count
+    assert again.duplicates_skipped == first.resources_staged - failing.resource_count + first.references_held
+    assert batch_finish(again, actor=ACTOR) == 1
+    retried = IngestJob.objects.get(batch=again)
+    assert retried.patient_key_sha256 == failing.patient_key_sha256
 
 
 def test_the_last_job_to_finish_marks_the_batch_done(
