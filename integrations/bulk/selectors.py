@@ -109,7 +109,8 @@ def rate_words(progress: BatchProgress) -> str:
     """How fast records came in and patients were prepared, in words ("" before there is a figure)."""
     parts = []
     if progress.resources_per_second:
-        parts.append(f"{progress.resources_per_second:,.0f} records a second received")
+        records = f"{progress.resources_per_second:,.0f}"
+        parts.append(f"{records} {'record' if records == '1' else 'records'} a second received")
     if progress.patients_per_second:
         parts.append(f"{progress.patients_per_second:,.1f} patients a second prepared")
     return "; ".join(parts)
@@ -174,7 +175,7 @@ def export_view(export: BulkExport) -> ExportView:
     elif status == BulkExport.Status.FAILED:
         words = f"Failed: {export.error}" if export.error else "Failed"
     elif status == BulkExport.Status.CANCELLED:
-        words = "Cancelled"
+        words = export.error or "Cancelled"  # "Cancelled: <the reason given>"
     elif progress is not None:
         words = batch_words(progress)
         if progress.status == BulkBatch.Status.PROCESSING:

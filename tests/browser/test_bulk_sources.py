@@ -15,8 +15,8 @@ from clinical_ai.audit.models import AuditEvent
 from clinical_ai.audit.services import Actor
 from clinical_ai.intake.bulk import BatchWriter, batch_open
 from clinical_ai.intake.models import BulkBatch
-from integrations.bulk.models import BulkExport
-from integrations.bulk.services import export_request, export_run, source_create, source_jwks
+from integrations.bulk.models import BulkExport, EhrSource
+from integrations.bulk.services import export_request, export_run, source_create, source_jwks, source_switch
 from tests.browser.conftest import CHROMIUM, WHY_SKIPPED, BrowserSession
 from tests.browser.test_accessibility import AXE, Audit
 from tests.bulk_data import ndjson_bytes, patient_bundle_paths, resources_by_type, shared_bundle_paths
@@ -137,4 +137,19 @@ def test_an_admin_follows_the_pulls_and_asks_for_one(
             "outcome", flat=True
         )
     ) == ["success", "failure"]
+
+    # Switched off on the server: the page says so and how to undo it, with no Pull now to press.
+    source_switch(
+        source=EhrSource.objects.get(name="st-epic"), enabled=False, actor=ACTOR, reason="contract ended"
+    )
+    page.reload()
+    off = page.get_by_role("region", name=re.compile(r"^st-epic"))
+    expect(off.get_by_role("heading", level=2)).to_have_text("st-epic (switched off)")
+    expect(off).to_contain_text("Switched off: nothing is pulled from this source")
+    expect(off).to_contain_text("python manage.py source_switch st-epic --on")
+    expect(off.get_by_role("button", name="Pull now")).to_have_count(0)
+    expect(off.get_by_role("button", name="Stop this pull")).to_have_count(0)  # the queued pull was stopped
+    expect(off).to_contain_text("Cancelled: source switched off: contract ended")
+    expect(off.get_by_label("Key address for the EHR")).to_have_count(0)  # it answers 404 now
+    browser.screenshots_at_both(screenshots, "bulk-sources-switched-off")
     browser.assert_clean()

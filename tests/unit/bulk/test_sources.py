@@ -352,7 +352,7 @@ def test_pull_source_cancel_stops_the_pull_under_way(organization: Organization)
 
 
 def test_source_switch_off_stops_the_pull_hides_the_key_and_on_again_restores_it(
-    organization: Organization,
+    organization: Organization, admin: Any
 ) -> None:
     source = _source(organization, interval_minutes=60)
     export = export_request(source=source, actor=Actor.system("tests"), requested_by="schedule")
@@ -377,6 +377,9 @@ def test_source_switch_off_stops_the_pull_hides_the_key_and_on_again_restores_it
     assert exports_schedule() == 0  # switched off: not pulled on its schedule
     with pytest.raises(CommandError, match="switched off"):
         call_command("pull_source", "st-epic", stdout=io.StringIO(), stderr=io.StringIO())
+    page = _signed_in(admin).get("/bulk/sources/").content.decode()
+    assert "st-epic <small>(switched off)</small>" in page
+    assert "Switched off: nothing is pulled from this source" in page and "Pull now" not in page
     # Switching off twice changes nothing and writes nothing.
     again = io.StringIO()
     call_command("source_switch", "st-epic", "--off", "--reason", "again", stdout=again)
