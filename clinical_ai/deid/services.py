@@ -83,9 +83,10 @@ def ingest_job_deidentify(job: IngestJob, entries: list[OpenedEntry], actor: Act
     for output in result.outputs:
         raw = by_index[output.index]
         row = DeidentifiedResource(
-            job=job,
-            raw_resource=raw,
-            organization=organization,
+            # Ids rather than instances: the relation setters cost more than the rest of the row here.
+            job_id=job.pk,
+            raw_resource_id=raw.pk,
+            organization_id=organization.pk,
             resource_type=raw.resource_type,
             patient_pseudonym=output.patient_pseudonym,
             config_name=config,
@@ -103,7 +104,7 @@ def ingest_job_deidentify(job: IngestJob, entries: list[OpenedEntry], actor: Act
     vault_rows = []
     for (patient, kind, pseudonym), original in originals.items():
         entry = PseudonymVaultEntry(
-            organization=organization, patient_pseudonym=patient, kind=kind, pseudonym=pseudonym
+            organization_id=organization.pk, patient_pseudonym=patient, kind=kind, pseudonym=pseudonym
         )
         entry.sealed_original = sealer.seal(original.encode("utf-8"), associated_data=entry.associated_data)
         vault_rows.append(entry)
@@ -237,7 +238,7 @@ def patient_reference_index_entries(
         if kind != "patient_reference":
             continue
         entry = PseudonymVaultEntry(
-            organization=organization,
+            organization_id=organization.pk,
             patient_pseudonym=patient,
             kind=PATIENT_REFERENCE_INDEX_KIND,
             pseudonym=reference_index_key(organization=organization.slug, reference=original),
@@ -275,7 +276,10 @@ def patient_search_index_entries(
             ]
         for index_kind, index_key, value in keyed:
             entry = PseudonymVaultEntry(
-                organization=organization, patient_pseudonym=patient, kind=index_kind, pseudonym=index_key
+                organization_id=organization.pk,
+                patient_pseudonym=patient,
+                kind=index_kind,
+                pseudonym=index_key,
             )
             entry.sealed_original = sealer.seal(value.encode("utf-8"), associated_data=entry.associated_data)
             entries.append(entry)
