@@ -25,6 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from _bulk_copies import bundle_ids, copy_text, resources_copied
+from _cpu_time import (
+    machine_cpu_seconds,
+    process_cpu_seconds,
+    program_roots,
+    roots_cpu_seconds,
+    tree_cpu_seconds,
+)
 from _harness import (
     Started,
     celery_worker_start,
@@ -46,12 +53,16 @@ RETRY_AFTER_SECONDS = 1
 
 
 class MemorySampler:
-    """The resident set of several process trees (KiB each), sampled together every ``interval`` seconds."""
+    """The resident set of several process trees (KiB each), sampled together every ``interval`` seconds,
+    and with it the CPU seconds used so far by each tree, by PostgreSQL and Redis (all their processes), by
+    this process (the EHR stand-in's threads and the polling) and by the whole machine."""
 
     def __init__(self, roots: Mapping[str, int], *, interval: float) -> None:
         self.roots = dict(roots)
         self.interval = interval
         self.samples: list[tuple[float, dict[str, int]]] = []
+        self.cpu: list[tuple[float, dict[str, float]]] = []
+        self._programs = {name: program_roots(name) for name in ("postgres", "redis-server")}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bulk-memory", daemon=True)
 
@@ -61,7 +72,18 @@ class MemorySampler:
                 name: sum(rss_kib(pid) for pid in process_tree(root)) for name, root in self.roots.items()
             }
             self.samples.append((time.time(), sizes))
+            self.cpu.append((time.time(), self._cpu()))
             self._stop.wait(self.interval)
+
+    def _cpu(self) -> dict[str, float]:
+        busy, total = machine_cpu_seconds()
+        return {
+            **{name: tree_cpu_seconds(root) for name, root in self.roots.items()},
+            **{name: roots_cpu_seconds(roots) for name, roots in self._programs.items()},
+            "benchmark": process_cpu_seconds(os.getpid()),
+            "machine_busy": busy,
+            "machine_total": total,
+        }
 
     def start(self) -> MemorySampler:
         self._thread.start()
@@ -70,6 +92,20 @@ class MemorySampler:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+
+
+def cpu_summary(
+    samples: Sequence[tuple[float, Mapping[str, float]]], since: float, until: float
+) -> dict[str, Any]:
+    """CPU seconds each sampled name used between the last sample at or before ``since`` and the first at or
+    after ``until`` (the window those two samples span is given as ``seconds``)."""
+    before = [s for s in samples if s[0] <= since] or samples[:1]
+    after = [s for s in samples if s[0] >= until] or samples[-1:]
+    if not before or not after or after[0][0] <= before[-1][0]:
+        return {}
+    (start, first), (end, last) = before[-1], after[0]
+    used = {name: last[name] - first.get(name, 0.0) for name in last}
+    return {"seconds": end - start, **used}
 
 
 def memory_summary(
@@ -289,6 +325,10 @@ def _bulk(
         memory["bulk_downloading"] = memory_summary(sampler.samples, ["bulk"], started, received)
     if claimed:  # the pipeline worker while it processes the batch's patients
         memory["pipeline_processing"] = memory_summary(sampler.samples, ["pipeline"], claimed, until)
+    cpu = {"whole": cpu_summary(sampler.cpu, started, until)}
+    if received:
+        cpu["receiving"] = cpu_summary(sampler.cpu, started, received)
+        cpu["processing"] = cpu_summary(sampler.cpu, received, until)
     return {
         "copies": copies,
         "served": sum(map(len, served.values())),
@@ -316,6 +356,7 @@ def _bulk(
         "patients_per_s": patients / seconds if patients else 0.0,
         "resources_per_s": lines / seconds if patients else 0.0,
         "memory": memory,
+        "cpu": cpu,
     }
 
 
