@@ -105,6 +105,8 @@ EVENT_CODES: dict[str, EventCodes] = {
     "intake.batch.open": EventCodes(IMPORT, (), "C"),
     "intake.batch.finish": EventCodes(IMPORT, (), "E", OUTCOME_SERIOUS_FAILURE),
     "intake.raw_resources.reseal": EventCodes(APPLICATION_ACTIVITY, (SOFTWARE_CONFIGURATION,), "U"),
+    "intake.held_resources.reseal": EventCodes(APPLICATION_ACTIVITY, (SOFTWARE_CONFIGURATION,), "U"),
+    "bulk.source_keys.reseal": EventCodes(APPLICATION_ACTIVITY, (SOFTWARE_CONFIGURATION,), "U"),
     # De-identification and re-identification.
     "deid.resources.create": EventCodes(PATIENT_RECORD, (), "C", OUTCOME_SERIOUS_FAILURE),
     "deid.reidentify": EventCodes(PATIENT_RECORD, (USE_OF_RESTRICTED_FUNCTION,), "R"),
