@@ -168,6 +168,7 @@ EVENT_CODES: dict[str, EventCodes] = {
     "bulk.export.request": EventCodes(IMPORT, (), "C"),
     "bulk.export.finish": EventCodes(IMPORT, (), "E", OUTCOME_SERIOUS_FAILURE),
     "bulk.export.cancel": EventCodes(IMPORT, (), "D"),
+    "bulk.upload": EventCodes(IMPORT, (), "C"),
     # Model runs (a worker reads a de-identified record and creates suggestions) and the models' switches.
     "inference.run": EventCodes(APPLICATION_ACTIVITY, (PATIENT_RECORD,), "E", OUTCOME_SERIOUS_FAILURE),
     "inference.model.configure": EventCodes(SECURITY_ALERT, (SOFTWARE_CONFIGURATION,), "U"),

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from clinical_ai.accounts.models import Membership, Role
+from clinical_ai.accounts.models import Membership, Organization, Role
 from clinical_ai.core.http import url_host
 from clinical_ai.intake.models import BulkBatch
 from clinical_ai.intake.selectors import BatchProgress, batch_progress, batch_refresh_status
@@ -39,6 +39,18 @@ def sources_visible(user: Any) -> QuerySet[EhrSource]:
 def source_for_admin(user: Any, source_id: str) -> EhrSource | None:
     """The source if ``user`` administers its organization (None otherwise, and for an unknown id)."""
     return sources_visible(user).filter(external_id=source_id).first()
+
+
+def upload_sites(user: Any) -> list[Organization]:
+    """The sites ``user`` may send an NDJSON file for: those they administer (every site for a superuser)."""
+    organizations = admin_organization_ids(user)
+    sites = Organization.objects.order_by("name")
+    return list(sites if organizations is None else sites.filter(pk__in=organizations))
+
+
+def upload_site_for_admin(user: Any, slug: str) -> Organization | None:
+    """The site named ``slug`` if ``user`` administers it (None otherwise, and for an unknown slug)."""
+    return next((site for site in upload_sites(user) if site.slug == slug), None)
 
 
 def schedule_words(minutes: int) -> str:
@@ -238,6 +250,7 @@ class SourcesPage:
     sources: list[SourceView]
     exports: list[ExportView]
     batches: list[BatchView]
+    upload_sites: list[Organization]
 
 
 def sources_page(user: Any) -> SourcesPage:
@@ -269,4 +282,4 @@ def sources_page(user: Any) -> SourcesPage:
         if batch.status == BulkBatch.Status.PROCESSING:
             batch_refresh_status(batch)
         batch_views.append(BatchView(batch=batch, progress=batch_progress(batch)))
-    return SourcesPage(sources=views, exports=exports, batches=batch_views)
+    return SourcesPage(sources=views, exports=exports, batches=batch_views, upload_sites=upload_sites(user))

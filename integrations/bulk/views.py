@@ -8,16 +8,18 @@ record. Every page shown and every Pull now (done or refused) is an audit event.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, QueryDict
+from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
 from clinical_ai.accounts.selectors import user_is_admin
@@ -34,6 +36,17 @@ from integrations.bulk.services import (
     export_cancel,
     export_request,
     source_jwks,
+)
+from integrations.bulk.uploads import (
+    CSRF,
+    NO_FILE,
+    NOT_ADMIN,
+    UPLOAD_ACTION,
+    NdjsonUploadHandler,
+    UploadResult,
+    upload_limit_words,
+    upload_record,
+    upload_words,
 )
 
 SOURCE_VIEW_ACTION = "bulk.source.view"
@@ -75,7 +88,11 @@ def source_list_view(request: HttpRequest) -> HttpResponse:
     page = sources_page(request.user)
     _record(request, detail={"page": "sources", "shown": len(page.sources)})
     sources = [(view, _jwks_url(request, view.source)) for view in page.sources]
-    return render(request, "bulk/source_list.html", {"page": page, "sources": sources})
+    return render(
+        request,
+        "bulk/source_list.html",
+        {"page": page, "sources": sources, "upload_limit": upload_limit_words()},
+    )
 
 
 def _jwks_url(request: HttpRequest, source: EhrSource) -> str:
@@ -182,4 +199,60 @@ def source_jwks_view(request: HttpRequest, source_id: str) -> JsonResponse:
         raise Http404("no such source")
     response = JsonResponse(source_jwks(source), content_type="application/jwk-set+json")
     response["Cache-Control"] = f"public, max-age={JWKS_CACHE_SECONDS}"
+    return response
+
+
+def _no_response(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(status=204)
+
+
+def _csrf_token_sent(request: HttpRequest, fields: QueryDict) -> bool:
+    """Whether the form fields sent before the file carry the request's CSRF token: the very check
+    csrf_protect makes once the whole body is read, made here before any byte of the file is stored."""
+    probe = copy.copy(request)
+    probe.POST = fields  # type: ignore[assignment]
+    return CsrfViewMiddleware(_no_response).process_view(probe, _no_response, (), {}) is None
+
+
+@csrf_exempt  # checked below, once the upload handler is in place (Django's documented pattern)
+@never_cache
+@require_POST
+def upload_view(request: HttpRequest) -> HttpResponse:
+    """An admin sends an NDJSON file for one of their sites; it is streamed into a batch (see uploads.py)."""
+    if not request.user.is_authenticated:
+        return redirect_to_login(reverse("bulk:source_list"))
+    if not user_is_admin(request.user):
+        return _forbidden(request, action=UPLOAD_ACTION, page="upload")
+    handler = NdjsonUploadHandler(
+        request,
+        user=request.user,
+        request_id=request_id_of(request),
+        token_valid=lambda fields: _csrf_token_sent(request, fields),
+    )
+    request.upload_handlers = [handler]
+    answered: list[bool] = []
+
+    @csrf_protect
+    def checked(request: HttpRequest) -> HttpResponse:
+        answered.append(True)
+        # The body is read here if the CSRF check did not read it already (a check that finds the header's
+        # token, or a test client's); the handler streams the file as it goes.
+        request.POST  # noqa: B018
+        result = handler.result or UploadResult(refused=NO_FILE)
+        upload_record(user=request.user, result=result, request_id=request_id_of(request))
+        if result.refused in (NOT_ADMIN, CSRF):
+            return render(request, "bulk/forbidden.html", {}, status=403)
+        if result.refused:
+            messages.error(request, upload_words(result))
+        else:
+            messages.success(request, upload_words(result))
+        return redirect("bulk:source_list")
+
+    response = checked(request)
+    if not answered:  # refused by csrf_protect; the handler stored nothing either
+        upload_record(
+            user=request.user,
+            result=handler.result or UploadResult(refused=CSRF),
+            request_id=request_id_of(request),
+        )
     return response
