@@ -1,8 +1,8 @@
 """Authenticated encryption of PHI at rest (AES-256-GCM) with named keys so keys can rotate.
 
 Each stored value keeps the id of the key that sealed it beside the ciphertext. New values are sealed with
-the active key (the first of the key ring); older keys stay in the ring only to open what they sealed until
-``rotate_encryption_key`` has re-sealed everything. The associated data binds a ciphertext to the row it
+the active key (the first of the key ring); older keys stay in the ring to open what they sealed
+(``manage.py reseal_raw_resources`` re-seals some tables, not all: docs/operations.md, "Keys"). The associated data binds a ciphertext to the row it
 belongs to, so a ciphertext copied into another row does not open.
 """
 

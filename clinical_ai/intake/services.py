@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import transaction
@@ -24,10 +24,16 @@ from clinical_ai.core.jobs import JobTable, LostClaim, job_claim, job_dispatch, 
 from clinical_ai.core.rows import rows_insert
 from clinical_ai.core.sealing import keyring, open_json, seal_json
 from clinical_ai.intake.keys import resource_key
-from clinical_ai.intake.models import BulkBatch, IngestJob, RawResource, SeenResourceVersion
+from clinical_ai.intake.models import BulkBatch, HeldResource, IngestJob, RawResource, SeenResourceVersion
 from clinical_ai.intake.selectors import batch_refresh_status
 
 logger = logging.getLogger(__name__)
+
+RAW_RESOURCES_RESEAL_ACTION = "intake.raw_resources.reseal"
+HELD_RESOURCES_RESEAL_ACTION = "intake.held_resources.reseal"
+
+# The tables of sealed documents that a key rotation re-seals (same columns, same associated data scheme).
+_SealedRow = TypeVar("_SealedRow", RawResource, HeldResource)
 
 
 @dataclass(frozen=True)
@@ -309,11 +315,23 @@ def ingest_job_run(*, job: IngestJob, actor: Actor, stage: JobStage) -> bool:
 def raw_resources_reseal(*, actor: Actor, batch_size: int = 500) -> int:
     """Re-seal every stored entry not sealed with the active key (after a key rotation), in batches, each
     batch in its own transaction with its audit row. Returns how many were re-sealed."""
+    return _rows_reseal(RawResource, actor=actor, batch_size=batch_size, action=RAW_RESOURCES_RESEAL_ACTION)
+
+
+def held_resources_reseal(*, actor: Actor, batch_size: int = 500) -> int:
+    """Re-seal every held resource (the bulk intake's resources of no patient) not sealed with the active
+    key, as ``raw_resources_reseal`` does. Its ``updated_at`` stays: the content did not change."""
+    return _rows_reseal(HeldResource, actor=actor, batch_size=batch_size, action=HELD_RESOURCES_RESEAL_ACTION)
+
+
+def _rows_reseal(model: type[_SealedRow], *, actor: Actor, batch_size: int, action: str) -> int:
+    """Open each row not under the active key and seal the same document again with it (same associated
+    data), a batch at a time under row locks, one audit row per batch: count and key ids, never content."""
     active = keyring().active_key_id
     total = 0
     while True:
         with transaction.atomic():
-            rows = list(RawResource.objects.exclude(key_id=active).select_for_update()[:batch_size])
+            rows = list(model.objects.exclude(key_id=active).select_for_update()[:batch_size])
             if not rows:
                 return total
             old_keys = sorted({row.key_id for row in rows})
@@ -321,11 +339,11 @@ def raw_resources_reseal(*, actor: Actor, batch_size: int = 500) -> int:
                 document = open_json(row.sealed, associated_data=row.associated_data)
                 sealed = seal_json(document, associated_data=row.associated_data)
                 row.key_id, row.nonce, row.ciphertext = sealed.key_id, sealed.nonce, sealed.ciphertext
-            RawResource.objects.bulk_update(rows, ["key_id", "nonce", "ciphertext"])
+            model.objects.bulk_update(rows, ["key_id", "nonce", "ciphertext"])
             audit_record(
                 actor=actor,
-                action="intake.raw_resources.reseal",
-                object_type="RawResource",
+                action=action,
+                object_type=model.__name__,
                 detail={"count": len(rows), "from_keys": old_keys, "to_key": active},
             )
             total += len(rows)

@@ -34,6 +34,7 @@ from clinical_ai.audit.models import Outcome
 from clinical_ai.audit.services import Actor, audit_record
 from clinical_ai.core.http import HttpFailure, url_check, url_host
 from clinical_ai.core.jobs import JobTable, LostClaim, job_claim, job_dispatch, job_hold, jobs_sweep
+from clinical_ai.core.sealing import keyring
 from clinical_ai.intake.bulk import (
     FILE_TOO_LARGE,
     BatchWriter,
@@ -51,6 +52,7 @@ logger = logging.getLogger(__name__)
 
 SOURCE_CREATE_ACTION = "bulk.source.create"
 SOURCE_SWITCH_ACTION = "bulk.source.switch"
+SOURCE_KEYS_RESEAL_ACTION = "bulk.source_keys.reseal"
 EXPORT_REQUEST_ACTION = "bulk.export.request"
 EXPORT_FINISH_ACTION = "bulk.export.finish"
 EXPORT_CANCEL_ACTION = "bulk.export.cancel"
@@ -197,6 +199,37 @@ def source_switch(
 
 def source_private_key(source: EhrSource) -> bytes:
     return private_key_open(source.private_key_sealed, associated_data=source.private_key_associated_data)
+
+
+def source_keys_reseal(*, actor: Actor) -> int:
+    """Re-seal each source's private key that is not sealed with the installation's active key (after a key
+    rotation), under row locks, with one audit row (count and key ids, never key material). The key pair
+    stays the same, so the public JWK, its kid and what the EHR registered do not change. Returns how many
+    were re-sealed."""
+    active = keyring().active_key_id
+    with transaction.atomic():
+        sources = list(
+            EhrSource.objects.exclude(private_key_key_id=active).select_for_update().order_by("pk")
+        )
+        if not sources:
+            return 0
+        old_keys = sorted({source.private_key_key_id for source in sources})
+        for source in sources:
+            private_pem = source_private_key(source)
+            sealed = private_key_seal(private_pem, associated_data=source.private_key_associated_data)
+            source.private_key_key_id = sealed.key_id
+            source.private_key_nonce = sealed.nonce
+            source.private_key_ciphertext = sealed.ciphertext
+        EhrSource.objects.bulk_update(
+            sources, ["private_key_key_id", "private_key_nonce", "private_key_ciphertext"]
+        )
+        audit_record(
+            actor=actor,
+            action=SOURCE_KEYS_RESEAL_ACTION,
+            object_type="bulk.EhrSource",
+            detail={"count": len(sources), "from_keys": old_keys, "to_key": active},
+        )
+    return len(sources)
 
 
 # The public JWK of each source's key, by (source, key id): the public endpoint answers without opening the
