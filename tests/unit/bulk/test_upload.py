@@ -175,3 +175,19 @@ def test_the_upload_is_streamed_with_a_bounded_buffer(site_a: Organization, monk
     (handler,) = handlers
     assert 0 < handler.largest_chunk <= handler.chunk_size + len(line)
     assert handler.largest_chunk < len(data) // 10
+
+
+def test_a_file_larger_than_its_declared_body_allows_is_cancelled(
+    site_a: Organization, settings: Any
+) -> None:
+    """Within the form's allowance but past the cap once read: the batch is cancelled, no patient queued."""
+    admin = make_user("admin-abe", site_a, Role.ADMIN, is_staff=True)
+    settings.BULK_MAX_FILE_BYTES = 1000
+    data = _ndjson(*_patient(1), *_patient(2), *_patient(3), *_patient(4))
+    assert 1000 < len(data) < 1000 + 64 * 1024
+    html = _send(_client(admin), data).content.decode()
+    assert "the file is larger than the 1,000 bytes allowed; nothing was stored" in html
+    batch = BulkBatch.objects.get()
+    assert batch.status == BulkBatch.Status.CANCELLED
+    assert not RawResource.objects.exists() and not IngestJob.objects.filter(status="queued").exists()
+    assert _events()[0].detail["refused"] == "too_large"
