@@ -27,7 +27,9 @@ What it serves (``root_url`` = ``http://127.0.0.1:PORT``, ``base_url`` = ``{root
   element: a string, code or CodeableConcept) and ``_outputFormat`` are honoured;
 - the status URL: 202 with ``Retry-After`` and ``X-Progress`` for ``polls_before_ready`` polls, then 200
   with the manifest (``transactionTime`` = the kick-off's time, ``requiresAccessToken``, ``output`` one file
-  per type, or several of ``lines_per_file`` lines, and ``error`` when ``error_file_lines`` is set);
+  per type, or several of ``lines_per_file`` lines, ``error`` when ``error_file_lines`` is set, and, for an
+  export with ``_since``, ``deleted``: one file of transaction Bundles, a DELETE entry each, for the resources
+  ``resource_delete`` removed since then, plus ``deleted_file_extra_lines``);
   DELETE → 202, and the job and its files are gone (404) afterwards;
 - ``{root}/bulkfiles/{job}/{name}.ndjson``: the files, with ``Range: bytes=N-`` (206 + Content-Range, 416
   past the end) unless ``range_supported`` is off;
@@ -41,10 +43,12 @@ Knobs (attributes and methods, safe to set from the test's thread while the serv
 ``requires_access_token``, ``range_supported``, ``lines_per_file``, ``files_on_other_host`` (a host name for
 the file URLs, e.g. "localhost", which reaches this same server; "files.example.org", which reaches
 nothing), ``next_link_host``, ``everything_supported``, ``error_file_lines`` (OperationOutcome dicts),
-``delay_seconds`` (every answer), ``groups`` (group id → patient ids); ``fail_next(kind, status, times)``,
+``deleted_file_extra_lines`` (raw lines), ``deleted_type_in_manifest`` (off: the ``deleted`` entry has no
+``type``), ``delay_seconds`` (every answer), ``groups`` (group id → patient ids); ``fail_next(kind, status, times)``,
 ``throttle(kind, times)``, ``delay_next(kind, seconds, times)``, ``drop_file_after(n_bytes, times)`` (the
 file's body stops after n bytes and the connection closes), ``oversized_file(type, size)``,
-``add_malformed_line(type, raw, at)``, ``resource_put(resource)``, ``tokens_expire()``.
+``add_malformed_line(type, raw, at)``, ``resource_put(resource)``, ``resource_delete(type, id)``,
+``tokens_expire()``.
 Kinds: smart-config, metadata, token, kickoff, status, delete, file, read, search, everything.
 
 ``requests`` logs every request (``LoggedRequest``: kind, method, path, query, whether a bearer token came,
@@ -148,6 +152,7 @@ class _Job:
     files: dict[str, tuple[str, bytes | int]]  # name -> (type, content or oversized size)
     output: list[tuple[str, str, int]]  # (type, name, count)
     error_name: str | None
+    deleted_name: str | None = None
     polls: int = 0
     deleted: bool = False
     requires_access_token: bool = True
@@ -224,12 +229,16 @@ class EhrStandIn:
         self.next_link_host: str | None = None
         self.everything_supported = True
         self.error_file_lines: list[dict[str, Any]] = []
+        # Lines added as they are to the ``deleted`` file of an incremental export (malformed ones).
+        self.deleted_file_extra_lines: list[bytes] = []
+        self.deleted_type_in_manifest = True
         self.delay_seconds = 0.0
         self._oversized: dict[str, int] = {}
         self._malformed: dict[str, list[tuple[int, bytes]]] = {}
         # Data: (type, id) -> resource, in load order; and the patients each refers to.
         self._resources: dict[tuple[str, str], dict[str, Any]] = {}
         self._patients_of: dict[tuple[str, str], set[str]] = {}
+        self._deletions: list[tuple[str, str, datetime]] = []  # (type, id, when)
         for resources in resources_by_type.values():
             for resource in resources:
                 self._store(copy.deepcopy(resource), stamp=False)
@@ -309,6 +318,14 @@ class EhrStandIn:
         with self._state.lock:
             self._store(copy.deepcopy(resource), stamp=True)
 
+    def resource_delete(self, resource_type: str, resource_id: str) -> None:
+        """Delete a resource, as an EHR does: gone from later exports, and named in the ``deleted`` file of
+        an export whose ``_since`` is before now."""
+        with self._state.lock:
+            self._resources.pop((resource_type, resource_id), None)
+            self._patients_of.pop((resource_type, resource_id), None)
+            self._deletions.append((resource_type, resource_id, datetime.now(UTC)))
+
     def tokens_expire(self) -> None:
         """Every access token given so far stops working (a client must get a new one)."""
         with self._state.lock:
@@ -374,7 +391,13 @@ class EhrStandIn:
         return chosen
 
     def _job_create(
-        self, level: str, chosen: dict[str, list[dict[str, Any]]], transaction_time: datetime
+        self,
+        level: str,
+        chosen: dict[str, list[dict[str, Any]]],
+        transaction_time: datetime,
+        *,
+        since: datetime | None = None,
+        types: set[str] | frozenset[str] = frozenset(),
     ) -> _Job:
         job = _Job(
             job_id=uuid.uuid4().hex,
@@ -397,6 +420,23 @@ class EhrStandIn:
                     content = self._oversized[resource_type]
                 job.files[name] = (resource_type, content)
                 job.output.append((resource_type, name, len(piece)))
+        if since is not None:
+            # IG 2.0: one transaction Bundle of DELETE entries per line, for what was deleted since _since.
+            deleted = [
+                json.dumps(
+                    {
+                        "resourceType": "Bundle",
+                        "type": "transaction",
+                        "entry": [{"request": {"method": "DELETE", "url": f"{t}/{i}"}}],
+                    },
+                    separators=(",", ":"),
+                ).encode()
+                for t, i, when in self._deletions
+                if when > since and (not types or t in types)
+            ] + list(self.deleted_file_extra_lines)
+            if deleted:
+                job.deleted_name = "deleted-1"
+                job.files[job.deleted_name] = ("Bundle", b"".join(line + b"\n" for line in deleted))
         if self.error_file_lines:
             job.error_name = "errors-1"
             raw = b"".join(json.dumps(line).encode() + b"\n" for line in self.error_file_lines)
@@ -428,6 +468,11 @@ class EhrStandIn:
                 else []
             ),
         }
+        if job.deleted_name:
+            item: dict[str, Any] = {"url": f"{url}/{job.deleted_name}.ndjson"}
+            if self.deleted_type_in_manifest:
+                item["type"] = "Bundle"
+            manifest["deleted"] = [item]
         return manifest
 
     def _client_jwks(self) -> dict[str, Any]:
@@ -763,7 +808,7 @@ def _handler(ehr: EhrStandIn) -> type[BaseHTTPRequestHandler]:
             transaction_time = datetime.now(UTC)
             with ehr._state.lock:
                 chosen = ehr._selected(patients=patients, types=types, since=since, filters=filters)
-                job = ehr._job_create(level, chosen, transaction_time)
+                job = ehr._job_create(level, chosen, transaction_time, since=since, types=types)
                 ehr._state.jobs[job.job_id] = job
             self._outcome(
                 202,

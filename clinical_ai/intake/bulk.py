@@ -67,9 +67,19 @@ MAX_ERROR_LINES = 100
 FILE_TOO_LARGE = "file_too_large"
 # A line of a resource type the sender may not write (its SMART scopes).
 FORBIDDEN = "forbidden"
+# A line of a ``deleted`` file that is not a Bundle of DELETE entries naming Type/id.
+UNREADABLE_DELETION = "unreadable_deletion"
 
 DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_FILE_BYTES = 2 * 1024 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class DeletionCounts:
+    read: int  # resources named as deleted
+    forgotten: int  # stored versions forgotten
+    held_removed: int  # held resources (practitioners, organizations, ...) dropped
+    unreadable: int  # lines refused
 
 
 class BatchClosed(Exception):
@@ -264,6 +274,58 @@ class BatchWriter:
             batch.lines_refused += count
             batch.save(update_fields=["errors", "lines_refused", "updated_at"])
         self.batch = batch
+
+    def deletions(
+        self, file_label: str, references: Iterable[tuple[str, str]], unreadable_lines: Iterable[int] = ()
+    ) -> DeletionCounts:
+        """Resources the source says it deleted since the last pull (one group of a Bulk Data ``deleted``
+        file), in one transaction with the batch's counters: the organization forgets that it stored them
+        (a resource created again under the same id and version is then taken again) and drops the held
+        ones (no reference resolves to a deleted practitioner any more). A patient's records already
+        de-identified and scored stay on record. ``unreadable_lines`` (line numbers) are refused."""
+        pairs = sorted(set(references))
+        unreadable = sorted(unreadable_lines)
+        ids_by_type: dict[str, set[str]] = {}
+        for resource_type, resource_id in pairs:
+            ids_by_type.setdefault(resource_type, set()).add(resource_id)
+        with transaction.atomic():
+            batch = self._batch_lock()
+            forgotten, _ = (
+                SeenResourceVersion.objects.filter(
+                    organization=self.organization,
+                    resource_key_sha256__in={resource_key(t, i) for t, i in pairs},
+                )
+                .exclude(batch=batch)
+                .delete()
+            )
+            held_removed = 0
+            for resource_type, ids in sorted(ids_by_type.items()):
+                held = HeldResource.objects.filter(
+                    organization=self.organization, resource_type=resource_type, resource_id__in=ids
+                )
+                held_removed += held.count()
+                held.delete()  # their identifiers go with them (CASCADE)
+            if unreadable:
+                errors = dict(batch.errors)
+                errors[UNREADABLE_DELETION] = int(errors.get(UNREADABLE_DELETION, 0)) + len(unreadable)
+                batch.errors = errors
+                room = MAX_ERROR_LINES - len(batch.error_lines)
+                batch.error_lines = [
+                    *batch.error_lines,
+                    *(
+                        {"file": file_label[:200], "line": n, "reason": UNREADABLE_DELETION}
+                        for n in unreadable[: max(room, 0)]
+                    ),
+                ]
+                batch.lines_refused += len(unreadable)
+            batch.deletions_read += len(pairs)
+            batch.save(
+                update_fields=["errors", "error_lines", "lines_refused", "deletions_read", "updated_at"]
+            )
+        self.batch = batch
+        return DeletionCounts(
+            read=len(pairs), forgotten=forgotten, held_removed=held_removed, unreadable=len(unreadable)
+        )
 
     # --- one line -------------------------------------------------------------------------------------
 

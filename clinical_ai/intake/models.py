@@ -41,6 +41,8 @@ class BulkBatch(models.Model):
     # Resources of no patient (Practitioner, Organization, Location, ...) kept to resolve references.
     references_held = models.PositiveBigIntegerField(default=0)
     lines_refused = models.PositiveBigIntegerField(default=0)
+    # Resources the source said were deleted since its last pull (a Bulk Data export's ``deleted`` files).
+    deletions_read = models.PositiveBigIntegerField(default=0)
     errors = models.JSONField(default=dict)  # reason -> count
     error_lines = models.JSONField(default=list)  # the first ones: {"file": label, "line": n, "reason": r}
     patients_total = models.PositiveIntegerField(default=0)

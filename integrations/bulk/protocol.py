@@ -48,6 +48,7 @@ from clinical_ai.core.http import (
 )
 from clinical_ai.fhir.dates import FhirDateError, fhir_instant_text, parse_fhir_date_time
 from clinical_ai.fhir.ndjson import lines_split
+from clinical_ai.fhir.resource_types import is_r4_resource_type
 from integrations.fhir.client import ClientError, access_token_of, token_request
 
 # A manifest lists one entry per file: thousands of files fit well within this.
@@ -368,6 +369,8 @@ def _manifest_files(endpoint: BulkEndpoint, entries: object, field: str) -> tupl
         if not isinstance(entry, dict):
             raise BulkRefused(f"manifest: an entry of {field} is not an object", status=200)
         resource_type, url, count = entry.get("type"), entry.get("url"), entry.get("count")
+        if field == "deleted" and resource_type is None:
+            resource_type = "Bundle"  # what a deleted file holds; some manifests leave the type out
         if not isinstance(resource_type, str) or not resource_type or not isinstance(url, str) or not url:
             raise BulkRefused(f"manifest: an entry of {field} lacks its type or url", status=200)
         if url_host(url) not in endpoint.hosts:
@@ -568,3 +571,54 @@ def error_file_reasons(
         for code in codes or {"unreadable"}:
             reasons[code] = reasons.get(code, 0) + 1
     return reasons
+
+
+@dataclass(frozen=True)
+class DeletedLine:
+    """One line of a ``deleted`` file: the resources it says were deleted at the EHR, as (type, id); none
+    when the line is not a Bundle of DELETE entries naming ``Type/id`` (``unreadable``)."""
+
+    number: int
+    references: tuple[tuple[str, str], ...]
+
+    @property
+    def unreadable(self) -> bool:
+        return not self.references
+
+
+_DELETED_URL = re.compile(r"(?:.*/)?([A-Z][A-Za-z]{1,63})/([A-Za-z0-9\-.]{1,64})/?")
+
+
+def _deleted_references(data: bytes) -> tuple[tuple[str, str], ...]:
+    try:
+        bundle = json.loads(data)
+    except ValueError:
+        return ()
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        return ()
+    entries = bundle.get("entry")
+    if not isinstance(entries, list):
+        return ()
+    found: list[tuple[str, str]] = []
+    for entry in entries:
+        request = entry.get("request") if isinstance(entry, dict) else None
+        if not isinstance(request, dict) or request.get("method") != "DELETE":
+            return ()
+        url = request.get("url")
+        match = _DELETED_URL.fullmatch(url.split("?", 1)[0]) if isinstance(url, str) else None
+        if match is None or not is_r4_resource_type(match[1]):
+            return ()
+        found.append((match[1], match[2]))
+    return tuple(found)
+
+
+def deleted_file_lines(
+    chunks: Iterable[bytes], *, max_line_bytes: int = ERROR_LINE_MAX_BYTES
+) -> Iterator[DeletedLine]:
+    """The lines of a ``deleted`` file (IG 2.0: each a transaction Bundle whose entries have
+    ``request.method`` DELETE and ``request.url`` ``Type/id``), as they stream in. A line is taken whole or
+    not at all: one entry that is not such a DELETE makes the line unreadable."""
+    for line in lines_split(chunks, max_line_bytes=max_line_bytes):
+        if line.blank:
+            continue
+        yield DeletedLine(line.number, () if line.too_long else _deleted_references(line.data))

@@ -59,6 +59,8 @@ EXPORT_CANCEL_ACTION = "bulk.export.cancel"
 
 ACTIVE_STATUSES = (BulkExport.Status.QUEUED, BulkExport.Status.RUNNING)
 TRANSPORT_CAP_MARGIN = 1024 * 1024
+# Lines of a ``deleted`` file applied per transaction.
+DELETED_GROUP_LINES = 500
 LEVELS = tuple(choice.value for choice in EhrSource.Level)
 
 BULK_EXPORTS = JobTable(
@@ -664,7 +666,12 @@ def _wait_for_manifest(run: _Run) -> None:
 
 def _files_of(manifest: protocol.Manifest) -> list[dict[str, Any]]:
     files: list[dict[str, Any]] = []
-    for kind, listed in (("output", manifest.output), ("error", manifest.error)):
+    # Deletions first: a resource deleted and then created again is in both, and must end up stored.
+    for kind, listed in (
+        ("deleted", manifest.deleted),
+        ("output", manifest.output),
+        ("error", manifest.error),
+    ):
         for item in listed:
             files.append(
                 {
@@ -692,6 +699,8 @@ def _download_all(run: _Run) -> None:
         label = f"{entry.get('type') or 'file'} file {index + 1}"
         if entry.get("kind") == "error":
             _error_file_read(run, writer, index, label)
+        elif entry.get("kind") == "deleted":
+            _deleted_file_read(run, writer, index, f"deleted file {index + 1}")
         else:
             _output_file_download(run, writer, index, label)
         run.transient_failures = 0
@@ -726,6 +735,45 @@ def _error_file_read(run: _Run, writer: BatchWriter, index: int, label: str) -> 
         for reason, count in sorted(reasons.items()):
             writer.refuse(label, f"the EHR reported: {reason}", count)
         _file_update(run, index, status="done", lines_done=sum(reasons.values()))
+
+
+def _deleted_file_read(run: _Run, writer: BatchWriter, index: int, label: str) -> None:
+    """A ``deleted`` file: the resources the EHR deleted since ``_since``, applied in groups, each group in
+    one transaction with the file's line count (a retry or a resumed pull skips the lines already applied)."""
+    url = run.export.files[index]["url"]
+
+    def attempt() -> None:
+        done = int(run.export.files[index].get("lines_done") or 0)
+        group: list[protocol.DeletedLine] = []
+
+        def apply() -> None:
+            with transaction.atomic():
+                writer.deletions(
+                    label,
+                    [reference for line in group for reference in line.references],
+                    [line.number for line in group if line.unreadable],
+                )
+                _file_update(run, index, lines_done=group[-1].number)
+            group.clear()
+
+        with protocol.file_stream(
+            run.endpoint,
+            _file_token(run),
+            url,
+            max_bytes=_setting("BULK_MAX_FILE_BYTES", 2 * 1024**3),
+            total_seconds=float(_setting("BULK_DOWNLOAD_SECONDS", 3600)),
+        ) as stream:
+            for line in protocol.deleted_file_lines(_until_budget(run, stream.chunks())):
+                if line.number <= done:
+                    continue
+                group.append(line)
+                if len(group) >= DELETED_GROUP_LINES:
+                    apply()
+            if group:
+                apply()
+        _file_update(run, index, status="done")
+
+    run.call(attempt)
 
 
 def _output_file_download(run: _Run, writer: BatchWriter, index: int, label: str) -> None:
@@ -810,6 +858,7 @@ def _counts(batch: BulkBatch | None, export: BulkExport) -> dict[str, Any]:
             duplicates_skipped=batch.duplicates_skipped,
             references_held=batch.references_held,
             lines_refused=batch.lines_refused,
+            resources_deleted_at_ehr=batch.deletions_read,
             patients=batch.patients_total,
         )
     return detail
