@@ -17,7 +17,7 @@ HTML_PREFIXES = ("admin/", "accounts/", "audit/", "review/", "models/")
 # The EHR launch is a browser's visit too (the EHR opens it; it answers pages, not JSON): docs/operations.md.
 HTML_NAMES = {"home", "smart:launch", "smart:launch-callback"}
 # The EHR sources page and its Pull now button (admins, sessions): docs/bulk-data.md.
-HTML_NAMES |= {"bulk:source_list", "bulk:source_pull", "bulk:source_cancel"}
+HTML_NAMES |= {"bulk:source_list", "bulk:source_pull", "bulk:source_cancel", "bulk:upload"}
 # Not endpoints: the OperationOutcome 404 for any other path under /fhir and /cds-services.
 NOT_ENDPOINTS = {"fhir:unknown", "cds_hooks:unknown"}
 SAMPLE_VALUES = {

@@ -3,7 +3,8 @@ exempt from the check are the machine endpoints, which a browser session cannot 
 bearer token or a CDS Hooks JWT in the Authorization header, which a cross-site form cannot send).
 
 The URLconf is walked as in test_url_matrix: a new view is checked without being listed here, and a new
-csrf_exempt view fails until it is added to ``MACHINE_ENDPOINTS`` (and shown not to honour a session).
+csrf_exempt view fails until it is added to ``MACHINE_ENDPOINTS`` (and shown not to honour a session) or to
+``SELF_CHECKED`` (and shown to refuse a POST without the token).
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ READ_ONLY_PUBLIC = {
     # An EHR source's public JWK Set (the gateway's public key, for the EHR to check its assertions).
     "bulk:source_jwks": "/bulk/sources/3f2b8c1e-9a4d-4e7b-8c2a-1d5e6f7a8b9c/jwks.json",
 }
+# Exempt from the middleware's check but checking the token themselves, before reading what matters: the
+# NDJSON upload's handler checks it when the file part begins (the middleware would check it only after the
+# whole body, file included, had been read).
+SELF_CHECKED = {"bulk:upload": "/bulk/upload"}
 _MACHINE_PATHS = {
     "smart:token": "/auth/token",
     "fhir_audit:auditevent-type": "/fhir/AuditEvent",
@@ -70,7 +75,23 @@ def csrf_exempt_patterns() -> dict[str, Pattern]:
 
 
 def test_csrf_exempt_views_are_exactly_the_machine_endpoints() -> None:
-    assert set(csrf_exempt_patterns()) == set(MACHINE_ENDPOINTS) | set(READ_ONLY_PUBLIC)
+    assert set(csrf_exempt_patterns()) == set(MACHINE_ENDPOINTS) | set(READ_ONLY_PUBLIC) | set(SELF_CHECKED)
+
+
+def test_self_checked_views_refuse_a_post_without_the_token(superuser: Any) -> None:
+    """Signed in as a superuser, a multipart POST with a file but no CSRF token is refused (403) and stores
+    nothing but its refusal's audit row."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from clinical_ai.intake.models import BulkBatch
+
+    http = Client(enforce_csrf_checks=True)
+    http.force_login(superuser)
+    for key, path in SELF_CHECKED.items():
+        line = b'{"resourceType":"Patient","id":"p1"}\n'
+        response = http.post(path, {"file": SimpleUploadedFile("p.ndjson", line)})
+        assert response.status_code == 403, (key, response.status_code)
+    assert not BulkBatch.objects.exists()
 
 
 def test_exempt_public_views_take_no_post(clinician: Any) -> None:
@@ -123,7 +144,7 @@ def test_every_other_view_refuses_a_post_without_the_csrf_token(world: World, su
     http = Client(enforce_csrf_checks=True)
     http.force_login(superuser)
     before = _state()
-    exempt = set(MACHINE_ENDPOINTS) | set(READ_ONLY_PUBLIC)
+    exempt = set(MACHINE_ENDPOINTS) | set(READ_ONLY_PUBLIC) | set(SELF_CHECKED)
     checked = 0
     for pattern in url_patterns():
         if pattern.key in exempt:

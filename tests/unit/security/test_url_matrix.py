@@ -240,6 +240,13 @@ ROWS: tuple[Row, ...] = (
         label="another site's",
     ),
     Row("bulk:source_jwks", lambda w: f"{_source_path(w, True)}/jwks.json", everyone(200)),
+    # The NDJSON upload: admins only; a POST with no file part stores nothing and goes back to the page.
+    Row(
+        "bulk:upload",
+        lambda w: "/bulk/upload",
+        html(clinician=403, other_site_clinician=403, auditor=403, admin="302 -> /bulk/sources/"),
+        method="POST",
+    ),
     # Models: the catalogue and cards for everyone with a role; the switches for admins only.
     Row("inference:model_list", lambda w: "/models/", html()),
     Row("inference:model_detail", lambda w: f"/models/{w.model_id}/", html()),
