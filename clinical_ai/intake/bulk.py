@@ -105,8 +105,24 @@ def _max_line_bytes() -> int:
     return int(getattr(settings, "BULK_MAX_LINE_BYTES", DEFAULT_MAX_LINE_BYTES))
 
 
-def _max_file_bytes() -> int:
+def max_file_bytes() -> int:
+    """The most bytes one NDJSON file or body may bring (``BULK_MAX_FILE_BYTES``)."""
     return int(getattr(settings, "BULK_MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES))
+
+
+class CountedChunks:
+    """A stream's chunks as they pass: the bytes that arrived and the largest chunk held at once."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = chunks
+        self.received = 0
+        self.largest = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._chunks:
+            self.received += len(chunk)
+            self.largest = max(self.largest, len(chunk))
+            yield chunk
 
 
 def batch_open(
@@ -241,7 +257,7 @@ class BatchWriter:
         resource types the sender may write; a line of another type is refused as ``forbidden``."""
         if self.batch.status != BulkBatch.Status.RECEIVING:
             raise BatchClosed(f"batch {self.batch.external_id} is {self.batch.status}")
-        capped = _CappedChunks(chunks, max(0, _max_file_bytes() - byte_offset))
+        capped = _CappedChunks(chunks, max(0, max_file_bytes() - byte_offset))
         run = _Run(label=file_label[:200], line_offset=line_offset, on_progress=on_progress, allowed=allowed)
         group = _Group()
         for line in lines_split(capped, max_line_bytes=_max_line_bytes()):
@@ -305,19 +321,8 @@ class BatchWriter:
                 )
                 held_removed += held.count()
                 held.delete()  # their identifiers go with them (CASCADE)
-            if unreadable:
-                errors = dict(batch.errors)
-                errors[UNREADABLE_DELETION] = int(errors.get(UNREADABLE_DELETION, 0)) + len(unreadable)
-                batch.errors = errors
-                room = MAX_ERROR_LINES - len(batch.error_lines)
-                batch.error_lines = [
-                    *batch.error_lines,
-                    *(
-                        {"file": file_label[:200], "line": n, "reason": UNREADABLE_DELETION}
-                        for n in unreadable[: max(room, 0)]
-                    ),
-                ]
-                batch.lines_refused += len(unreadable)
+            _refusals_note(batch, file_label[:200], [(n, UNREADABLE_DELETION) for n in unreadable])
+            batch.lines_refused += len(unreadable)
             batch.deletions_read += len(pairs)
             batch.save(
                 update_fields=["errors", "error_lines", "lines_refused", "deletions_read", "updated_at"]
@@ -388,16 +393,7 @@ class BatchWriter:
                 ignore_conflicts=True,
             )
             refused_lines = [(n, r) for n, r in group.refused if r != FILE_TOO_LARGE]
-            errors = dict(batch.errors)
-            for _, reason in group.refused:
-                errors[reason] = int(errors.get(reason, 0)) + 1
-            room = MAX_ERROR_LINES - len(batch.error_lines)
-            if room > 0:
-                batch.error_lines = [
-                    *batch.error_lines,
-                    *({"file": run.label, "line": n, "reason": r} for n, r in group.refused[:room]),
-                ]
-            batch.errors = errors
+            _refusals_note(batch, run.label, group.refused)
             batch.lines_read += group.lines
             batch.resources_staged += staged
             batch.duplicates_skipped += duplicates
@@ -563,6 +559,23 @@ class BatchWriter:
                 for digest in sorted(digests)
             )
         HeldIdentifier.objects.bulk_create(identifiers, batch_size=500)
+
+
+def _refusals_note(batch: BulkBatch, file_label: str, refused: list[tuple[int, str]]) -> None:
+    """Count ``refused`` (line number, reason) on the batch by reason, and keep the first lines of the batch
+    (up to MAX_ERROR_LINES) with the file's label. The caller counts ``lines_refused`` and saves."""
+    if not refused:
+        return
+    errors = dict(batch.errors)
+    for _, reason in refused:
+        errors[reason] = int(errors.get(reason, 0)) + 1
+    batch.errors = errors
+    room = MAX_ERROR_LINES - len(batch.error_lines)
+    if room > 0:
+        batch.error_lines = [
+            *batch.error_lines,
+            *({"file": file_label, "line": n, "reason": r} for n, r in refused[:room]),
+        ]
 
 
 def _identifiers(resource: dict[str, Any]) -> Iterator[tuple[str, str]]:

@@ -20,6 +20,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -716,18 +717,27 @@ def _file_token(run: _Run) -> str | None:
     return run.access_token() if run.export.requires_access_token else None
 
 
+def _file_stream(
+    run: _Run, url: str, *, margin: int = 0, start_byte: int = 0
+) -> AbstractContextManager[protocol.FileStream]:
+    """One file of the manifest, streamed with the token when the manifest asks for one, capped at
+    BULK_MAX_FILE_BYTES (+ ``margin``) and BULK_DOWNLOAD_SECONDS."""
+    return protocol.file_stream(
+        run.endpoint,
+        _file_token(run),
+        url,
+        max_bytes=_setting("BULK_MAX_FILE_BYTES", 2 * 1024**3) + margin,
+        total_seconds=float(_setting("BULK_DOWNLOAD_SECONDS", 3600)),
+        start_byte=start_byte,
+    )
+
+
 def _error_file_read(run: _Run, writer: BatchWriter, index: int, label: str) -> None:
     """An error file: OperationOutcomes counted by issue code and recorded on the batch as refusals."""
     url = run.export.files[index]["url"]
 
     def read() -> dict[str, int]:
-        with protocol.file_stream(
-            run.endpoint,
-            _file_token(run),
-            url,
-            max_bytes=_setting("BULK_MAX_FILE_BYTES", 2 * 1024**3),
-            total_seconds=float(_setting("BULK_DOWNLOAD_SECONDS", 3600)),
-        ) as stream:
+        with _file_stream(run, url) as stream:
             return protocol.error_file_reasons(stream.chunks())
 
     reasons = run.call(read)
@@ -756,13 +766,7 @@ def _deleted_file_read(run: _Run, writer: BatchWriter, index: int, label: str) -
                 _file_update(run, index, lines_done=group[-1].number)
             group.clear()
 
-        with protocol.file_stream(
-            run.endpoint,
-            _file_token(run),
-            url,
-            max_bytes=_setting("BULK_MAX_FILE_BYTES", 2 * 1024**3),
-            total_seconds=float(_setting("BULK_DOWNLOAD_SECONDS", 3600)),
-        ) as stream:
+        with _file_stream(run, url) as stream:
             for line in protocol.deleted_file_lines(_until_budget(run, stream.chunks())):
                 if line.number <= done:
                     continue
@@ -783,16 +787,9 @@ def _output_file_download(run: _Run, writer: BatchWriter, index: int, label: str
     def attempt() -> None:
         entry = run.export.files[index]
         lines_done, bytes_done = int(entry.get("lines_done") or 0), int(entry.get("bytes") or 0)
-        with protocol.file_stream(
-            run.endpoint,
-            _file_token(run),
-            entry["url"],
-            # The writer stops the file at BULK_MAX_FILE_BYTES and keeps what it read (the file is refused
-            # past there, counted); the transport's own cap, a little further, is only the backstop.
-            max_bytes=_setting("BULK_MAX_FILE_BYTES", 2 * 1024**3) + TRANSPORT_CAP_MARGIN,
-            total_seconds=float(_setting("BULK_DOWNLOAD_SECONDS", 3600)),
-            start_byte=bytes_done,
-        ) as stream:
+        # The writer stops the file at BULK_MAX_FILE_BYTES and keeps what it read (the file is refused past
+        # there, counted); the transport's own cap, a little further, is only the backstop.
+        with _file_stream(run, entry["url"], margin=TRANSPORT_CAP_MARGIN, start_byte=bytes_done) as stream:
             resumed = bytes_done > 0 and stream.resumed_at == bytes_done
             base_lines, base_bytes = (lines_done, bytes_done) if resumed else (0, 0)
 

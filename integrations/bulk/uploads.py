@@ -9,7 +9,7 @@ the name is shown once, to its sender, in the message after the upload, and is n
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any
@@ -27,12 +27,13 @@ from clinical_ai.accounts.models import Organization
 from clinical_ai.audit.models import Outcome
 from clinical_ai.audit.services import Actor, audit_record
 from clinical_ai.intake.bulk import (
-    DEFAULT_MAX_FILE_BYTES,
     FILE_TOO_LARGE,
     BatchWriter,
+    CountedChunks,
     batch_cancel,
     batch_finish,
     batch_open,
+    max_file_bytes,
 )
 from clinical_ai.intake.models import BulkBatch
 from integrations.bulk.selectors import REFUSAL_WORDS, upload_site_for_admin
@@ -57,10 +58,6 @@ NO_USABLE_LINE = "no_usable_line"
 NO_FILE = "no_file"
 
 
-def upload_max_bytes() -> int:
-    return int(getattr(settings, "BULK_MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES))
-
-
 @dataclass
 class UploadResult:
     """What became of one upload. ``file_name`` is for the sender's message only."""
@@ -71,21 +68,6 @@ class UploadResult:
     batch: BulkBatch | None = None
     bytes_received: int = 0
     patients_queued: int = 0
-
-
-class _Counted:
-    """The file part's chunks, counting the bytes and the largest chunk held at once."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks = chunks
-        self.received = 0
-        self.largest = 0
-
-    def __iter__(self) -> Iterator[bytes]:
-        for chunk in self._chunks:
-            self.received += len(chunk)
-            self.largest = max(self.largest, len(chunk))
-            yield chunk
 
 
 def _drain(part: Iterable[bytes]) -> None:
@@ -163,7 +145,7 @@ class NdjsonUploadHandler(FileUploadHandler):
         if organization is None:
             return UploadResult(refused=NOT_ADMIN, file_name=file_name)
         result = UploadResult(file_name=file_name, organization=organization)
-        if content_length > upload_max_bytes() + FORM_ALLOWANCE_BYTES:
+        if content_length > max_file_bytes() + FORM_ALLOWANCE_BYTES:
             result.refused = TOO_LARGE
             return result
         chunks = iter(part)
@@ -180,7 +162,7 @@ class NdjsonUploadHandler(FileUploadHandler):
             actor=actor,
             request_id=self.request_id,
         )
-        counted = _Counted(chain([first], chunks))
+        counted = CountedChunks(chain([first], chunks))
         progress = BatchWriter(batch, actor=actor).feed(label, counted)
         self.largest_chunk = counted.largest
         result.batch, result.bytes_received = batch, counted.received
@@ -241,7 +223,7 @@ def _refused_lines_words(batch: BulkBatch) -> str:
 
 
 def upload_limit_words() -> str:
-    return _size_words(upload_max_bytes())
+    return _size_words(max_file_bytes())
 
 
 def upload_words(result: UploadResult) -> str:
@@ -251,7 +233,7 @@ def upload_words(result: UploadResult) -> str:
         return "Choose a file to send; nothing was stored."
     if result.refused == TOO_LARGE:
         return (
-            f"{name}: the file is larger than the {_size_words(upload_max_bytes())} allowed; nothing was "
+            f"{name}: the file is larger than the {_size_words(max_file_bytes())} allowed; nothing was "
             "stored. Split it into smaller files and send each one."
         )
     if result.refused == EMPTY:

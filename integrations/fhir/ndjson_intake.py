@@ -7,21 +7,20 @@ processed (resources of no patient that the token may write stay held, as refere
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-
-from django.conf import settings
+from collections.abc import Iterable
 
 from clinical_ai.accounts.models import Organization
 from clinical_ai.audit.services import Actor
 from clinical_ai.fhir.ndjson import NDJSON_MEDIA_TYPE
 from clinical_ai.fhir.outcome import FhirError, Issue, operation_outcome
 from clinical_ai.intake.bulk import (
-    DEFAULT_MAX_FILE_BYTES,
     FORBIDDEN,
     BatchWriter,
+    CountedChunks,
     batch_cancel,
     batch_finish,
     batch_open,
+    max_file_bytes,
 )
 from clinical_ai.intake.models import BulkBatch
 from integrations.fhir.services import FhirResponse
@@ -38,23 +37,6 @@ def is_ndjson(content_type: str | None) -> bool:
     return media_type in NDJSON_MEDIA_TYPES
 
 
-def ndjson_max_bytes() -> int:
-    return int(getattr(settings, "BULK_MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES))
-
-
-class _Counted:
-    """The body's chunks, counting the bytes that arrived."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks = chunks
-        self.received = 0
-
-    def __iter__(self) -> Iterator[bytes]:
-        for chunk in self._chunks:
-            self.received += len(chunk)
-            yield chunk
-
-
 def ndjson_post_ingest(
     *, principal: SmartPrincipal, chunks: Iterable[bytes], declared_length: int, request_id: str
 ) -> FhirResponse:
@@ -63,10 +45,8 @@ def ndjson_post_ingest(
     this endpoint does not take at all."""
     if declared_length <= 0:
         raise FhirError.single(400, "required", "The NDJSON body is empty: send one FHIR resource per line")
-    if declared_length > ndjson_max_bytes():
-        raise FhirError.single(
-            413, "too-costly", f"The NDJSON body is larger than {ndjson_max_bytes()} bytes"
-        )
+    if declared_length > max_file_bytes():
+        raise FhirError.single(413, "too-costly", f"The NDJSON body is larger than {max_file_bytes()} bytes")
     organization = Organization.objects.get(pk=principal.organization_id)
     actor = Actor.ehr_client(principal.client_id)
     batch = batch_open(
@@ -76,7 +56,7 @@ def ndjson_post_ingest(
         actor=actor,
         request_id=request_id,
     )
-    body = _Counted(chunks)
+    body = CountedChunks(chunks)
     BatchWriter(batch, actor=actor).feed(
         "body", body, allowed=lambda resource_type: principal.can(resource_type, "update")
     )
